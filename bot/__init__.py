@@ -1,0 +1,1 @@
+"""AccessBot: time-bound, approved, audited Kubernetes access handed out through Slack."""

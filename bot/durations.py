@@ -1,0 +1,93 @@
+"""Human durations such as ``30m``, ``2h``, ``1d`` and ``1h30m``.
+
+One grammar is shared by Slack commands, the request modal and the policy file so
+that whatever a user sees printed (``format_duration``) they can type back in.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated
+
+from pydantic import BeforeValidator, PlainSerializer
+
+__all__ = ["Duration", "DurationError", "format_duration", "parse_duration"]
+
+ACCEPTED_FORMAT = "use e.g. 30m, 2h, 1d, 1h30m"
+
+# Units must appear at most once and largest first, so "1h30m" is accepted while
+# the ambiguous-looking "30m1h" and "1h1h" are not.
+_PATTERN = re.compile(r"(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?")
+_UNIT_SECONDS = (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1))
+
+
+class DurationError(ValueError):
+    """A duration the user typed (or wrote in the policy) cannot be understood."""
+
+
+def _invalid(text: object, why: str = "") -> DurationError:
+    detail = f"{why}; {ACCEPTED_FORMAT}" if why else ACCEPTED_FORMAT
+    return DurationError(f"invalid duration {text!r} ({detail})")
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse ``1d2h30m15s``-style text; units are optional but ordered d, h, m, s.
+
+    Surrounding whitespace and upper case are tolerated because people type these
+    into Slack by hand; anything else is an error rather than a guess.
+    """
+    match = _PATTERN.fullmatch(text.strip().lower())
+    if match is None or not any(match.groupdict().values()):
+        raise _invalid(text)
+    seconds = sum(int(match[unit] or 0) * size for unit, size in _UNIT_SECONDS)
+    if seconds <= 0:
+        raise _invalid(text, "must be longer than zero")
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        raise _invalid(text, "far too long") from None
+
+
+def format_duration(td: timedelta) -> str:
+    """Shortest canonical spelling, e.g. ``1h30m``, ``1d``; zero units are omitted.
+
+    Sub-second parts are dropped (rounded down): grants are second-granular and a
+    fraction would not survive a round trip through ``parse_duration``.
+    """
+    if td < timedelta(0):
+        raise ValueError(f"cannot format a negative duration ({td})")
+    remaining = int(td.total_seconds())
+    if remaining == 0:
+        return "0s"
+    parts: list[str] = []
+    for unit, size in _UNIT_SECONDS:
+        count, remaining = divmod(remaining, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
+def _coerce_duration(value: object) -> timedelta:
+    """Accept duration text, whole seconds, or an existing positive timedelta."""
+    if isinstance(value, str):
+        return parse_duration(value)
+    # bool is an int subclass; ``true`` in YAML is never meant as one second.
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value <= 0:
+            raise _invalid(value, "must be longer than zero")
+        return timedelta(seconds=value)
+    if isinstance(value, timedelta):
+        if value <= timedelta(0):
+            raise _invalid(str(value), "must be longer than zero")
+        return value
+    raise _invalid(value, "expected text like 2h or a whole number of seconds")
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_coerce_duration),
+    # JSON dumps use the same spelling people write, not ISO 8601 "PT2H".
+    PlainSerializer(format_duration, return_type=str, when_used="json"),
+]
+"""Positive duration field for pydantic models: ``"1h30m"``, ``5400`` or a timedelta."""
