@@ -1,0 +1,170 @@
+"""One Kubernetes API client per policy cluster, shared, off the event loop.
+
+The official client is synchronous. Rather than adopt a second client library,
+every call runs in one bounded thread pool, so a slow apiserver can tie up at
+most ``max_workers`` threads and never the event loop. Every call carries a
+request timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, ParamSpec, TypeVar
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from k8s.errors import ClusterError
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# (connect, read) seconds. Reads of large lists get more time than writes.
+DEFAULT_TIMEOUT: tuple[float, float] = (5.0, 30.0)
+
+# HTTP statuses worth retrying: throttling, server-side trouble, timeouts.
+TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class ClusterTarget:
+    """How to reach one cluster: a kubeconfig context, or in-cluster config."""
+
+    name: str
+    context: str | None = None
+    in_cluster: bool = False
+    kubeconfig: str | None = None
+    server_override: str | None = None
+
+
+@dataclass
+class ClusterClient:
+    """A configured API client for one cluster plus the pool its calls run in."""
+
+    name: str
+    api_client: client.ApiClient
+    pool: ThreadPoolExecutor
+    server: str
+    ca_data: bytes
+    timeout: tuple[float, float] = DEFAULT_TIMEOUT
+    core: client.CoreV1Api = field(init=False)
+    rbac: client.RbacAuthorizationV1Api = field(init=False)
+    authn: client.AuthenticationV1Api = field(init=False)
+    authz: client.AuthorizationV1Api = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.core = client.CoreV1Api(self.api_client)
+        self.rbac = client.RbacAuthorizationV1Api(self.api_client)
+        self.authn = client.AuthenticationV1Api(self.api_client)
+        self.authz = client.AuthorizationV1Api(self.api_client)
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run one blocking client call in the pool, with a timeout, mapping errors."""
+        kwargs.setdefault("_request_timeout", self.timeout)
+        bound = functools.partial(fn, *args, **kwargs)
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self.pool, bound)
+        except ApiException as exc:
+            raise api_error(self.name, exc) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ClusterError(
+                f"cluster {self.name}: cannot reach the API server ({exc.__class__.__name__})",
+                cluster=self.name,
+                transient=True,
+            ) from exc
+
+    def close(self) -> None:
+        self.api_client.close()
+
+
+def api_error(cluster: str, exc: ApiException) -> ClusterError:
+    """Turn an ApiException into a ClusterError with the apiserver's own words."""
+    status = int(exc.status or 0)
+    reason = exc.reason or "error"
+    err = ClusterError(
+        f"cluster {cluster}: API answered {status} {reason}",
+        cluster=cluster,
+        transient=status in TRANSIENT_STATUSES or status == 0,
+    )
+    err.status = status  # type: ignore[attr-defined]
+    return err
+
+
+def status_of(exc: BaseException) -> int:
+    """HTTP status of a mapped API error, 0 when there was none."""
+    cause = exc.__cause__
+    if isinstance(cause, ApiException):
+        return int(cause.status or 0)
+    return 0
+
+
+def _configuration(target: ClusterTarget) -> client.Configuration:
+    cfg = client.Configuration()
+    if target.in_cluster:
+        config.load_incluster_config(client_configuration=cfg)
+    else:
+        config.load_kube_config(
+            config_file=target.kubeconfig,
+            context=target.context,
+            client_configuration=cfg,
+            persist_config=False,
+        )
+    return cfg
+
+
+def _ca_data(cfg: client.Configuration) -> bytes:
+    if cfg.ssl_ca_cert:
+        with open(cfg.ssl_ca_cert, "rb") as fh:
+            return fh.read()
+    return b""
+
+
+class ClusterRegistry:
+    """Owns one client per cluster, created once, and the shared thread pool."""
+
+    def __init__(
+        self,
+        targets: Mapping[str, ClusterTarget],
+        *,
+        max_workers: int = 16,
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+    ) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="k8s")
+        self._clients: dict[str, ClusterClient] = {}
+        for name, target in targets.items():
+            cfg = _configuration(target)
+            # The pool bounds concurrency; let urllib3 keep as many connections.
+            cfg.connection_pool_maxsize = max_workers
+            api = client.ApiClient(configuration=cfg)
+            self._clients[name] = ClusterClient(
+                name=name,
+                api_client=api,
+                pool=self._pool,
+                server=target.server_override or cfg.host,
+                ca_data=_ca_data(cfg),
+                timeout=timeout,
+            )
+
+    def __getitem__(self, name: str) -> ClusterClient:
+        try:
+            return self._clients[name]
+        except KeyError:
+            raise ClusterError(f"unknown cluster {name!r}", cluster=name) from None
+
+    def __iter__(self) -> Any:
+        return iter(self._clients.values())
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._clients)
+
+    def close(self) -> None:
+        for c in self._clients.values():
+            c.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)

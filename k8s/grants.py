@@ -1,0 +1,396 @@
+"""Grant objects on a cluster: provision, revoke, list, verify.
+
+Every operation is idempotent. Object names derive from the grant id, so a
+retried or resumed ``provision`` finds what an earlier attempt made instead of
+making it twice; labels tell ours apart from look-alikes we must not touch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from functools import partial
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from kubernetes import client
+
+from k8s import names
+from k8s.clients import ClusterClient, status_of
+from k8s.errors import ClusterError, MissingNamespaceError, NotManagedError
+
+MIN_TOKEN_SECONDS = 600  # the TokenRequest API's floor
+Scope = Literal["namespace", "cluster"]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class GrantSpec:
+    """What the cluster needs to know about one approved grant."""
+
+    grant_id: str
+    requester: str  # Slack user ID
+    handle: str  # human-readable name for object names
+    role: str
+    cluster_role: str
+    scope: Scope
+    namespace: str | None  # target namespace for scope "namespace"
+    sa_namespace: str
+    expires_at: dt.datetime
+    approved_by: tuple[str, ...] = ()
+
+    @property
+    def sa_name(self) -> str:
+        return names.service_account_name(self.handle, self.grant_id)
+
+    @property
+    def binding_name(self) -> str:
+        return names.binding_name(self.sa_name)
+
+    @property
+    def sa_user(self) -> str:
+        return f"system:serviceaccount:{self.sa_namespace}:{self.sa_name}"
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str = field(repr=False)  # never in a repr, log line or traceback
+    expires_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class ManagedObject:
+    kind: Literal["ServiceAccount", "RoleBinding", "ClusterRoleBinding"]
+    namespace: str | None
+    name: str
+    grant_id: str
+    requester: str
+    expires_at: dt.datetime | None
+
+
+def _metadata(spec: GrantSpec, name: str, namespace: str | None) -> client.V1ObjectMeta:
+    return client.V1ObjectMeta(
+        name=name,
+        namespace=namespace,
+        labels={names.MANAGED_BY: names.MANAGED_BY_VALUE, names.GRANT_ID: spec.grant_id},
+        annotations={
+            names.REQUESTER: spec.requester,
+            names.ROLE: spec.role,
+            names.EXPIRES_AT: rfc3339(spec.expires_at),
+            names.APPROVED_BY: ",".join(spec.approved_by),
+        },
+    )
+
+
+def rfc3339(at: dt.datetime) -> str:
+    return at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_rfc3339(text: str | None) -> dt.datetime | None:
+    if not text:
+        return None
+    try:
+        return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    except ValueError:
+        return None
+
+
+def _owned_by(meta: client.V1ObjectMeta | None, grant_id: str) -> bool:
+    labels = (meta.labels if meta else None) or {}
+    return bool(
+        labels.get(names.MANAGED_BY) == names.MANAGED_BY_VALUE
+        and labels.get(names.GRANT_ID) == grant_id
+    )
+
+
+async def _create_or_adopt(
+    c: ClusterClient,
+    create: Callable[..., Any],
+    read: Callable[..., Any],
+    what: str,
+    grant_id: str,
+) -> bool:
+    """Create an object; if it exists, accept it only if it is this grant's. True if created."""
+    try:
+        await c.call(create)
+        return True
+    except ClusterError as exc:
+        if status_of(exc) != 409:
+            raise
+    existing = await c.call(read)
+    if not _owned_by(existing.metadata, grant_id):
+        raise NotManagedError(
+            f"cluster {c.name}: {what} already exists and is not managed by accessbot "
+            f"for grant {grant_id}; refusing to touch it",
+            cluster=c.name,
+        )
+    return False
+
+
+async def _require_namespace(c: ClusterClient, namespace: str, purpose: str) -> None:
+    try:
+        await c.call(c.core.read_namespace, namespace)
+    except ClusterError as exc:
+        if status_of(exc) == 404:
+            raise MissingNamespaceError(
+                f"cluster {c.name}: namespace {namespace!r} ({purpose}) does not exist",
+                cluster=c.name,
+            ) from exc
+        raise
+
+
+async def ensure_service_account(c: ClusterClient, spec: GrantSpec) -> bool:
+    body = client.V1ServiceAccount(
+        metadata=_metadata(spec, spec.sa_name, spec.sa_namespace),
+        automount_service_account_token=False,
+    )
+    return await _create_or_adopt(
+        c,
+        partial(c.core.create_namespaced_service_account, spec.sa_namespace, body),
+        partial(c.core.read_namespaced_service_account, spec.sa_name, spec.sa_namespace),
+        f"ServiceAccount {spec.sa_namespace}/{spec.sa_name}",
+        spec.grant_id,
+    )
+
+
+def _subject(spec: GrantSpec) -> client.RbacV1Subject:
+    return client.RbacV1Subject(
+        kind="ServiceAccount", name=spec.sa_name, namespace=spec.sa_namespace
+    )
+
+
+def _role_ref(spec: GrantSpec) -> client.V1RoleRef:
+    return client.V1RoleRef(
+        api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=spec.cluster_role
+    )
+
+
+async def ensure_binding(c: ClusterClient, spec: GrantSpec) -> bool:
+    name = spec.binding_name
+    if spec.scope == "cluster":
+        crb = client.V1ClusterRoleBinding(
+            metadata=_metadata(spec, name, None),
+            role_ref=_role_ref(spec),
+            subjects=[_subject(spec)],
+        )
+        return await _create_or_adopt(
+            c,
+            partial(c.rbac.create_cluster_role_binding, crb),
+            partial(c.rbac.read_cluster_role_binding, name),
+            f"ClusterRoleBinding {name}",
+            spec.grant_id,
+        )
+    ns = _target_namespace(spec)
+    rb = client.V1RoleBinding(
+        metadata=_metadata(spec, name, ns), role_ref=_role_ref(spec), subjects=[_subject(spec)]
+    )
+    return await _create_or_adopt(
+        c,
+        partial(c.rbac.create_namespaced_role_binding, ns, rb),
+        partial(c.rbac.read_namespaced_role_binding, name, ns),
+        f"RoleBinding {ns}/{name}",
+        spec.grant_id,
+    )
+
+
+def _target_namespace(spec: GrantSpec) -> str:
+    if not spec.namespace:
+        raise ValueError(f"grant {spec.grant_id}: a namespaced grant needs a namespace")
+    return spec.namespace
+
+
+def token_seconds(expires_at: dt.datetime, now: dt.datetime) -> int:
+    """Seconds the token must live to cover the grant, at least the API minimum."""
+    return max(MIN_TOKEN_SECONDS, math.ceil((expires_at - now).total_seconds()))
+
+
+async def issue_token(c: ClusterClient, spec: GrantSpec, now: dt.datetime) -> IssuedToken:
+    """A TokenRequest token; the cluster may shorten it below what we asked."""
+    body = client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(
+            audiences=[], expiration_seconds=token_seconds(spec.expires_at, now)
+        )
+    )
+    resp = await c.call(
+        c.core.create_namespaced_service_account_token, spec.sa_name, spec.sa_namespace, body
+    )
+    status = resp.status
+    if status is None or not status.token:
+        raise ClusterError(f"cluster {c.name}: TokenRequest returned no token", cluster=c.name)
+    expires = status.expiration_timestamp or spec.expires_at
+    return IssuedToken(token=status.token, expires_at=expires)
+
+
+async def provision(
+    c: ClusterClient,
+    spec: GrantSpec,
+    *,
+    now: dt.datetime | None = None,
+    on_step: Callable[[str], Any] | None = None,
+) -> IssuedToken:
+    """Make (or finish making) a grant's objects and mint its token.
+
+    ``on_step`` is called after each object exists; the workflow uses it to
+    record progress and tests use it to crash at exact points.
+    """
+    await _require_namespace(c, spec.sa_namespace, "where accessbot creates ServiceAccounts")
+    if spec.scope == "namespace":
+        await _require_namespace(c, _target_namespace(spec), "the namespace the grant is for")
+    await ensure_service_account(c, spec)
+    _step(on_step, "service_account")
+    await ensure_binding(c, spec)
+    _step(on_step, "binding")
+    token = await issue_token(c, spec, now or dt.datetime.now(dt.UTC))
+    _step(on_step, "token")
+    return token
+
+
+def _step(on_step: Callable[[str], Any] | None, name: str) -> None:
+    if on_step is not None:
+        on_step(name)
+
+
+async def _ignore_404(coro: Any) -> bool:
+    try:
+        await coro
+        return True
+    except ClusterError as exc:
+        if status_of(exc) == 404:
+            return False
+        raise
+
+
+async def revoke(c: ClusterClient, grant_id: str) -> list[str]:
+    """Delete a grant's objects, ServiceAccount first: that is what kills its tokens.
+
+    Returns ``Kind namespace/name`` of each object deleted; a second call
+    returns an empty list.
+    """
+    selector = names.grant_selector(grant_id)
+    deleted: list[str] = []
+    sas = await list_all(c, c.core.list_service_account_for_all_namespaces, selector)
+    for sa in sas:
+        meta = sa.metadata
+        if await _ignore_404(
+            c.call(c.core.delete_namespaced_service_account, meta.name, meta.namespace)
+        ):
+            deleted.append(f"ServiceAccount {meta.namespace}/{meta.name}")
+    rbs = await list_all(c, c.rbac.list_role_binding_for_all_namespaces, selector)
+    for rb in rbs:
+        meta = rb.metadata
+        if await _ignore_404(
+            c.call(c.rbac.delete_namespaced_role_binding, meta.name, meta.namespace)
+        ):
+            deleted.append(f"RoleBinding {meta.namespace}/{meta.name}")
+    for crb in await list_all(c, c.rbac.list_cluster_role_binding, selector):
+        if await _ignore_404(c.call(c.rbac.delete_cluster_role_binding, crb.metadata.name)):
+            deleted.append(f"ClusterRoleBinding {crb.metadata.name}")
+    return deleted
+
+
+async def list_all(
+    c: ClusterClient, list_fn: Callable[..., Any], label_selector: str, page_size: int = 500
+) -> list[Any]:
+    """Every item of a list call, following ``continue`` tokens page by page."""
+    items: list[Any] = []
+    token: str | None = None
+    while True:
+        page = await c.call(
+            list_fn, label_selector=label_selector, limit=page_size, _continue=token
+        )
+        items.extend(page.items or [])
+        token = page.metadata._continue if page.metadata else None
+        if not token:
+            return items
+
+
+def _managed(kind: Any, obj: Any) -> ManagedObject:
+    meta = obj.metadata
+    labels = meta.labels or {}
+    annotations = meta.annotations or {}
+    return ManagedObject(
+        kind=kind,
+        namespace=meta.namespace,
+        name=meta.name,
+        grant_id=labels.get(names.GRANT_ID, ""),
+        requester=annotations.get(names.REQUESTER, ""),
+        expires_at=parse_rfc3339(annotations.get(names.EXPIRES_AT)),
+    )
+
+
+async def list_managed(c: ClusterClient, page_size: int = 500) -> list[ManagedObject]:
+    """Every object on the cluster labelled as AccessBot's."""
+    sel = names.MANAGED_SELECTOR
+    sources: list[tuple[Any, Callable[..., Any]]] = [
+        ("ServiceAccount", c.core.list_service_account_for_all_namespaces),
+        ("RoleBinding", c.rbac.list_role_binding_for_all_namespaces),
+        ("ClusterRoleBinding", c.rbac.list_cluster_role_binding),
+    ]
+    found: list[ManagedObject] = []
+    for kind, fn in sources:
+        found.extend(_managed(kind, o) for o in await list_all(c, fn, sel, page_size))
+    return found
+
+
+@dataclass(frozen=True)
+class Verification:
+    username: str
+    rules: int
+
+
+_SELF_REVIEW_RESOURCES = frozenset(
+    {"selfsubjectaccessreviews", "selfsubjectrulesreviews", "selfsubjectreviews"}
+)
+
+
+async def verify(c: ClusterClient, spec: GrantSpec, token: IssuedToken) -> Verification:
+    """Prove, with the new token itself, that it authenticates and the role took hold.
+
+    Uses only self-review APIs every authenticated identity may call, so the
+    bot needs no extra RBAC to check its work.
+    """
+    api = _token_client(c, token)
+    try:
+        authn = client.AuthenticationV1Api(api)
+        review = await c.call(authn.create_self_subject_review, client.V1SelfSubjectReview())
+        info = review.status.user_info if review.status else None
+        username = info.username if info else None
+        if username != spec.sa_user:
+            raise ClusterError(
+                f"cluster {c.name}: new token authenticates as {username!r}, not {spec.sa_user}",
+                cluster=c.name,
+            )
+        ns = spec.namespace or spec.sa_namespace
+        authz = client.AuthorizationV1Api(api)
+        rules_review = await c.call(
+            authz.create_self_subject_rules_review,
+            client.V1SelfSubjectRulesReview(spec=client.V1SelfSubjectRulesReviewSpec(namespace=ns)),
+        )
+        granted = [
+            r
+            for r in (rules_review.status.resource_rules if rules_review.status else None) or []
+            if not set(r.resources or []) <= _SELF_REVIEW_RESOURCES
+        ]
+        if not granted:
+            raise ClusterError(
+                f"cluster {c.name}: token for {spec.sa_user} has no permissions from "
+                f"ClusterRole {spec.cluster_role} in {ns}",
+                cluster=c.name,
+                transient=True,  # RBAC caches can lag a freshly created binding
+            )
+        return Verification(username=username, rules=len(granted))
+    finally:
+        api.close()
+
+
+def _token_client(c: ClusterClient, token: IssuedToken) -> client.ApiClient:
+    base = c.api_client.configuration
+    cfg = client.Configuration(
+        host=base.host,
+        ssl_ca_cert=base.ssl_ca_cert,
+        verify_ssl=base.verify_ssl,
+        api_key={"BearerToken": token.token},
+        api_key_prefix={"BearerToken": "Bearer"},
+    )
+    return client.ApiClient(configuration=cfg)
