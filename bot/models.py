@@ -1,0 +1,151 @@
+"""The records AccessBot keeps: one ``Grant`` per access request.
+
+A request and the grant it becomes share one id: the Approve button, the
+revoke command and the Kubernetes labels all name the same thing, so there is
+no mapping to lose in a crash.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bot.lifecycle import LIVE, State, Tally, Transition, is_terminal, transition
+from bot.policy import ResolvedRequest, Scope
+
+Kind = Literal["access", "extend"]
+
+
+def new_id() -> str:
+    """10 lowercase base32 characters: fits Kubernetes names and reads aloud well."""
+    return base64.b32encode(secrets.token_bytes(5)).decode().lower()
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Step(BaseModel):
+    """A recorded transition, as stored."""
+
+    model_config = ConfigDict(frozen=True)
+
+    from_state: State
+    to_state: State
+    actor: str
+    at: datetime
+    reason: str = ""
+
+
+class MessageRef(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    channel: str
+    ts: str
+
+
+class Grant(BaseModel):
+    """A request for access and, once approved, the access itself."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    kind: Kind = "access"
+    state: State = State.PENDING
+    requester: str
+    handle: str
+    role: str
+    cluster: str
+    namespace: str | None
+    scope: Scope
+    cluster_role: str
+    duration_s: int
+    reason: str
+    approvals_required: int
+    approvals: tuple[str, ...] = ()
+    denied_by: str | None = None
+    created_at: datetime
+    pending_until: datetime
+    expires_at: datetime | None = None
+    # For kind == "extend": the grant being extended. An approved extension
+    # request stays "approved": its effect lives on the grant it extended.
+    extends: str | None = None
+    # Extension request ids applied to this grant, so a replayed job cannot
+    # extend twice.
+    extensions: tuple[str, ...] = ()
+    card: MessageRef | None = None
+    delivered_file: str | None = None
+    failure: str | None = None
+    history: tuple[Step, ...] = ()
+    version: int = 0
+
+    @property
+    def duration(self) -> timedelta:
+        return timedelta(seconds=self.duration_s)
+
+    @property
+    def tally(self) -> Tally:
+        return Tally(self.approvals_required, self.approvals)
+
+    @property
+    def live(self) -> bool:
+        """Access exists or is on its way (extension requests never are)."""
+        return self.kind == "access" and self.state in LIVE
+
+    @property
+    def ended(self) -> bool:
+        return is_terminal(self.state)
+
+    @property
+    def kubeconfig_filename(self) -> str:
+        return f"{self.cluster}-{self.role}.kubeconfig"
+
+    def moved(self, target: State, actor: str, at: datetime, reason: str = "") -> Grant:
+        """This grant in ``target`` with the step recorded; raises IllegalTransition."""
+        step: Transition = transition(self.state, target, actor, at, reason)
+        return self.model_copy(
+            update={
+                "state": target,
+                "history": (*self.history, Step(**step.__dict__)),
+            }
+        )
+
+    def last_actor(self) -> str:
+        return self.history[-1].actor if self.history else self.requester
+
+
+def new_grant(
+    resolved: ResolvedRequest, *, handle: str, now: datetime, pending_ttl: timedelta
+) -> Grant:
+    return Grant(
+        id=new_id(),
+        requester=resolved.requester,
+        handle=handle,
+        role=resolved.role,
+        cluster=resolved.cluster,
+        namespace=resolved.namespace,
+        scope=resolved.scope,
+        cluster_role=resolved.cluster_role,
+        duration_s=int(resolved.duration.total_seconds()),
+        reason=resolved.reason,
+        approvals_required=resolved.approvals_required,
+        created_at=now,
+        pending_until=now + pending_ttl,
+    )
+
+
+class Offboarding(BaseModel):
+    """Why and when a user was blocked; present means they may request nothing."""
+
+    model_config = ConfigDict(frozen=True)
+
+    user: str
+    at: datetime
+    by: str
+    reason: str = ""
+    revoked: tuple[str, ...] = Field(default=())
+    cancelled: tuple[str, ...] = Field(default=())

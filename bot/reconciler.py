@@ -1,0 +1,137 @@
+"""Make the clusters and the scheduler agree with the store, and the store with time.
+
+Runs at start-up and every ``interval`` seconds. Objects carry their own
+``expires-at``, so even if Redis is wiped nothing outlives its time: an object
+whose grant is unknown gets a cleanup job at its expiry (or now, if that has
+passed or is unreadable); an object whose grant has ended is removed at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from bot.lifecycle import State
+from bot.models import Grant, utcnow
+from bot.scheduler import Job, Scheduler
+from bot.store import Store
+from bot.workflow import (
+    cleanup_job,
+    expire_job,
+    provision_job,
+    timeout_job,
+)
+from k8s import grants as k8s_grants
+from k8s.clients import ClusterRegistry
+from k8s.errors import ClusterError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReconcileReport:
+    revoked: list[str] = field(default_factory=list)  # cleanup due now
+    deferred: list[str] = field(default_factory=list)  # cleanup scheduled at expiry
+    rescheduled: list[str] = field(default_factory=list)  # missing jobs restored
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def actions(self) -> int:
+        return len(self.revoked) + len(self.deferred) + len(self.rescheduled)
+
+
+@dataclass
+class Reconciler:
+    store: Store
+    scheduler: Scheduler
+    clusters: ClusterRegistry
+    interval: float = 60.0
+    clock: Callable[[], datetime] = utcnow
+    on_report: Callable[[ReconcileReport], None] | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.reconcile()
+            except Exception:
+                log.exception("reconcile pass failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.interval)
+
+    async def reconcile(self) -> ReconcileReport:
+        report = ReconcileReport()
+        await asyncio.gather(*(self._cluster(c.name, report) for c in self.clusters))
+        await self._restore_jobs(report)
+        if report.actions or report.errors:
+            log.info(
+                "reconciled: %d revoked, %d deferred, %d jobs restored, %d errors",
+                len(report.revoked), len(report.deferred),
+                len(report.rescheduled), len(report.errors),
+            )  # fmt: skip
+        if self.on_report is not None:
+            self.on_report(report)
+        return report
+
+    async def _cluster(self, name: str, report: ReconcileReport) -> None:
+        try:
+            objects = await k8s_grants.list_managed(self.clusters[name])
+        except ClusterError as exc:
+            report.errors.append(str(exc))
+            return
+        by_grant: dict[str, list[k8s_grants.ManagedObject]] = defaultdict(list)
+        for obj in objects:
+            by_grant[obj.grant_id].append(obj)
+        grants = {g.id: g for g in await self.store.many(by_grant)}
+        now = self.clock()
+        for grant_id, objs in by_grant.items():
+            due = self._cleanup_due(grants.get(grant_id), objs, now)
+            if due is None:
+                continue
+            await self.scheduler.schedule(
+                Job(id=cleanup_job(grant_id), kind="cleanup", due=due.timestamp(),
+                    data={"cluster": name})
+            )  # fmt: skip
+            (report.revoked if due <= now else report.deferred).append(grant_id)
+
+    @staticmethod
+    def _cleanup_due(
+        grant: Grant | None, objs: list[k8s_grants.ManagedObject], now: datetime
+    ) -> datetime | None:
+        """When this grant's objects must go; None if they may stay."""
+        expiries = [o.expires_at for o in objs]
+        earliest = min((e for e in expiries if e is not None), default=None)
+        if grant is not None and not grant.ended:
+            # Live grants are the workflow's; only a lapsed expiry is ours to fix.
+            return now if earliest is not None and earliest <= now else None
+        if grant is None and earliest is not None and None not in expiries:
+            # Unknown grant (e.g. Redis lost): trust the object's own expiry.
+            return max(earliest, now)
+        return now
+
+    async def _restore_jobs(self, report: ReconcileReport) -> None:
+        """Every non-terminal grant must have the job that moves it on."""
+        for grant in await self.store.by_state(
+            State.PENDING, State.APPROVED, State.PROVISIONING, State.ACTIVE
+        ):
+            job = self._job_for(grant)
+            if job is None or await self.scheduler.get(job.id) is not None:
+                continue
+            await self.scheduler.schedule(job)
+            report.rescheduled.append(job.id)
+
+    @staticmethod
+    def _job_for(grant: Grant) -> Job | None:
+        if grant.state == State.PENDING:
+            return Job(timeout_job(grant.id), "timeout", grant.pending_until.timestamp())
+        if grant.kind == "extend":
+            return None
+        if grant.state in (State.APPROVED, State.PROVISIONING):
+            return Job(provision_job(grant.id), "provision", utcnow().timestamp())
+        if grant.expires_at is not None:
+            return Job(expire_job(grant.id), "expire", grant.expires_at.timestamp())
+        return None

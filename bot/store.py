@@ -1,0 +1,198 @@
+"""Grants in Redis: records, indexes, idempotency keys, the audit stream.
+
+Every state change is one optimistic transaction (WATCH the record, compute
+the change with pure code, MULTI/EXEC the write). The record, its indexes,
+its audit entries and the scheduler jobs it implies commit together or not at
+all, so two approvers clicking at once or a replayed delivery can never
+approve, provision or expire anything twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import WatchError
+
+from bot.audit import audit_entry, log_entry, new_steps
+from bot.lifecycle import State
+from bot.models import Grant, Offboarding
+from bot.scheduler import Job, Scheduler
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+AUDIT_MAXLEN = 100_000
+
+
+class SchemaMismatch(RuntimeError):
+    """Redis holds data written by a newer AccessBot."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one transaction writes: the new record and the jobs it implies."""
+
+    grant: Grant
+    schedule: Sequence[Job] = ()
+    cancel: Sequence[str] = ()
+
+
+Decide = Callable[[Grant], Change | None]
+AfterCommit = Callable[[Grant, Grant], Awaitable[None]]
+
+
+@dataclass
+class Store:
+    redis: Redis
+    scheduler: Scheduler
+    prefix: str = "ab"
+    on_change: list[AfterCommit] = field(default_factory=list)
+
+    # -- keys ---------------------------------------------------------------
+    def _grant_key(self, grant_id: str) -> str:
+        return f"{self.prefix}:grant:{grant_id}"
+
+    def _user_key(self, user: str) -> str:
+        return f"{self.prefix}:user:{user}"
+
+    def _state_key(self, state: State | str) -> str:
+        return f"{self.prefix}:state:{state}"
+
+    @property
+    def _audit_key(self) -> str:
+        return f"{self.prefix}:audit"
+
+    @property
+    def _offboarded_key(self) -> str:
+        return f"{self.prefix}:offboarded"
+
+    # -- schema ---------------------------------------------------------------
+    async def migrate(self) -> None:
+        """Stamp a fresh database; refuse one written by a newer schema."""
+        key = f"{self.prefix}:schema"
+        await self.redis.set(key, SCHEMA_VERSION, nx=True)
+        found = int(await self.redis.get(key) or SCHEMA_VERSION)
+        if found > SCHEMA_VERSION:
+            raise SchemaMismatch(
+                f"Redis data has schema {found}; this AccessBot understands {SCHEMA_VERSION}"
+            )
+
+    # -- reads ---------------------------------------------------------------
+    async def get(self, grant_id: str) -> Grant | None:
+        raw = await self.redis.get(self._grant_key(grant_id))
+        return Grant.model_validate_json(raw) if raw else None
+
+    async def many(self, ids: Iterable[str]) -> list[Grant]:
+        keys = [self._grant_key(i) for i in ids]
+        if not keys:
+            return []
+        raws = await self.redis.mget(keys)
+        return [Grant.model_validate_json(r) for r in raws if r]
+
+    async def by_user(self, user: str) -> list[Grant]:
+        ids = await self.redis.smembers(self._user_key(user))  # type: ignore[misc]
+        return sorted(await self.many(ids), key=lambda g: g.created_at)
+
+    async def by_state(self, *states: State) -> list[Grant]:
+        ids: set[str] = set()
+        for state in states:
+            ids |= await self.redis.smembers(self._state_key(state))  # type: ignore[misc]
+        return sorted(await self.many(ids), key=lambda g: g.created_at)
+
+    async def count_by_state(self, state: State) -> int:
+        return int(await self.redis.scard(self._state_key(state)))  # type: ignore[misc]
+
+    # -- writes --------------------------------------------------------------
+    async def create(self, grant: Grant, schedule: Sequence[Job] = ()) -> Grant:
+        """Store a new record; its creation is audited like any other step."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            self._write(pipe, None, Change(grant, schedule))
+            await pipe.execute()
+        await self._after(None, grant)
+        return grant
+
+    async def update(self, grant_id: str, decide: Decide) -> Grant | None:
+        """Apply ``decide`` to the current record atomically.
+
+        ``decide`` is pure and may run several times under contention; it
+        returns None when there is nothing to do (a stale click, a replay).
+        Returns the record as committed, or None if nothing changed.
+        """
+        key = self._grant_key(grant_id)
+        while True:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.get(key)
+                    if not raw:
+                        return None
+                    before = Grant.model_validate_json(raw)
+                    change = decide(before)
+                    if change is None:
+                        return None
+                    after = change.grant.model_copy(update={"version": before.version + 1})
+                    pipe.multi()
+                    self._write(pipe, before, Change(after, change.schedule, change.cancel))
+                    await pipe.execute()
+                except WatchError:
+                    continue
+            await self._after(before, after)
+            return after
+
+    def _write(self, pipe: Pipeline, before: Grant | None, change: Change) -> None:
+        grant = change.grant
+        pipe.set(self._grant_key(grant.id), grant.model_dump_json())
+        pipe.sadd(self._user_key(grant.requester), grant.id)
+        if before is not None and before.state != grant.state:
+            pipe.srem(self._state_key(before.state), grant.id)
+        pipe.sadd(self._state_key(grant.state), grant.id)
+        for job in change.schedule:
+            self.scheduler.add_to(pipe, job)
+        for job_id in change.cancel:
+            self.scheduler.cancel_in(pipe, job_id)
+        for step in new_steps(before, grant):
+            pipe.xadd(
+                self._audit_key,
+                audit_entry(grant, step),  # type: ignore[arg-type]
+                maxlen=AUDIT_MAXLEN,
+                approximate=True,
+            )
+
+    async def _after(self, before: Grant | None, after: Grant) -> None:
+        for step in new_steps(before, after):
+            log_entry(audit_entry(after, step))
+        for hook in self.on_change:
+            try:
+                await hook(before or after, after)
+            except Exception:
+                # A notification failure must never undo or block a committed change.
+                log.exception("after-commit hook failed", extra={"grant_id": after.id})
+
+    # -- idempotency ---------------------------------------------------------
+    async def first_time(self, key: str, ttl_seconds: int = 3600) -> bool:
+        """True exactly once per key within the TTL (Slack retries, webhook replays)."""
+        return bool(await self.redis.set(f"{self.prefix}:idem:{key}", 1, nx=True, ex=ttl_seconds))
+
+    # -- offboarding ----------------------------------------------------------
+    async def offboarding(self, user: str) -> Offboarding | None:
+        raw = await self.redis.hget(self._offboarded_key, user)  # type: ignore[misc]
+        return Offboarding.model_validate_json(raw) if raw else None
+
+    async def mark_offboarded(self, record: Offboarding) -> bool:
+        """Block the user; False if they already were (the first record is kept)."""
+        added = await self.redis.hsetnx(  # type: ignore[misc]
+            self._offboarded_key, record.user, record.model_dump_json()
+        )
+        return bool(added)
+
+    async def reenable(self, user: str) -> bool:
+        return bool(await self.redis.hdel(self._offboarded_key, user))  # type: ignore[misc]
+
+    # -- audit ---------------------------------------------------------------
+    async def audit_tail(self, count: int = 100) -> list[dict[str, str]]:
+        entries = await self.redis.xrevrange(self._audit_key, count=count)
+        return [fields for _id, fields in reversed(entries)]

@@ -1,0 +1,624 @@
+"""The access workflow: every use case the Slack app, the webhook and the CLI share.
+
+Rules live in pure code (:mod:`bot.policy`, :mod:`bot.lifecycle`); this module
+sequences I/O around them. The shape of each use case is the same: decide
+with pure code inside one store transaction (which also commits the scheduler
+jobs the decision implies), then do the slow work, which is idempotent and
+backed by a durable job so that a crash anywhere resumes rather than repeats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from bot.lifecycle import LIVE, ExtensionRejected, State, new_expiry
+from bot.models import Grant, MessageRef, Offboarding, new_grant, new_id, utcnow
+from bot.policy import (
+    AccessRequestSpec,
+    Policy,
+    RequestRejected,
+    is_admin,
+    may_approve,
+    resolve_request,
+)
+from bot.ports import Directory, Notifier
+from bot.retry import Backoff, retrying
+from bot.scheduler import Job, Scheduler
+from bot.store import Change, Store
+from k8s import grants as k8s_grants
+from k8s.clients import ClusterRegistry
+from k8s.errors import ClusterError
+from k8s.kubeconfig import KubeconfigSpec, kubeconfig_names, render_kubeconfig
+
+log = logging.getLogger(__name__)
+
+SYSTEM = "accessbot"  # the actor for changes nobody clicked
+
+
+class NotAllowed(PermissionError):
+    """The user may not do this; the message says why, for the user."""
+
+
+class UnknownGrant(LookupError):
+    pass
+
+
+class UnknownUser(LookupError):
+    pass
+
+
+class Outcome(StrEnum):
+    APPROVED = "approved"  # this approval completed the tally
+    RECORDED = "recorded"  # counted; more approvals needed
+    ALREADY_COUNTED = "already_counted"
+    DENIED = "denied"
+    ALREADY_DECIDED = "already_decided"
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: Outcome
+    grant: Grant
+
+
+@dataclass(frozen=True)
+class OffboardResult:
+    user: str
+    revoked: list[str]
+    cancelled: list[str]
+
+
+# -- job ids: meaningful, so scheduling again moves and cancelling is exact ------
+def provision_job(grant_id: str) -> str:
+    return f"provision:{grant_id}"
+
+
+def expire_job(grant_id: str) -> str:
+    return f"expire:{grant_id}"
+
+
+def remind_job(grant_id: str) -> str:
+    return f"remind:{grant_id}"
+
+
+def timeout_job(grant_id: str) -> str:
+    return f"timeout:{grant_id}"
+
+
+def cleanup_job(grant_id: str) -> str:
+    return f"cleanup:{grant_id}"
+
+
+def _job(job_id: str, at: datetime, **data: str) -> Job:
+    kind = job_id.split(":", 1)[0]
+    return Job(id=job_id, kind=kind, due=at.timestamp(), data=dict(data))
+
+
+@dataclass
+class Workflow:
+    policy: Policy
+    store: Store
+    scheduler: Scheduler
+    clusters: ClusterRegistry
+    notifier: Notifier
+    directory: Directory
+    clock: Callable[[], datetime] = utcnow
+    backoff: Backoff = field(default_factory=Backoff)
+    # Test seam for crash drills: called with the saga step just completed.
+    on_provision_step: Callable[[str], object] | None = None
+
+    def register_jobs(self) -> None:
+        handlers: dict[str, Callable[[Job], Awaitable[None]]] = {
+            "provision": self._job_provision,
+            "expire": self._job_expire,
+            "remind": self._job_remind,
+            "timeout": self._job_timeout,
+            "cleanup": self._job_cleanup,
+        }
+        for kind, handler in handlers.items():
+            self.scheduler.register(kind, handler)
+
+    # -- queries -------------------------------------------------------------
+    async def get(self, grant_id: str) -> Grant:
+        grant = await self.store.get(grant_id)
+        if grant is None:
+            raise UnknownGrant(f"no request or grant with id {grant_id!r}")
+        return grant
+
+    async def is_admin(self, user: str) -> bool:
+        return is_admin(self.policy, user, await self.directory.groups_of(user))
+
+    async def may_decide(self, grant: Grant, user: str) -> bool:
+        groups = await self.directory.groups_of(user)
+        return may_approve(self.policy, grant.role, user, groups, grant.requester)
+
+    async def list_grants(self, user: str, *, everyone: bool = False) -> list[Grant]:
+        """A user's live and pending grants; admins may ask for everyone's."""
+        shown = (State.PENDING, *LIVE)
+        if everyone:
+            if not await self.is_admin(user):
+                raise NotAllowed("only AccessBot admins can list everyone's grants")
+            return await self.store.by_state(*shown)
+        return [g for g in await self.store.by_user(user) if g.state in shown]
+
+    async def awaiting(self, user: str) -> list[Grant]:
+        """Pending requests this user could approve now."""
+        groups = await self.directory.groups_of(user)
+        return [
+            g
+            for g in await self.store.by_state(State.PENDING)
+            if user not in g.approvals
+            and may_approve(self.policy, g.role, user, groups, g.requester)
+        ]
+
+    # -- request -------------------------------------------------------------
+    async def submit(self, spec: AccessRequestSpec) -> Grant:
+        """Validate and store a request; post its card or approve it at once."""
+        blocked = await self.store.offboarding(spec.requester)
+        if blocked is not None:
+            raise NotAllowed("you were offboarded; an admin must re-enable you first")
+        resolved = resolve_request(self.policy, spec)
+        now = self.clock()
+        grant = new_grant(
+            resolved,
+            handle=await self.directory.handle_of(spec.requester),
+            now=now,
+            pending_ttl=self.policy.defaults.pending_ttl,
+        )
+        if resolved.approvals_required == 0:
+            grant = grant.moved(State.APPROVED, SYSTEM, now, "auto-approved by policy")
+            return await self.store.create(grant, [_job(provision_job(grant.id), now)])
+        grant = await self.store.create(grant, [_job(timeout_job(grant.id), grant.pending_until)])
+        await self._post_card(grant)
+        return await self.get(grant.id)
+
+    async def _post_card(self, grant: Grant) -> None:
+        card = await self.notifier.post_card(grant)
+        if card is not None:
+            await self._set_card(grant.id, card)
+
+    async def _set_card(self, grant_id: str, card: MessageRef) -> None:
+        await self.store.update(grant_id, lambda g: Change(g.model_copy(update={"card": card})))
+
+    async def approve(self, grant_id: str, approver: str) -> Decision:
+        grant = await self.get(grant_id)
+        if not await self.may_decide(grant, approver):
+            raise NotAllowed(self._why_not_approver(grant, approver))
+        now = self.clock()
+        result: dict[str, Outcome] = {}
+
+        def decide(g: Grant) -> Change | None:
+            if g.state != State.PENDING:
+                result["o"] = Outcome.ALREADY_DECIDED
+                return None
+            if approver in g.approvals:
+                result["o"] = Outcome.ALREADY_COUNTED
+                return None
+            tally = g.tally.add(approver)
+            g = g.model_copy(update={"approvals": tally.approvers})
+            if not tally.satisfied:
+                result["o"] = Outcome.RECORDED
+                return Change(g)
+            result["o"] = Outcome.APPROVED
+            return self._approved(g, approver, now)
+
+        updated = await self.store.update(grant_id, decide)
+        return Decision(result["o"], updated or await self.get(grant_id))
+
+    def _approved(self, g: Grant, approver: str, now: datetime) -> Change:
+        # For an extension request the "provision" job applies the extension.
+        return Change(
+            g.moved(State.APPROVED, approver, now),
+            schedule=[_job(provision_job(g.id), now)],
+            cancel=[timeout_job(g.id)],
+        )
+
+    def _why_not_approver(self, grant: Grant, user: str) -> str:
+        if user == grant.requester:
+            return "you cannot approve or deny your own request"
+        return f"you are not an approver for role {grant.role}"
+
+    async def deny(self, grant_id: str, user: str, reason: str = "") -> Decision:
+        grant = await self.get(grant_id)
+        if not await self.may_decide(grant, user):
+            raise NotAllowed(self._why_not_approver(grant, user))
+        now = self.clock()
+
+        def decide(g: Grant) -> Change | None:
+            if g.state != State.PENDING:
+                return None
+            denied = g.moved(State.DENIED, user, now, reason).model_copy(update={"denied_by": user})
+            return Change(denied, cancel=[timeout_job(g.id)])
+
+        updated = await self.store.update(grant_id, decide)
+        if updated is None:
+            return Decision(Outcome.ALREADY_DECIDED, await self.get(grant_id))
+        return Decision(Outcome.DENIED, updated)
+
+    async def cancel(self, grant_id: str, user: str, reason: str = "") -> Grant | None:
+        grant = await self.get(grant_id)
+        if user != grant.requester and not await self.is_admin(user):
+            raise NotAllowed("only the requester or an admin can cancel a request")
+        return await self._cancel(grant_id, user, reason)
+
+    async def _cancel(self, grant_id: str, actor: str, reason: str) -> Grant | None:
+        now = self.clock()
+        return await self.store.update(
+            grant_id,
+            lambda g: (
+                Change(g.moved(State.CANCELLED, actor, now, reason), cancel=[timeout_job(g.id)])
+                if g.state == State.PENDING
+                else None
+            ),
+        )
+
+    # -- provisioning saga ---------------------------------------------------
+    async def _job_provision(self, job: Job) -> None:
+        grant = await self.store.get(job.id.split(":", 1)[1])
+        if grant is None:
+            return
+        if grant.kind == "extend":
+            await self.apply_approved_extension(grant)
+        else:
+            await self.provision(grant.id)
+
+    async def provision(self, grant_id: str) -> Grant | None:
+        """approved → provisioning → objects → verify → deliver → active, or rolled back."""
+        grant = await self._start_provisioning(grant_id)
+        if grant is None:
+            return await self.store.get(grant_id)
+        try:
+            token = await self._make_credentials(grant)
+            delivery = grant.delivered_file or await self._deliver(grant, token)
+        except (ClusterError, OSError, ValueError) as exc:
+            return await self._fail(grant, _user_reason(exc))
+        return await self._activate(grant, delivery)
+
+    async def _start_provisioning(self, grant_id: str) -> Grant | None:
+        now = self.clock()
+
+        def decide(g: Grant) -> Change | None:
+            if g.state != State.APPROVED:
+                return None
+            # Whole seconds: the expires-at annotation has no fractions, and the
+            # record and the objects must agree on when access ends.
+            expires = _ceil_second(now + g.duration)
+            return Change(
+                g.moved(State.PROVISIONING, SYSTEM, now).model_copy(update={"expires_at": expires})
+            )
+
+        started = await self.store.update(grant_id, decide)
+        if started is not None:
+            return started
+        current = await self.store.get(grant_id)
+        # A crash mid-saga leaves the grant in provisioning: resume it.
+        return current if current is not None and current.state == State.PROVISIONING else None
+
+    def _spec(self, grant: Grant) -> k8s_grants.GrantSpec:
+        assert grant.expires_at is not None
+        return k8s_grants.GrantSpec(
+            grant_id=grant.id,
+            requester=grant.requester,
+            handle=grant.handle,
+            role=grant.role,
+            cluster_role=grant.cluster_role,
+            scope=grant.scope,
+            namespace=grant.namespace,
+            sa_namespace=self.policy.clusters[grant.cluster].namespace,
+            expires_at=grant.expires_at,
+            approved_by=grant.approvals,
+        )
+
+    async def _make_credentials(self, grant: Grant) -> k8s_grants.IssuedToken:
+        cluster = self.clusters[grant.cluster]
+        spec = self._spec(grant)
+        token = await retrying(
+            f"provision {grant.id}",
+            lambda: k8s_grants.provision(cluster, spec, on_step=self.on_provision_step),
+            self.backoff,
+        )
+        await retrying(
+            f"verify {grant.id}", lambda: k8s_grants.verify(cluster, spec, token), self.backoff
+        )
+        return token
+
+    async def _deliver(self, grant: Grant, token: k8s_grants.IssuedToken) -> str:
+        if self.on_provision_step is not None:
+            self.on_provision_step("before_delivery")
+        cluster = self.clusters[grant.cluster]
+        user, context = kubeconfig_names(grant.cluster, grant.role, grant.handle)
+        content = render_kubeconfig(
+            KubeconfigSpec(
+                cluster=grant.cluster,
+                server=cluster.server,
+                ca_pem=cluster.ca_data,
+                user=user,
+                token=token.token,
+                context=context,
+                namespace=grant.namespace,
+            )
+        )
+        return await self.notifier.deliver_kubeconfig(
+            grant, grant.kubeconfig_filename, content.encode()
+        )
+
+    async def _activate(self, grant: Grant, delivery: str) -> Grant | None:
+        now = self.clock()
+
+        def decide(g: Grant) -> Change | None:
+            if g.state != State.PROVISIONING:
+                return None
+            active = g.moved(State.ACTIVE, SYSTEM, now).model_copy(
+                update={"delivered_file": delivery}
+            )
+            return Change(active, schedule=self._expiry_jobs(active))
+
+        activated = await self.store.update(grant.id, decide)
+        if activated is None:
+            # Revoked (or failed) while we worked: take back what we made.
+            await self._cleanup(grant.id, grant.cluster)
+            return await self.store.get(grant.id)
+        return activated
+
+    def _expiry_jobs(self, g: Grant) -> list[Job]:
+        assert g.expires_at is not None
+        jobs = [_job(expire_job(g.id), g.expires_at)]
+        remind_at = g.expires_at - self.policy.defaults.reminder_before
+        if remind_at > self.clock():
+            jobs.append(_job(remind_job(g.id), remind_at))
+        return jobs
+
+    async def _fail(self, grant: Grant, reason: str) -> Grant | None:
+        """Mark failed and undo whatever was made; cleanup is a durable job first."""
+        now = self.clock()
+        log.warning("grant %s failed: %s", grant.id, reason, extra={"grant_id": grant.id})
+        failed = await self.store.update(
+            grant.id,
+            lambda g: (
+                None
+                if g.ended
+                else Change(
+                    g.moved(State.FAILED, SYSTEM, now, reason).model_copy(
+                        update={"failure": reason}
+                    ),
+                    schedule=[_job(cleanup_job(g.id), now, cluster=g.cluster)],
+                    cancel=[expire_job(g.id), remind_job(g.id)],
+                )
+            ),
+        )
+        await self._cleanup(grant.id, grant.cluster)
+        return failed or await self.store.get(grant.id)
+
+    # -- ending a grant -------------------------------------------------------
+    async def revoke(self, grant_id: str, actor: str, reason: str = "") -> Grant:
+        grant = await self.get(grant_id)
+        if actor != grant.requester and not await self.is_admin(actor):
+            raise NotAllowed("only the grant's owner or an admin can revoke it")
+        if grant.state == State.PENDING:
+            return await self._cancel(grant_id, actor, reason) or await self.get(grant_id)
+        return await self._end(grant_id, State.REVOKED, actor, reason) or await self.get(grant_id)
+
+    async def _end(self, grant_id: str, target: State, actor: str, reason: str) -> Grant | None:
+        """Move a live grant to ``target`` and remove its objects.
+
+        The state changes first, together with a cleanup job, so the user sees
+        the truth at once and a crash before the deletes finish leaves a job
+        that finishes them.
+        """
+        now = self.clock()
+
+        def decide(g: Grant) -> Change | None:
+            if g.state not in LIVE:
+                return None
+            if target == State.EXPIRED and g.state != State.ACTIVE:
+                return None
+            return Change(
+                g.moved(target, actor, now, reason),
+                schedule=[_job(cleanup_job(g.id), now, cluster=g.cluster)],
+                cancel=[expire_job(g.id), remind_job(g.id), provision_job(g.id)],
+            )
+
+        ended = await self.store.update(grant_id, decide)
+        if ended is not None:
+            await self._cleanup(ended.id, ended.cluster)
+        return ended
+
+    async def _cleanup(self, grant_id: str, cluster_name: str) -> list[str]:
+        cluster = self.clusters[cluster_name]
+        deleted = await retrying(
+            f"revoke {grant_id}", lambda: k8s_grants.revoke(cluster, grant_id), self.backoff
+        )
+        await self.scheduler.cancel(cleanup_job(grant_id))
+        return deleted
+
+    async def _job_cleanup(self, job: Job) -> None:
+        grant_id = job.id.split(":", 1)[1]
+        cluster = job.data.get("cluster")
+        if cluster is None:
+            grant = await self.store.get(grant_id)
+            if grant is None:
+                return
+            cluster = grant.cluster
+        await k8s_grants.revoke(self.clusters[cluster], grant_id)
+
+    async def _job_expire(self, job: Job) -> None:
+        grant_id = job.id.split(":", 1)[1]
+        grant = await self.store.get(grant_id)
+        if grant is None or grant.state != State.ACTIVE or grant.expires_at is None:
+            return
+        if grant.expires_at > self.clock():
+            # Extended after this job was claimed: the moved job will fire instead.
+            return
+        await self._end(grant_id, State.EXPIRED, SYSTEM, "expired")
+
+    async def _job_remind(self, job: Job) -> None:
+        grant = await self.store.get(job.id.split(":", 1)[1])
+        if grant is not None and grant.state == State.ACTIVE:
+            await self.notifier.remind(grant)
+
+    async def _job_timeout(self, job: Job) -> None:
+        now = self.clock()
+        await self.store.update(
+            job.id.split(":", 1)[1],
+            lambda g: (
+                Change(g.moved(State.TIMED_OUT, SYSTEM, now, "nobody decided in time"))
+                if g.state == State.PENDING and g.pending_until <= now
+                else None
+            ),
+        )
+
+    # -- extension ------------------------------------------------------------
+    async def extend(self, grant_id: str, user: str, by: timedelta) -> Grant:
+        """Extend an active grant: at once for auto-approved roles, else via approval.
+
+        Returns the grant when extended directly, or the pending extension request.
+        """
+        grant = await self.get(grant_id)
+        if user != grant.requester and not await self.is_admin(user):
+            raise NotAllowed("only the grant's owner or an admin can extend it")
+        if grant.state != State.ACTIVE or grant.expires_at is None:
+            raise RequestRejected(f"grant {grant_id} is {grant.state}; only active grants extend")
+        role = self.policy.roles[grant.role]
+        now = self.clock()
+        try:
+            new_expiry(grant.expires_at, by, now, role.max_duration)
+        except ExtensionRejected as exc:
+            raise RequestRejected(str(exc)) from exc
+        if role.approvals == 0:
+            return await self._apply_extension(grant_id, by, user)
+        request = grant.model_copy(
+            update={
+                "id": new_id(),
+                "kind": "extend",
+                "state": State.PENDING,
+                "extends": grant.id,
+                "duration_s": int(by.total_seconds()),
+                "approvals": (),
+                "history": (),
+                "card": None,
+                "delivered_file": None,
+                "created_at": now,
+                "pending_until": now + self.policy.defaults.pending_ttl,
+                "reason": f"extend {grant.id} by {int(by.total_seconds())}s: {grant.reason}",
+                "version": 0,
+            }
+        )
+        request = await self.store.create(
+            request, [_job(timeout_job(request.id), request.pending_until)]
+        )
+        await self._post_card(request)
+        return await self.get(request.id)
+
+    async def apply_approved_extension(self, request: Grant) -> Grant | None:
+        """Apply an approved extension request to its grant, once."""
+        if request.kind != "extend" or request.extends is None:
+            return None
+        if request.state != State.APPROVED:
+            return None
+        try:
+            return await self._apply_extension(
+                request.extends, request.duration, request.last_actor(), request.id
+            )
+        except RequestRejected as exc:
+            now, why = self.clock(), str(exc)
+            await self.store.update(
+                request.id,
+                lambda g: (
+                    Change(g.moved(State.FAILED, SYSTEM, now, why))
+                    if g.state == State.APPROVED
+                    else None
+                ),
+            )
+            return None
+
+    async def _apply_extension(
+        self, grant_id: str, by: timedelta, actor: str, request_id: str | None = None
+    ) -> Grant:
+        now = self.clock()
+        max_duration = self.policy.roles[(await self.get(grant_id)).role].max_duration
+        marker = request_id or new_id()
+
+        def decide(g: Grant) -> Change | None:
+            if g.state != State.ACTIVE or g.expires_at is None or marker in g.extensions:
+                return None
+            expires = new_expiry(g.expires_at, by, now, max_duration)
+            extended = g.model_copy(
+                update={"expires_at": expires, "extensions": (*g.extensions, marker)}
+            )
+            return Change(extended, schedule=self._expiry_jobs(extended))
+
+        try:
+            updated = await self.store.update(grant_id, decide)
+        except ExtensionRejected as exc:
+            raise RequestRejected(str(exc)) from exc
+        if updated is None:
+            raise RequestRejected(f"grant {grant_id} is no longer active")
+        # The token was minted for the old expiry: extension needs a fresh kubeconfig.
+        await self._redeliver(updated, actor)
+        return updated
+
+    async def _redeliver(self, grant: Grant, actor: str) -> None:
+        cluster = self.clusters[grant.cluster]
+        spec = self._spec(grant)
+        token = await retrying(
+            f"token {grant.id}",
+            lambda: k8s_grants.issue_token(cluster, spec, self.clock()),
+            self.backoff,
+        )
+        await self._deliver(grant, token)
+        log.info("grant %s extended by %s", grant.id, actor, extra={"grant_id": grant.id})
+
+    # -- offboarding ----------------------------------------------------------
+    async def resolve_user(self, *, email: str | None = None, user_id: str | None = None) -> str:
+        if user_id:
+            return user_id
+        if email:
+            found = await self.directory.user_for_email(email)
+            if found:
+                return found
+        raise UnknownUser(f"no Slack user with email {email!r}")
+
+    async def offboard(self, user: str, actor: str, reason: str = "") -> OffboardResult:
+        """Revoke everything the user holds on every cluster and block new requests.
+
+        Idempotent: a second call finds nothing live and returns empty lists.
+        """
+        now = self.clock()
+        await self.store.mark_offboarded(Offboarding(user=user, at=now, by=actor, reason=reason))
+        grants = await self.store.by_user(user)
+        why = reason or "offboarded"
+        live = [g for g in grants if g.state in LIVE and g.kind == "access"]
+        pending = [g for g in grants if g.state == State.PENDING]
+        ended = await asyncio.gather(
+            *(self._end(g.id, State.REVOKED, actor, why) for g in live), return_exceptions=True
+        )
+        cancelled = [await self._cancel(g.id, actor, why) for g in pending]
+        failures = [e for e in ended if isinstance(e, BaseException)]
+        if failures:
+            # The state changed and cleanup jobs exist; report, the jobs will finish.
+            log.error("offboarding %s: %d cleanups deferred", user, len(failures))
+        return OffboardResult(
+            user=user,
+            revoked=[g.id for g, e in zip(live, ended, strict=True) if e is not None],
+            cancelled=[g.id for g, c in zip(pending, cancelled, strict=True) if c is not None],
+        )
+
+    async def reenable(self, user: str, actor: str) -> bool:
+        if not await self.is_admin(actor):
+            raise NotAllowed("only AccessBot admins can re-enable an offboarded user")
+        return await self.store.reenable(user)
+
+
+def _ceil_second(at: datetime) -> datetime:
+    whole = at.replace(microsecond=0)
+    return whole if whole == at else whole + timedelta(seconds=1)
+
+
+def _user_reason(exc: BaseException) -> str:
+    """A failure reason a requester can read; never the raw exception repr."""
+    return str(exc) or exc.__class__.__name__

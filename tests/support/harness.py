@@ -1,0 +1,129 @@
+"""Build the real workflow (real Redis, real apiservers) with recording ports."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bot.core import Core, build_core
+from bot.models import Grant
+from bot.policy import parse_policy
+from bot.retry import Backoff
+from k8s import grants as k8s_grants
+from tests.support.cluster import TestCluster, combined_kubeconfig, ensure_namespaces
+from tests.support.doubles import RecordingNotifier, StaticDirectory
+
+POLICY = """
+approvals_channel: C0APPROVALS
+audit_channel: C0AUDIT
+admins: ["U0ADMIN"]
+clusters:
+  a: {context: a}
+  b: {context: b}
+roles:
+  view:  {cluster_role: view, scope: namespace, max_duration: 8h, approvals: 0,
+          namespaces: ["team-*"]}
+  edit:  {cluster_role: edit, scope: namespace, max_duration: 4h, approvals: 1,
+          approvers: ["U0LEAD", "@platform-leads"], namespaces: ["team-*"]}
+  cluster-admin: {cluster_role: cluster-admin, scope: cluster, max_duration: 1h,
+                  approvals: 2, approvers: ["U0LEAD", "U0BOSS", "@sre"]}
+defaults: {duration: 1h, pending_ttl: 24h, reminder_before: 10m}
+"""
+
+NAMESPACES = ("accessbot-users", "team-a", "team-b")
+
+# Fast enough for tests, slow enough that a crashed worker's lease is visible.
+FAST_SCHEDULER = {"lease_seconds": 2.0, "poll_interval": 0.05, "backoff_base": 0.2}
+FAST_BACKOFF = Backoff(attempts=3, base=0.05, cap=0.2)
+
+
+@dataclass
+class Harness:
+    core: Core
+    notifier: RecordingNotifier
+    directory: StaticDirectory
+    kubeconfig: Path
+
+    @property
+    def workflow(self) -> Any:
+        return self.core.workflow
+
+    async def wait_state(self, grant_id: str, *states: str, timeout: float = 30) -> Grant:
+        return await wait_for_grant(self.core, grant_id, lambda g: g.state in states, timeout)
+
+
+async def wait_for_grant(
+    core: Core, grant_id: str, ok: Callable[[Grant], bool], timeout: float
+) -> Grant:
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        grant = await core.store.get(grant_id)
+        if grant is not None and ok(grant):
+            return grant
+        if loop.time() > deadline:
+            raise AssertionError(f"grant {grant_id} did not get there in {timeout}s: {grant}")
+        await asyncio.sleep(0.05)
+
+
+async def wipe_managed(core: Core) -> None:
+    """Start each test from clusters without objects left by earlier tests."""
+    for c in core.clusters:
+        for grant_id in {o.grant_id for o in await k8s_grants.list_managed(c)}:
+            await k8s_grants.revoke(c, grant_id)
+
+
+def prepare_clusters(clusters: dict[str, TestCluster], tmp: Path) -> Path:
+    for c in clusters.values():
+        ensure_namespaces(c, *NAMESPACES)
+    return combined_kubeconfig(tmp / "kubeconfig", clusters)
+
+
+def default_directory() -> StaticDirectory:
+    return StaticDirectory(
+        groups={"platform-leads": {"U0PL1", "U0PL2"}, "sre": {"U0SRE1"}},
+        emails={"alice@example.com": "U0ALICE", "bob@example.com": "U0BOB"},
+        handles={"U0ALICE": "alice", "U0BOB": "bob.smith"},
+    )
+
+
+@asynccontextmanager
+async def workflow_harness(
+    redis_url: str,
+    clusters: dict[str, TestCluster],
+    tmp: Path,
+    *,
+    policy_text: str = POLICY,
+    notifier: RecordingNotifier | None = None,
+    directory: StaticDirectory | None = None,
+    start: bool = True,
+    reconcile_interval: float = 3600.0,
+    setup: Callable[[Core], Awaitable[None]] | None = None,
+) -> AsyncIterator[Harness]:
+    kubeconfig = prepare_clusters(clusters, tmp)
+    notifier = notifier or RecordingNotifier()
+    directory = directory or default_directory()
+    core = await build_core(
+        parse_policy(policy_text),
+        redis_url,
+        notifier=notifier,
+        directory=directory,
+        kubeconfig=str(kubeconfig),
+        reconcile_interval=reconcile_interval,
+        backoff=FAST_BACKOFF,
+        scheduler_options=FAST_SCHEDULER,
+    )
+    await wipe_managed(core)
+    if setup is not None:
+        await setup(core)
+    if start:
+        core.start()
+    try:
+        yield Harness(core, notifier, directory, kubeconfig)
+    finally:
+        await core.close()

@@ -1,0 +1,237 @@
+"""The access workflow end to end on real Redis and real apiservers."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from bot.lifecycle import State
+from bot.policy import AccessRequestSpec, RequestRejected
+from bot.workflow import NotAllowed, Outcome
+from k8s import grants as k8s_grants
+from tests.support.cluster import TestCluster
+from tests.support.harness import Harness
+
+pytestmark = pytest.mark.cluster
+
+
+def spec(
+    role: str = "edit",
+    ns: str | None = "team-a",
+    *,
+    cluster: str = "a",
+    user: str = "U0ALICE",
+    duration: dt.timedelta | None = None,
+) -> AccessRequestSpec:
+    return AccessRequestSpec(
+        requester=user,
+        role=role,
+        cluster=cluster,
+        namespace=ns,
+        duration=duration,
+        reason="fixing checkout",
+    )
+
+
+def kubeconfig_of(h: Harness, grant_id: str, tmp_path: Path) -> Path:
+    (delivery,) = h.notifier.delivered_to(grant_id)
+    path = tmp_path / delivery.filename
+    path.write_bytes(delivery.content)
+    return path
+
+
+async def poll_unauthorized(cluster: TestCluster, kubeconfig: Path, timeout: float = 30) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        r = await asyncio.to_thread(
+            cluster.kubectl, "get", "pods", "-n", "team-a", kubeconfig=kubeconfig, check=False
+        )
+        if r.returncode != 0 and "Unauthorized" in r.stderr + r.stdout:
+            return
+        assert asyncio.get_running_loop().time() < deadline, r.stderr
+        await asyncio.sleep(0.5)
+
+
+async def test_request_approve_use_expire(
+    harness: Harness, cluster: TestCluster, tmp_path: Path
+) -> None:
+    wf = harness.workflow
+    grant = await wf.submit(spec(duration=dt.timedelta(seconds=20)))
+    assert grant.state == State.PENDING
+    assert [c.id for c in harness.notifier.cards] == [grant.id]
+
+    decision = await wf.approve(grant.id, "U0LEAD")
+    assert decision.outcome == Outcome.APPROVED
+    active = await harness.wait_state(grant.id, State.ACTIVE)
+    assert active.delivered_file is not None
+
+    kubeconfig = kubeconfig_of(harness, grant.id, tmp_path)
+    assert kubeconfig.name == "a-edit.kubeconfig"
+    ok = cluster.kubectl("get", "pods", "-n", "team-a", kubeconfig=kubeconfig)
+    assert ok.returncode == 0
+    other = cluster.kubectl("get", "pods", "-n", "team-b", kubeconfig=kubeconfig, check=False)
+    assert "Forbidden" in other.stderr
+
+    # Objects carry the contract's labels and annotations.
+    objs = [
+        o
+        for o in await k8s_grants.list_managed(harness.core.clusters["a"])
+        if o.grant_id == grant.id
+    ]
+    assert {o.kind for o in objs} == {"ServiceAccount", "RoleBinding"}
+    assert all(o.requester == "U0ALICE" and o.expires_at is not None for o in objs)
+
+    expired = await harness.wait_state(grant.id, State.EXPIRED, timeout=40)
+    assert expired.history[-1].actor == "accessbot"
+    assert not [
+        o
+        for o in await k8s_grants.list_managed(harness.core.clusters["a"])
+        if o.grant_id == grant.id
+    ]
+    await poll_unauthorized(cluster, kubeconfig)
+
+
+async def test_auto_approved_role_goes_straight_to_active(harness: Harness) -> None:
+    grant = await harness.workflow.submit(spec("view"))
+    assert grant.state == State.APPROVED
+    assert harness.notifier.cards == []
+    await harness.wait_state(grant.id, State.ACTIVE)
+    assert len(harness.notifier.delivered_to(grant.id)) == 1
+
+
+async def test_fifty_concurrent_approvals_make_one_grant(harness: Harness) -> None:
+    approvers = {f"U0APP{i:02d}" for i in range(50)}
+    harness.directory.groups["platform-leads"] = approvers
+    grant = await harness.workflow.submit(spec())
+    decisions = await asyncio.gather(
+        *(harness.workflow.approve(grant.id, a) for a in sorted(approvers))
+    )
+    outcomes = [d.outcome for d in decisions]
+    assert outcomes.count(Outcome.APPROVED) == 1
+    assert set(outcomes) == {Outcome.APPROVED, Outcome.ALREADY_DECIDED}
+    await harness.wait_state(grant.id, State.ACTIVE)
+    await asyncio.sleep(0.5)  # let any duplicate provisioning show itself
+    assert len(harness.notifier.delivered_to(grant.id)) == 1
+    audit = await harness.core.store.audit_tail(1000)
+    provisioning = [e for e in audit if e["grant_id"] == grant.id and e["event"] == "provisioning"]
+    assert len(provisioning) == 1
+    sas = [
+        o
+        for o in await k8s_grants.list_managed(harness.core.clusters["a"])
+        if o.grant_id == grant.id and o.kind == "ServiceAccount"
+    ]
+    assert len(sas) == 1
+
+
+async def test_replayed_approval_counts_once(harness: Harness) -> None:
+    grant = await harness.workflow.submit(spec("cluster-admin", None))
+    results = await asyncio.gather(
+        *(harness.workflow.approve(grant.id, "U0LEAD") for _ in range(5))
+    )
+    assert sorted(d.outcome for d in results) == sorted(
+        [Outcome.RECORDED] + [Outcome.ALREADY_COUNTED] * 4
+    )
+    current = await harness.workflow.get(grant.id)
+    assert current.state == State.PENDING
+    assert current.approvals == ("U0LEAD",)
+    assert (await harness.workflow.approve(grant.id, "U0SRE1")).outcome == Outcome.APPROVED
+
+
+async def test_requester_cannot_approve_own_request(harness: Harness) -> None:
+    harness.directory.groups["platform-leads"].add("U0ALICE")
+    grant = await harness.workflow.submit(spec())
+    with pytest.raises(NotAllowed, match="your own request"):
+        await harness.workflow.approve(grant.id, "U0ALICE")
+    with pytest.raises(NotAllowed, match="not an approver"):
+        await harness.workflow.approve(grant.id, "U0RANDOM")
+    assert (await harness.workflow.get(grant.id)).approvals == ()
+
+
+async def test_deny_ends_request_and_late_approval_changes_nothing(harness: Harness) -> None:
+    grant = await harness.workflow.submit(spec())
+    denied = await harness.workflow.deny(grant.id, "U0PL1", "not during the freeze")
+    assert denied.outcome == Outcome.DENIED
+    assert denied.grant.history[-1].reason == "not during the freeze"
+    late = await harness.workflow.approve(grant.id, "U0LEAD")
+    assert late.outcome == Outcome.ALREADY_DECIDED
+    assert late.grant.state == State.DENIED
+
+
+async def test_rejections_say_what_is_allowed(harness: Harness) -> None:
+    with pytest.raises(RequestRejected, match="maximum"):
+        await harness.workflow.submit(spec(duration=dt.timedelta(hours=5)))
+    with pytest.raises(RequestRejected, match="team-"):
+        await harness.workflow.submit(spec(ns="payments"))
+
+
+async def test_revoke_by_owner_removes_access(
+    harness: Harness, cluster: TestCluster, tmp_path: Path
+) -> None:
+    grant = await harness.workflow.submit(spec("view"))
+    await harness.wait_state(grant.id, State.ACTIVE)
+    kubeconfig = kubeconfig_of(harness, grant.id, tmp_path)
+    with pytest.raises(NotAllowed):
+        await harness.workflow.revoke(grant.id, "U0BOB")
+    revoked = await harness.workflow.revoke(grant.id, "U0ALICE", "done")
+    assert revoked.state == State.REVOKED
+    assert not await k8s_grants.list_managed(harness.core.clusters["a"])
+    await poll_unauthorized(cluster, kubeconfig)
+    # Idempotent: a second revoke changes nothing and does not fail.
+    assert (await harness.workflow.revoke(grant.id, "U0ADMIN")).state == State.REVOKED
+
+
+async def test_offboarding_revokes_on_two_clusters_and_blocks(harness: Harness) -> None:
+    wf = harness.workflow
+    on_a = await wf.submit(spec("view"))
+    on_b = await wf.submit(spec("view", cluster="b", ns="team-b"))
+    pending = await wf.submit(spec())
+    await harness.wait_state(on_a.id, State.ACTIVE)
+    await harness.wait_state(on_b.id, State.ACTIVE)
+
+    user = await wf.resolve_user(email="alice@example.com")
+    result = await wf.offboard(user, "hr-webhook", "left the company")
+    assert sorted(result.revoked) == sorted([on_a.id, on_b.id])
+    assert result.cancelled == [pending.id]
+    for name in ("a", "b"):
+        assert not await k8s_grants.list_managed(harness.core.clusters[name])
+    with pytest.raises(NotAllowed, match="offboarded"):
+        await wf.submit(spec("view"))
+
+    again = await wf.offboard(user, "hr-webhook")
+    assert again.revoked == []
+    assert again.cancelled == []
+    assert await wf.reenable(user, "U0ADMIN")
+    assert (await wf.submit(spec())).state == State.PENDING
+
+
+async def test_extension_auto_approved_moves_expiry_and_redelivers(harness: Harness) -> None:
+    grant = await harness.workflow.submit(spec("view", duration=dt.timedelta(hours=1)))
+    active = await harness.wait_state(grant.id, State.ACTIVE)
+    extended = await harness.workflow.extend(grant.id, "U0ALICE", dt.timedelta(hours=2))
+    assert extended.expires_at == active.expires_at + dt.timedelta(hours=2)
+    job = await harness.core.scheduler.get(f"expire:{grant.id}")
+    assert job is not None
+    assert job.due == pytest.approx(extended.expires_at.timestamp())
+    assert len(harness.notifier.delivered_to(grant.id)) == 2
+    with pytest.raises(RequestRejected, match="maximum"):
+        await harness.workflow.extend(grant.id, "U0ALICE", dt.timedelta(hours=6))
+
+
+async def test_extension_of_approval_role_needs_an_approver(harness: Harness) -> None:
+    wf = harness.workflow
+    grant = await wf.submit(spec(duration=dt.timedelta(hours=1)))
+    await wf.approve(grant.id, "U0LEAD")
+    active = await harness.wait_state(grant.id, State.ACTIVE)
+    request = await wf.extend(grant.id, "U0ALICE", dt.timedelta(hours=1))
+    assert request.kind == "extend"
+    assert request.state == State.PENDING
+    assert (await wf.get(grant.id)).expires_at == active.expires_at
+    await wf.approve(request.id, "U0PL2")
+    deadline = asyncio.get_running_loop().time() + 20
+    while (await wf.get(grant.id)).expires_at == active.expires_at:
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.05)
+    assert (await wf.get(grant.id)).expires_at == active.expires_at + dt.timedelta(hours=1)
