@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from functools import partial
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal, TypeVar
 
 from kubernetes import client
