@@ -34,3 +34,6 @@ class Directory(Protocol):
 
     async def handle_of(self, user_id: str) -> str:
         """A short human name for the user (their Slack handle)."""
+
+    async def user_exists(self, user_id: str) -> bool:
+        """Whether the workspace knows this user ID (deactivated users count)."""

@@ -59,6 +59,12 @@ class RedisProcess:
         self._wait_ready(timeout)
         return self
 
+    def attach_or_start(self, timeout: float = 10.0) -> RedisProcess:
+        """Use the instance a running ``serve`` owns, or start one (CLI commands)."""
+        if self._ping():
+            return self
+        return self.start(timeout)
+
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

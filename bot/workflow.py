@@ -395,9 +395,12 @@ class Workflow:
         return failed or await self.store.get(grant.id)
 
     # -- ending a grant -------------------------------------------------------
-    async def revoke(self, grant_id: str, actor: str, reason: str = "") -> Grant:
+    async def revoke(
+        self, grant_id: str, actor: str, reason: str = "", *, operator: bool = False
+    ) -> Grant:
+        """End a grant (or cancel a pending request). ``operator``: the CLI, already trusted."""
         grant = await self.get(grant_id)
-        if actor != grant.requester and not await self.is_admin(actor):
+        if not operator and actor != grant.requester and not await self.is_admin(actor):
             raise NotAllowed("only the grant's owner or an admin can revoke it")
         if grant.state == State.PENDING:
             return await self._cancel(grant_id, actor, reason) or await self.get(grant_id)
@@ -575,18 +578,33 @@ class Workflow:
 
     # -- offboarding ----------------------------------------------------------
     async def resolve_user(self, *, email: str | None = None, user_id: str | None = None) -> str:
+        """The Slack user ID for an email or ID; UnknownUser if nobody has it.
+
+        A user the directory has forgotten but who still holds grants here is
+        known: offboarding must be able to reach them.
+        """
         if user_id:
-            return user_id
+            if await self.directory.user_exists(user_id) or await self.store.by_user(user_id):
+                return user_id
+            raise UnknownUser(f"no Slack user with id {user_id!r}")
         if email:
             found = await self.directory.user_for_email(email)
             if found:
                 return found
         raise UnknownUser(f"no Slack user with email {email!r}")
 
-    async def offboard(self, user: str, actor: str, reason: str = "") -> OffboardResult:
+    async def offboard(
+        self,
+        user: str,
+        actor: str,
+        reason: str = "",
+        *,
+        progress: Callable[[Grant, str], object] | None = None,
+    ) -> OffboardResult:
         """Revoke everything the user holds on every cluster and block new requests.
 
         Idempotent: a second call finds nothing live and returns empty lists.
+        ``progress`` hears about each grant as it is done (the CLI prints it).
         """
         now = self.clock()
         await self.store.mark_offboarded(Offboarding(user=user, at=now, by=actor, reason=reason))
@@ -594,14 +612,21 @@ class Workflow:
         why = reason or "offboarded"
         live = [g for g in grants if g.state in LIVE and g.kind == "access"]
         pending = [g for g in grants if g.state == State.PENDING]
-        ended = await asyncio.gather(
-            *(self._end(g.id, State.REVOKED, actor, why) for g in live), return_exceptions=True
-        )
+
+        async def end(g: Grant) -> Grant | None:
+            result = await self._end(g.id, State.REVOKED, actor, why)
+            if progress is not None:
+                progress(g, "revoked" if result is not None else "already ended")
+            return result
+
+        ended = await asyncio.gather(*(end(g) for g in live), return_exceptions=True)
         cancelled = [await self._cancel(g.id, actor, why) for g in pending]
         failures = [e for e in ended if isinstance(e, BaseException)]
         if failures:
-            # The state changed and cleanup jobs exist; report, the jobs will finish.
-            log.error("offboarding %s: %d cleanups deferred", user, len(failures))
+            # States are revoked and durable cleanup jobs exist, so the objects
+            # will go; but "done" would be a lie, so the caller hears about it.
+            log.error("offboarding %s: %d cleanups deferred to jobs", user, len(failures))
+            raise ClusterError(f"offboarding {user}: {len(failures)} cleanups still pending")
         return OffboardResult(
             user=user,
             revoked=[g.id for g, e in zip(live, ended, strict=True) if e is not None],

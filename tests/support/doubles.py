@@ -76,3 +76,7 @@ class StaticDirectory:
 
     async def handle_of(self, user_id: str) -> str:
         return self.handles.get(user_id, user_id.lower())
+
+    async def user_exists(self, user_id: str) -> bool:
+        known = set(self.handles) | set(self.emails.values())
+        return user_id in known or any(user_id in m for m in self.groups.values())

@@ -1,0 +1,1 @@
+"""The HTTP service: Slack events, the HR offboarding webhook, health and metrics."""

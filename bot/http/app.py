@@ -1,0 +1,171 @@
+"""One aiohttp application: Slack's endpoint, the offboarding webhook, health, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from bot.core import Core
+from bot.http import openapi, signing
+from bot.metrics import CONTENT_TYPE, Metrics
+from bot.workflow import UnknownUser
+from k8s.errors import ClusterError
+
+log = logging.getLogger(__name__)
+
+MAX_WEBHOOK_BODY = 64 * 1024
+READY_TIMEOUT = 3.0
+
+SlackHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class OffboardBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    email: str | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
+    slack_user_id: str | None = Field(None, pattern=r"^[UW][A-Z0-9]{2,20}$")
+    reason: str = Field("", max_length=500)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> OffboardBody:
+        if (self.email is None) == (self.slack_user_id is None):
+            raise ValueError("give exactly one of email or slack_user_id")
+        return self
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+class HttpService:
+    def __init__(
+        self,
+        core: Core,
+        metrics: Metrics,
+        *,
+        offboard_secret: str | None,
+        slack_handler: SlackHandler | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.core = core
+        self.metrics = metrics
+        self.offboard_secret = offboard_secret
+        self.slack_handler = slack_handler
+        self.clock = clock
+        self.accepting = True
+
+    def build(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_WEBHOOK_BODY * 16)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/readyz", self.readyz)
+        app.router.add_get("/metrics", self.metrics_page)
+        app.router.add_get("/openapi.json", self.openapi)
+        app.router.add_post("/hooks/offboard", self.offboard)
+        if self.slack_handler is not None:
+            app.router.add_post("/slack/events", self.slack_handler)
+        return app
+
+    async def healthz(self, _: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, _: web.Request) -> web.Response:
+        problems = await self.readiness_problems()
+        if problems or not self.accepting:
+            return web.json_response(
+                {"status": "unavailable", "problems": problems or ["shutting down"]}, status=503
+            )
+        return web.json_response({"status": "ready"})
+
+    async def readiness_problems(self) -> list[str]:
+        checks = [("redis", self._ping_redis())] + [
+            (f"cluster {c.name}", self._ping_cluster(c.name)) for c in self.core.clusters
+        ]
+        results = await asyncio.gather(*(_timed(coro) for _, coro in checks))
+        return [f"{name}: {err}" for (name, _), err in zip(checks, results, strict=True) if err]
+
+    async def _ping_redis(self) -> None:
+        await self.core.redis.ping()  # type: ignore[misc]  # redis-py types it sync|async
+
+    async def _ping_cluster(self, name: str) -> None:
+        c = self.core.clusters[name]
+        await c.call(c.core.get_api_resources, _request_timeout=(2.0, READY_TIMEOUT))
+
+    async def metrics_page(self, _: web.Request) -> web.Response:
+        return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    async def openapi(self, _: web.Request) -> web.Response:
+        return web.json_response(openapi.document())
+
+    async def offboard(self, request: web.Request) -> web.Response:
+        if not self.offboard_secret:
+            return _error(404, "not found")
+        body = await _read_limited(request, MAX_WEBHOOK_BODY)
+        if body is None:
+            return _error(413, f"body over {MAX_WEBHOOK_BODY} bytes")
+        ok = signing.verify(
+            self.offboard_secret,
+            request.headers.get("X-AccessBot-Timestamp"),
+            request.headers.get("X-AccessBot-Signature"),
+            body,
+            self.clock(),
+        )
+        if not ok:
+            return _error(401, "bad or stale signature")
+        try:
+            parsed = OffboardBody.model_validate(json.loads(body))
+        except (ValueError, ValidationError) as exc:
+            return _error(400, _first_problem(exc))
+        return await self._run_offboard(parsed)
+
+    async def _run_offboard(self, body: OffboardBody) -> web.Response:
+        wf = self.core.workflow
+        try:
+            user = await wf.resolve_user(email=body.email, user_id=body.slack_user_id)
+        except UnknownUser as exc:
+            return _error(404, str(exc))
+        try:
+            result = await wf.offboard(user, "hr-webhook", body.reason or "offboarded by HR")
+        except ClusterError as exc:
+            log.error("offboarding %s incomplete: %s", user, exc)
+            return _error(503, "offboarding started but a cluster did not answer; retry")
+        return web.json_response(
+            {"user": result.user, "revoked": result.revoked, "cancelled": result.cancelled}
+        )
+
+
+async def _timed(coro: Awaitable[Any]) -> str | None:
+    try:
+        await asyncio.wait_for(coro, READY_TIMEOUT)
+        return None
+    except TimeoutError:
+        return "timed out"
+    except Exception as exc:
+        return exc.__class__.__name__ if not str(exc) else str(exc)
+
+
+async def _read_limited(request: web.Request, limit: int) -> bytes | None:
+    """The raw body, or None if it is over ``limit`` (without reading it all)."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(16384):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _first_problem(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        return f"{where}: {err['msg']}"
+    return "body is not valid JSON"

@@ -1,0 +1,67 @@
+"""Process configuration from the environment (and ``.env``), per the contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(ValueError):
+    """A configuration problem, worded for the operator; one line."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    redis_url: str | None = None
+    accessbot_data_dir: Path = Path(".accessbot")
+    accessbot_policy: Path = Path("policy.yaml")
+    accessbot_http_host: str = "0.0.0.0"  # noqa: S104 - a server in a pod listens on all
+    accessbot_http_port: int = Field(8080, ge=0, le=65535)
+    accessbot_offboard_secret: SecretStr | None = None
+    kubeconfig: str | None = None
+    accessbot_log_format: Literal["json", "console"] = "json"
+    accessbot_log_level: str = "INFO"
+    # Internal tunables (not part of the contract; useful in tests and drills).
+    accessbot_reconcile_seconds: float = Field(60.0, gt=0)
+    accessbot_lease_seconds: float = Field(30.0, gt=0)
+
+    @field_validator("accessbot_log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("use DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return level
+
+    @property
+    def socket_mode(self) -> bool:
+        return self.slack_app_token is not None
+
+    def require_serve(self) -> None:
+        """What ``serve`` cannot start without; raises ConfigError naming the variable."""
+        if self.slack_bot_token is None:
+            raise ConfigError("SLACK_BOT_TOKEN is not set (the bot token, xoxb-…)")
+        if not self.socket_mode and self.slack_signing_secret is None:
+            raise ConfigError(
+                "SLACK_SIGNING_SECRET is not set (required in HTTP mode; "
+                "set SLACK_APP_TOKEN for Socket Mode instead)"
+            )
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]).upper() if first["loc"] else "environment"
+        raise ConfigError(f"{name}: {first['msg']}") from None
