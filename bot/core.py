@@ -30,6 +30,7 @@ def cluster_targets(policy: Policy, kubeconfig: str | None) -> dict[str, Cluster
             in_cluster=cfg.in_cluster,
             kubeconfig=kubeconfig,
             server_override=cfg.server,
+            sa_namespace=cfg.namespace,
         )
         for name, cfg in policy.clusters.items()
     }

@@ -40,6 +40,8 @@ class ClusterTarget:
     in_cluster: bool = False
     kubeconfig: str | None = None
     server_override: str | None = None
+    # Where grant ServiceAccounts live; the bot's RBAC covers only this namespace.
+    sa_namespace: str = "accessbot-users"
 
 
 @dataclass
@@ -51,6 +53,7 @@ class ClusterClient:
     pool: ThreadPoolExecutor
     server: str
     ca_data: bytes
+    sa_namespace: str = "accessbot-users"
     timeout: tuple[float, float] = DEFAULT_TIMEOUT
     core: client.CoreV1Api = field(init=False)
     rbac: client.RbacAuthorizationV1Api = field(init=False)
@@ -148,6 +151,7 @@ class ClusterRegistry:
                 pool=self._pool,
                 server=target.server_override or cfg.host,
                 ca_data=_ca_data(cfg),
+                sa_namespace=target.sa_namespace,
                 timeout=timeout,
             )
 

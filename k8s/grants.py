@@ -269,7 +269,7 @@ async def revoke(c: ClusterClient, grant_id: str) -> list[str]:
     """
     selector = names.grant_selector(grant_id)
     deleted: list[str] = []
-    sas = await list_all(c, c.core.list_service_account_for_all_namespaces, selector)
+    sas = await list_all(c, _sa_lister(c), selector)
     for sa in sas:
         meta = sa.metadata
         if await _ignore_404(
@@ -287,6 +287,11 @@ async def revoke(c: ClusterClient, grant_id: str) -> list[str]:
         if await _ignore_404(c.call(c.rbac.delete_cluster_role_binding, crb.metadata.name)):
             deleted.append(f"ClusterRoleBinding {crb.metadata.name}")
     return deleted
+
+
+def _sa_lister(c: ClusterClient) -> Callable[..., Any]:
+    # Only the users' namespace: the bot has no ServiceAccount rights elsewhere.
+    return partial(c.core.list_namespaced_service_account, c.sa_namespace)
 
 
 async def list_all(
@@ -323,7 +328,7 @@ async def list_managed(c: ClusterClient, page_size: int = 500) -> list[ManagedOb
     """Every object on the cluster labelled as AccessBot's."""
     sel = names.MANAGED_SELECTOR
     sources: list[tuple[Any, Callable[..., Any]]] = [
-        ("ServiceAccount", c.core.list_service_account_for_all_namespaces),
+        ("ServiceAccount", _sa_lister(c)),
         ("RoleBinding", c.rbac.list_role_binding_for_all_namespaces),
         ("ClusterRoleBinding", c.rbac.list_cluster_role_binding),
     ]

@@ -11,8 +11,12 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 K8S_VERSION=$(awk '$1=="k8s.io/kubernetes"{print $2}' "$here/go.mod")
 HELM_VERSION=v3.22.0
-key=$(cat "$here/go.mod" "$here/go.sum" "$here"/cmd/*/*.go "$0" | sha256sum | cut -c1-10)
+key=$( (cat "$here/go.mod" "$here/go.sum" "$here"/cmd/*/*.go; echo "$HELM_VERSION") | sha256sum | cut -c1-10)
 cache=${ACCESSBOT_CACHE:-$HOME/.cache/accessbot}/testenv/${K8S_VERSION}-${key}
+if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
+  # Links to someone else's binaries must not land in the cache of our own build.
+  cache=$cache-assets-$(echo "$KUBEBUILDER_ASSETS" | sha256sum | cut -c1-8)
+fi
 mkdir -p "$cache"
 
 log() { echo "testenv: $*" >&2; }
