@@ -104,8 +104,10 @@ async def workflow_harness(
     start: bool = True,
     reconcile_interval: float = 3600.0,
     setup: Callable[[Core], Awaitable[None]] | None = None,
+    kubeconfig: Path | None = None,
 ) -> AsyncIterator[Harness]:
-    kubeconfig = prepare_clusters(clusters, tmp)
+    """The real workflow; ``kubeconfig`` overrides the one made from ``clusters``."""
+    kubeconfig = kubeconfig or prepare_clusters(clusters, tmp)
     notifier = notifier or RecordingNotifier()
     directory = directory or default_directory()
     core = await build_core(
