@@ -94,6 +94,8 @@ async def build_core(
         notifier=notifier,
         directory=directory,
         backoff=backoff or Backoff(),
+        delivery_claim_seconds=2 * scheduler.lease_seconds,
+        record_patience=scheduler.lease_seconds,
     )
     workflow.register_jobs()
     store.on_change.append(notifier.grant_changed)

@@ -79,6 +79,11 @@ class Grant(BaseModel):
     extensions: tuple[str, ...] = ()
     card: MessageRef | None = None
     delivered_file: str | None = None
+    # Which provisioning attempt may deliver, and since when: a second attempt
+    # (a reclaimed job) must not send a second kubeconfig while the first may
+    # still be recording its delivery.
+    delivery_attempt: str | None = None
+    delivery_claimed_at: datetime | None = None
     failure: str | None = None
     history: tuple[Step, ...] = ()
     version: int = 0

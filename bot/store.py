@@ -9,12 +9,16 @@ approve, provision or expire anything twice.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
 from bot.audit import audit_entry, log_entry, new_steps
@@ -115,13 +119,29 @@ class Store:
         await self._after(None, grant)
         return grant
 
-    async def update(self, grant_id: str, decide: Decide) -> Grant | None:
+    async def update(self, grant_id: str, decide: Decide, *, patience: float = 0.0) -> Grant | None:
         """Apply ``decide`` to the current record atomically.
 
         ``decide`` is pure and may run several times under contention; it
         returns None when there is nothing to do (a stale click, a replay).
         Returns the record as committed, or None if nothing changed.
+
+        ``patience``: seconds to keep trying while Redis is unreachable, for
+        writes that record something already done elsewhere (a delivery).
+        Since a lost reply may hide a committed write, ``decide`` must treat
+        "already done" as done.
         """
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                return await self._update_once(grant_id, decide)
+            except (RedisConnectionError, RedisTimeoutError):
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning("Redis unreachable; retrying the write of %s", grant_id)
+                await asyncio.sleep(0.2)
+
+    async def _update_once(self, grant_id: str, decide: Decide) -> Grant | None:
         key = self._grant_key(grant_id)
         while True:
             async with self.redis.pipeline(transaction=True) as pipe:

@@ -28,7 +28,7 @@ from bot.policy import (
 )
 from bot.ports import Directory, Notifier
 from bot.retry import Backoff, retrying
-from bot.scheduler import Job, Scheduler
+from bot.scheduler import Job, RetryLater, Scheduler
 from bot.store import Change, Store
 from k8s import grants as k8s_grants
 from k8s.clients import ClusterRegistry
@@ -111,6 +111,10 @@ class Workflow:
     backoff: Backoff = field(default_factory=Backoff)
     # Test seam for crash drills: called with the saga step just completed.
     on_provision_step: Callable[[str], object] | None = None
+    # How long a delivery claim holds off other attempts (about two scheduler
+    # leases: longer than a live attempt needs between claim and record).
+    delivery_claim_seconds: float = 60.0
+    record_patience: float = 30.0
 
     def register_jobs(self) -> None:
         handlers: dict[str, Callable[[Job], Awaitable[None]]] = {
@@ -274,10 +278,36 @@ class Workflow:
             return await self.store.get(grant_id)
         try:
             token = await self._make_credentials(grant)
-            delivery = grant.delivered_file or await self._deliver(grant, token)
+            if grant.delivered_file:
+                delivery = grant.delivered_file
+            elif await self._claim_delivery(grant.id):
+                delivery = await self._deliver(grant, token)
+            else:
+                raise RetryLater(self.delivery_claim_seconds / 2, "another attempt is delivering")
         except (ClusterError, OSError, ValueError) as exc:
             return await self._fail(grant, _user_reason(exc))
         return await self._activate(grant, delivery)
+
+    async def _claim_delivery(self, grant_id: str) -> bool:
+        """Become the one attempt allowed to send this grant's kubeconfig.
+
+        A claim older than ``delivery_claim_seconds`` belongs to an attempt
+        presumed dead (its process crashed before recording the delivery), so
+        a crash at that exact point costs a delay, never a second file.
+        """
+        attempt, now = new_id(), self.clock()
+        stale = timedelta(seconds=self.delivery_claim_seconds)
+
+        def decide(g: Grant) -> Change | None:
+            if g.state != State.PROVISIONING:
+                return None
+            if g.delivery_claimed_at is not None and now - g.delivery_claimed_at < stale:
+                return None
+            return Change(
+                g.model_copy(update={"delivery_attempt": attempt, "delivery_claimed_at": now})
+            )
+
+        return await self.store.update(grant_id, decide) is not None
 
     async def _start_provisioning(self, grant_id: str) -> Grant | None:
         now = self.clock()
@@ -358,8 +388,13 @@ class Workflow:
             )
             return Change(active, schedule=self._expiry_jobs(active))
 
-        activated = await self.store.update(grant.id, decide)
+        # The file is already in the user's DM: wait out a Redis blip rather
+        # than fail the job and have a retry send it again.
+        activated = await self.store.update(grant.id, decide, patience=self.record_patience)
         if activated is None:
+            current = await self.store.get(grant.id)
+            if current is not None and current.delivered_file == delivery:
+                return current  # our write landed; only its reply was lost
             # Revoked (or failed) while we worked: take back what we made.
             await self._cleanup(grant.id, grant.cluster)
             return await self.store.get(grant.id)
