@@ -1,0 +1,174 @@
+{{/* Names ------------------------------------------------------------------------ */}}
+
+{{- define "accessbot.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "accessbot.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "accessbot.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "accessbot.serviceAccountName" -}}
+{{- default (include "accessbot.fullname" .) .Values.serviceAccount.name }}
+{{- end }}
+
+{{- define "accessbot.secretName" -}}
+{{- default (include "accessbot.fullname" .) .Values.slack.existingSecret }}
+{{- end }}
+
+{{- define "accessbot.redisName" -}}
+{{- printf "%s-redis" (include "accessbot.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels ----------------------------------------------------------------------- */}}
+
+{{- define "accessbot.labels" -}}
+helm.sh/chart: {{ include "accessbot.chart" . }}
+{{ include "accessbot.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: accessbot
+{{- end }}
+
+{{- define "accessbot.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "accessbot.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "accessbot.botSelectorLabels" -}}
+{{ include "accessbot.selectorLabels" . }}
+app.kubernetes.io/component: bot
+{{- end }}
+
+{{- define "accessbot.redisSelectorLabels" -}}
+{{ include "accessbot.selectorLabels" . }}
+app.kubernetes.io/component: redis
+{{- end }}
+
+{{- define "accessbot.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{/* What the policy means for this cluster's RBAC -------------------------------
+`policy` is YAML text. Clusters with `in_cluster: true` are the cluster the chart
+is installed in. Each helper returns JSON; read it with fromJson / fromJsonArray. */}}
+
+{{/* The policy as an object, after the checks the RBAC below depends on; the bot
+validates everything else at start (`accessbot check`). */}}
+{{- define "accessbot.policyObject" -}}
+{{- $policy := fromYaml .Values.policy }}
+{{- if hasKey $policy "Error" }}
+{{- fail (printf "policy: not valid YAML: %s" (get $policy "Error")) }}
+{{- end }}
+{{- if not (kindIs "map" (get $policy "clusters")) }}
+{{- fail "policy: needs a `clusters:` mapping (cluster name -> {in_cluster: true} or {context: ...})" }}
+{{- end }}
+{{- if not (kindIs "map" (get $policy "roles")) }}
+{{- fail "policy: needs a `roles:` mapping (role name -> {cluster_role: ..., scope: ..., max_duration: ...})" }}
+{{- end }}
+{{- range $name, $cluster := $policy.clusters }}
+{{- if not (kindIs "map" $cluster) }}
+{{- fail (printf "policy: clusters.%s must be a mapping" $name) }}
+{{- end }}
+{{- end }}
+{{- range $name, $role := $policy.roles }}
+{{- if not (kindIs "map" $role) }}
+{{- fail (printf "policy: roles.%s must be a mapping" $name) }}
+{{- end }}
+{{- $clusterRole := get $role "cluster_role" }}
+{{- if or (not (hasKey $role "cluster_role")) (not (kindIs "string" $clusterRole)) (not $clusterRole) }}
+{{- fail (printf "policy: roles.%s.cluster_role must be the name of a ClusterRole" $name) }}
+{{- end }}
+{{- if and (hasKey $role "clusters") (not (kindIs "slice" (get $role "clusters"))) }}
+{{- fail (printf "policy: roles.%s.clusters must be a list of cluster names" $name) }}
+{{- end }}
+{{- end }}
+{{- toJson $policy }}
+{{- end }}
+
+{{/* Names of the policy clusters that are this cluster, sorted. */}}
+{{- define "accessbot.localClusters" -}}
+{{- $policy := include "accessbot.policyObject" . | fromJson }}
+{{- $names := list }}
+{{- range $name, $cluster := $policy.clusters }}
+{{- if eq (get $cluster "in_cluster" | toString) "true" }}
+{{- $names = append $names $name }}
+{{- end }}
+{{- end }}
+{{- $names | sortAlpha | toJson }}
+{{- end }}
+
+{{/* Namespaces where grant ServiceAccounts are made on this cluster, sorted, distinct. */}}
+{{- define "accessbot.usersNamespaces" -}}
+{{- $policy := include "accessbot.policyObject" . | fromJson }}
+{{- $namespaces := list }}
+{{- range $name := include "accessbot.localClusters" . | fromJsonArray }}
+{{- $cluster := get $policy.clusters $name }}
+{{- $namespaces = append $namespaces (get $cluster "namespace" | default "accessbot-users") }}
+{{- end }}
+{{- $namespaces | uniq | sortAlpha | toJson }}
+{{- end }}
+
+{{/* The distinct cluster_role values of the roles available on this cluster: a role
+without `clusters` is available everywhere, one with `clusters` only on those named. */}}
+{{- define "accessbot.boundClusterRoles" -}}
+{{- $policy := include "accessbot.policyObject" . | fromJson }}
+{{- $local := include "accessbot.localClusters" . | fromJsonArray }}
+{{- $clusterRoles := list }}
+{{- range $name, $role := $policy.roles }}
+{{- $available := true }}
+{{- if hasKey $role "clusters" }}
+{{- $available = false }}
+{{- range get $role "clusters" }}
+{{- if has (toString .) $local }}
+{{- $available = true }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if $available }}
+{{- $clusterRoles = append $clusterRoles (get $role "cluster_role") }}
+{{- end }}
+{{- end }}
+{{- $clusterRoles | uniq | sortAlpha | toJson }}
+{{- end }}
+
+{{/* Redis ------------------------------------------------------------------------ */}}
+
+{{- define "accessbot.redisSources" -}}
+{{- $n := 0 }}
+{{- if .Values.redis.url }}{{ $n = add1 $n }}{{ end }}
+{{- if .Values.redis.existingSecret }}{{ $n = add1 $n }}{{ end }}
+{{- if .Values.redis.bundled.enabled }}{{ $n = add1 $n }}{{ end }}
+{{- $n }}
+{{- end }}
+
+{{/* Refuse values that would make a pod that cannot work. */}}
+{{- define "accessbot.validate" -}}
+{{- $sources := include "accessbot.redisSources" . | int }}
+{{- if gt $sources 1 }}
+{{- fail "redis: give only one of redis.url, redis.existingSecret and redis.bundled.enabled" }}
+{{- end }}
+{{- if and (eq $sources 0) (not .Values.slack.existingSecret) }}
+{{- fail "redis: set redis.url (a managed Redis), redis.existingSecret, or redis.bundled.enabled=true; the image has no embedded Redis" }}
+{{- end }}
+{{- if and .Values.redis.url (not (regexMatch "^(redis|rediss|unix)://" .Values.redis.url)) }}
+{{- fail "redis.url must start with redis://, rediss:// or unix://" }}
+{{- end }}
+{{- end }}
