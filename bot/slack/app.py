@@ -1,0 +1,610 @@
+"""The Bolt app: thin listeners that ack, parse, call the workflow and render.
+
+Every command and click is acknowledged before anything slow happens. With
+Bolt's default ``process_before_response=False`` the HTTP response (or Socket
+Mode ack) goes out at ``ack()`` and the listener keeps running, so Slack's 3 s
+deadline holds even when an apiserver takes seconds per call. What runs before
+``ack()`` is pure (parsing, policy checks) or a local Redis read.
+
+Replies to a command or click go to its ``response_url`` as ephemeral messages
+(they work in any channel, whether or not the app is a member); where there is
+none (App Home, modals) the user gets a DM.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from redis.exceptions import RedisError
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_bolt.response import BoltResponse
+from slack_sdk.errors import SlackClientError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.core import Core
+from bot.lifecycle import State
+from bot.models import Grant, utcnow
+from bot.policy import AccessRequestSpec, RequestRejected, resolve_request
+from bot.slack import ids
+from bot.slack.blocks import (
+    HomeData,
+    Message,
+    error_message,
+    grant_list_message,
+    help_message,
+    home_view,
+    info_message,
+)
+from bot.slack.client import error_code
+from bot.slack.commands import (
+    USAGE,
+    CommandError,
+    Extend,
+    Helm,
+    Help,
+    ListGrants,
+    Nodes,
+    OpenModal,
+    Request,
+    Revoke,
+    parse_access,
+    parse_k8s,
+)
+from bot.slack.directory import SlackDirectory
+from bot.slack.forms import (
+    deny_modal,
+    extend_modal,
+    grant_from_metadata,
+    read_request_form,
+    read_text,
+    request_modal,
+    validate_extension,
+    validate_request_form,
+)
+from bot.slack.notifier import SlackNotifier
+from bot.slack.reports import ReportAccess, may_run_reports, run_report
+from bot.slack.text import code, escape, unescape
+from bot.workflow import NotAllowed, Outcome, UnknownGrant, Workflow
+from k8s.errors import ClusterError
+
+__all__ = ["ReportAccess", "build_slack_app"]
+
+log = logging.getLogger(__name__)
+audit_log = logging.getLogger("accessbot.audit")
+
+JSON = dict[str, Any]
+EVENT_DEDUPE_TTL = 3600  # Slack retries a delivery for a few minutes at most
+# response_url accepts 5 posts in 30 minutes; keep one for a final note.
+RESPONSES_PER_COMMAND = 4
+OFFBOARD_ACTOR = "slack"
+
+
+def build_slack_app(
+    *,
+    core: Core,
+    client: AsyncWebClient,
+    signing_secret: str | None,
+    socket_mode: bool = False,
+    report_access: ReportAccess = "everyone",
+) -> AsyncApp:
+    """The Bolt app for HTTP (``signing_secret`` required) or Socket Mode."""
+    if not socket_mode and not signing_secret:
+        raise ValueError("HTTP mode needs the Slack signing secret to verify requests")
+    app = AsyncApp(
+        client=client,
+        signing_secret=signing_secret or "",
+        # Socket Mode frames are authenticated by the app token's connection.
+        request_verification_enabled=not socket_mode,
+        process_before_response=False,
+        name="accessbot",
+    )
+    _Listeners(core, client, report_access).register(app)
+    return app
+
+
+def _ephemeral(message: Message) -> JSON:
+    return {**message.as_kwargs(), "response_type": "ephemeral"}
+
+
+class _Listeners:
+    def __init__(self, core: Core, client: AsyncWebClient, report_access: ReportAccess) -> None:
+        self.core = core
+        self.client = client
+        self.report_access = report_access
+        self.workflow: Workflow = core.workflow
+        self.policy = core.policy
+        notifier = core.workflow.notifier
+        self.notifier = (
+            notifier if isinstance(notifier, SlackNotifier) else SlackNotifier(client, core.policy)
+        )
+        directory = core.workflow.directory
+        self.directory = directory if isinstance(directory, SlackDirectory) else None
+
+    def register(self, app: AsyncApp) -> None:
+        app.middleware(self.dedupe_events)
+        app.command("/access")(self.access_command)
+        app.command("/k8s")(self.k8s_command)
+        app.action(ids.APPROVE)(self.approve_click)
+        app.action(ids.DENY)(self.deny_click)
+        app.action(ids.REVOKE)(self.revoke_click)
+        app.action(ids.EXTEND)(self.extend_click)
+        app.action(ids.OPEN_MODAL)(self.open_modal_click)
+        app.action(ids.MODAL_CLUSTER)(self.modal_cluster_changed)
+        app.view(ids.REQUEST_MODAL)(self.request_submitted)
+        app.view(ids.DENY_MODAL)(self.deny_submitted)
+        app.view(ids.EXTEND_MODAL)(self.extend_submitted)
+        app.event("app_home_opened")(self.home_opened)
+        app.event("user_change")(self.user_changed)
+
+    # -- Events API retries ---------------------------------------------------------------
+
+    async def dedupe_events(
+        self, body: JSON, next_: Callable[[], Awaitable[None]]
+    ) -> BoltResponse | None:
+        """Answer a redelivered event 200 without handling it twice (Bolt does not dedupe)."""
+        event_id = body.get("event_id") if body.get("type") == "event_callback" else None
+        if event_id:
+            try:
+                first = await self.core.store.first_time(
+                    f"slack-event:{event_id}", EVENT_DEDUPE_TTL
+                )
+            except RedisError:
+                first = True  # handlers are idempotent; better twice than never
+            if not first:
+                log.info("ignoring redelivered Slack event %s", event_id)
+                return BoltResponse(status=200, body="")
+        await next_()
+        return None
+
+    # -- answering after the ack -------------------------------------------------------
+
+    async def _answer(
+        self,
+        user: str,
+        respond: AsyncRespond | None,
+        what: str,
+        grant_id: str,
+        work: Awaitable[Message | None],
+    ) -> None:
+        """Run the slow part of a command, click or submission and answer the user.
+
+        Mistakes become ephemeral explanations; a refusal is also audited. Nothing
+        escapes: by now Slack has had its ack, so an exception would only be logged
+        by Bolt while the user waited for an answer that never came.
+        """
+        try:
+            message = await work
+        except NotAllowed as exc:
+            self._refused(user, grant_id, what, str(exc))
+            message = error_message(f"{_words(exc)}. Nothing was changed.")
+        except (RequestRejected, UnknownGrant) as exc:
+            message = error_message(_words(exc))
+        except Exception:
+            log.exception("%s by %s failed (grant %s)", what, user, grant_id or "-")
+            message = error_message("Something went wrong on our side; it has been logged.")
+        if message is not None:
+            await self._send(user, respond, message)
+
+    async def _send(self, user: str, respond: AsyncRespond | None, message: Message) -> None:
+        """Privately: via the response_url when there is one, else in a DM."""
+        if respond is None:
+            await self.notifier.send_dm(user, message)
+            return
+        try:
+            await respond(**_ephemeral(message), replace_original=False)
+        except (SlackClientError, ValueError, OSError) as exc:
+            log.warning("could not answer via response_url: %s", error_code(exc))
+
+    # -- /access --------------------------------------------------------------------------
+
+    async def access_command(self, ack: AsyncAck, command: JSON, respond: AsyncRespond) -> None:
+        user = str(command["user_id"])
+        try:
+            parsed = parse_access(_typed(command))
+            if isinstance(parsed, Request):
+                resolve_request(self.policy, self._spec(parsed, user))  # pure: answer at once
+        except CommandError as exc:
+            await ack(**_ephemeral(error_message(exc.problem, exc.usage)))
+            return
+        except RequestRejected as exc:
+            await ack(**_ephemeral(error_message(str(exc), USAGE["request"])))
+            return
+        if isinstance(parsed, Help):
+            await ack(**_ephemeral(help_message("access")))
+            return
+        await ack()
+        if isinstance(parsed, OpenModal):
+            await self._open(str(command["trigger_id"]), request_modal(self.policy), user)
+            return
+        target = getattr(parsed, "grant_id", "")
+        await self._answer(
+            user, respond, type(parsed).__name__.lower(), target, self._access(parsed, user)
+        )
+
+    def _spec(self, cmd: Request, user: str) -> AccessRequestSpec:
+        return AccessRequestSpec(
+            requester=user,
+            role=cmd.role,
+            cluster=cmd.cluster,
+            namespace=cmd.namespace,
+            duration=cmd.duration,
+            reason=cmd.reason,
+        )
+
+    async def _access(self, cmd: Request | ListGrants | Revoke | Extend, user: str) -> Message:
+        if isinstance(cmd, Request):
+            grant = await self.workflow.submit(self._spec(cmd, user))
+            return _submitted(grant, self.policy.approvals_channel)
+        if isinstance(cmd, ListGrants):
+            grants = await self.workflow.list_grants(user, everyone=cmd.everyone)
+            return grant_list_message(grants, utcnow(), everyone=cmd.everyone)
+        if isinstance(cmd, Revoke):
+            return await self._revoke(cmd.grant_id, user)
+        result = await self.workflow.extend(cmd.grant_id, user, cmd.duration)
+        return _extended(cmd.grant_id, result)
+
+    # -- /k8s -----------------------------------------------------------------------------
+
+    async def k8s_command(self, ack: AsyncAck, command: JSON, respond: AsyncRespond) -> None:
+        user = str(command["user_id"])
+        try:
+            parsed = parse_k8s(_typed(command))
+        except CommandError as exc:
+            await ack(**_ephemeral(error_message(exc.problem, exc.usage)))
+            return
+        if isinstance(parsed, Help):
+            await ack(**_ephemeral(help_message("k8s")))
+            return
+        known = self.core.clusters.names
+        names = [parsed.cluster] if parsed.cluster else known
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            problem = f"unknown cluster {unknown[0]!r}; clusters: {', '.join(known)}"
+            await ack(**_ephemeral(error_message(problem)))
+            return
+        await ack()
+        await self._answer(
+            user, respond, "run a cluster report", "", self._reports(parsed, names, user, respond)
+        )
+
+    async def _reports(
+        self, cmd: Nodes | Helm, names: list[str], user: str, respond: AsyncRespond
+    ) -> Message | None:
+        """Post each cluster's report; returns a closing note, if one is needed."""
+        groups = frozenset() if self.report_access == "everyone" else await self._groups(user)
+        if not may_run_reports(self.policy, self.report_access, user, groups):
+            raise NotAllowed("cluster reports are limited to admins and approvers")
+        sent = 0
+        for name in names:
+            for message in await self._report(cmd, name, user):
+                # A response_url takes 5 posts; past that the rest goes to the DM.
+                await self._send(user, respond if sent < RESPONSES_PER_COMMAND else None, message)
+                sent += 1
+        if sent > RESPONSES_PER_COMMAND:
+            return info_message("The rest of the report is in your DM with AccessBot.")
+        return None
+
+    async def _groups(self, user: str) -> frozenset[str]:
+        return await self.workflow.directory.groups_of(user)
+
+    async def _report(self, cmd: Nodes | Helm, cluster: str, user: str) -> list[Message]:
+        try:
+            output = await run_report(cmd, self.core.clusters[cluster])
+        except ClusterError as exc:
+            return [error_message(str(exc))]
+        if output.file_name and output.file_content is not None:
+            await self._upload(user, output.file_name, output.file_content)
+        return list(output.messages)
+
+    async def _upload(self, user: str, filename: str, content: str) -> None:
+        try:
+            opened = await self.client.conversations_open(users=user)
+            channel = str((opened.get("channel") or {}).get("id") or "")
+            await self.client.files_upload_v2(
+                channel=channel, content=content.encode(), filename=filename
+            )
+        except SlackClientError as exc:
+            log.error("could not upload report %s for %s: %s", filename, user, error_code(exc))
+
+    # -- buttons ---------------------------------------------------------------------------
+
+    async def approve_click(
+        self, ack: AsyncAck, body: JSON, action: JSON, respond: AsyncRespond
+    ) -> None:
+        await ack()
+        user, grant_id = _clicker(body), _value(action)
+        await self._answer(
+            user,
+            _responder(body, respond),
+            "approve",
+            grant_id,
+            self._approve(grant_id, user, body),
+        )
+
+    async def _approve(self, grant_id: str, user: str, body: JSON) -> Message | None:
+        decision = await self.workflow.approve(grant_id, user)
+        await self._refresh_home(body)
+        return _decision_note(decision.outcome, decision.grant)
+
+    async def deny_click(
+        self, ack: AsyncAck, body: JSON, action: JSON, respond: AsyncRespond
+    ) -> None:
+        await ack()
+        user, grant_id = _clicker(body), _value(action)
+        trigger = str(body.get("trigger_id") or "")
+        await self._answer(
+            user,
+            _responder(body, respond),
+            "deny",
+            grant_id,
+            self._ask_deny_reason(grant_id, user, trigger),
+        )
+
+    async def _ask_deny_reason(self, grant_id: str, user: str, trigger: str) -> Message | None:
+        grant = await self.workflow.get(grant_id)
+        if grant.state != State.PENDING:
+            return info_message(f"This request is already {grant.state}.")
+        if not await self.workflow.may_decide(grant, user):
+            # The same words the workflow uses when approve() refuses.
+            if user == grant.requester:
+                raise NotAllowed("you cannot approve or deny your own request")
+            raise NotAllowed(f"you are not an approver for role {grant.role}")
+        await self._open(trigger, deny_modal(grant), user)
+        return None
+
+    async def revoke_click(
+        self, ack: AsyncAck, body: JSON, action: JSON, respond: AsyncRespond
+    ) -> None:
+        await ack()
+        user, grant_id = _clicker(body), _value(action)
+        await self._answer(
+            user, _responder(body, respond), "revoke", grant_id, self._revoke(grant_id, user, body)
+        )
+
+    async def _revoke(self, grant_id: str, user: str, body: JSON | None = None) -> Message:
+        """Revoke (or cancel) and say what happened; the workflow checks permission."""
+        before = await self.workflow.get(grant_id)
+        after = await self.workflow.revoke(grant_id, user)
+        if body is not None:
+            await self._refresh_home(body)
+        if before.ended:
+            return info_message(
+                f"{grant_id} had already ended ({before.state}); nothing to revoke."
+            )
+        return _revoked(after)
+
+    async def extend_click(
+        self, ack: AsyncAck, body: JSON, action: JSON, respond: AsyncRespond
+    ) -> None:
+        await ack()
+        user, grant_id = _clicker(body), _value(action)
+        trigger = str(body.get("trigger_id") or "")
+        await self._answer(
+            user,
+            _responder(body, respond),
+            "extend",
+            grant_id,
+            self._ask_extension(grant_id, user, trigger),
+        )
+
+    async def _ask_extension(self, grant_id: str, user: str, trigger: str) -> Message | None:
+        grant = await self.workflow.get(grant_id)
+        if user != grant.requester and not await self.workflow.is_admin(user):
+            raise NotAllowed("only the grant's owner or an admin can extend it")
+        if grant.state != State.ACTIVE or grant.expires_at is None:
+            return info_message(f"This grant is {grant.state}; only active grants extend.")
+        await self._open(trigger, extend_modal(grant, self.policy, utcnow()), user)
+        return None
+
+    async def open_modal_click(self, ack: AsyncAck, body: JSON) -> None:
+        await ack()
+        trigger = str(body.get("trigger_id") or "")
+        await self._open(trigger, request_modal(self.policy), _clicker(body))
+
+    async def modal_cluster_changed(self, ack: AsyncAck, body: JSON, action: JSON) -> None:
+        """The request form's cluster changed: offer that cluster's roles."""
+        await ack()
+        view = body.get("view") or {}
+        cluster = str((action.get("selected_option") or {}).get("value") or "")
+        metadata = str(view.get("private_metadata") or "")
+        try:
+            await self.client.views_update(
+                view_id=str(view.get("id") or ""),
+                hash=view.get("hash"),
+                view=request_modal(self.policy, cluster=cluster, metadata=metadata),
+            )
+        except SlackClientError as exc:
+            # hash_conflict: the user changed it again meanwhile; the newer update wins.
+            log.info("request form update skipped: %s", error_code(exc))
+
+    # -- modals: validated before the ack, so mistakes show next to the field -------------
+
+    async def request_submitted(self, ack: AsyncAck, body: JSON, view: JSON) -> None:
+        user = _clicker(body)
+        spec, errors = validate_request_form(self.policy, read_request_form(_values(view)), user)
+        if spec is None:
+            await ack(response_action="errors", errors=errors)
+            return
+        await ack()
+        await self._answer(user, None, "request", "", self._submit_quietly(spec))
+
+    async def _submit_quietly(self, spec: AccessRequestSpec) -> None:
+        await self.workflow.submit(spec)  # the requester hears from the notifier
+
+    async def deny_submitted(self, ack: AsyncAck, body: JSON, view: JSON) -> None:
+        user = _clicker(body)
+        grant_id = grant_from_metadata(str(view.get("private_metadata") or ""))
+        reason = read_text(_values(view), ids.REASON_BLOCK) or ""
+        await ack()
+        await self._answer(user, None, "deny", grant_id, self._deny(grant_id, user, reason))
+
+    async def _deny(self, grant_id: str, user: str, reason: str) -> Message | None:
+        decision = await self.workflow.deny(grant_id, user, reason)
+        if decision.outcome == Outcome.ALREADY_DECIDED:
+            state = decision.grant.state
+            return info_message(f"Request {grant_id} was already {state}; nothing changed.")
+        return None
+
+    async def extend_submitted(self, ack: AsyncAck, body: JSON, view: JSON) -> None:
+        user = _clicker(body)
+        grant_id = grant_from_metadata(str(view.get("private_metadata") or ""))
+        grant = await self.core.store.get(grant_id)  # a local Redis read: fine before the ack
+        if grant is None:
+            gone = {ids.DURATION_BLOCK: "This grant no longer exists."}
+            await ack(response_action="errors", errors=gone)
+            return
+        text = read_text(_values(view), ids.DURATION_BLOCK)
+        by, problem = validate_extension(grant, self.policy, text, utcnow())
+        if by is None:
+            await ack(
+                response_action="errors", errors={ids.DURATION_BLOCK: problem or "Not possible."}
+            )
+            return
+        await ack()
+        await self._answer(user, None, "extend", grant_id, self._extend(grant_id, user, by))
+
+    async def _extend(self, grant_id: str, user: str, by: timedelta) -> Message | None:
+        result = await self.workflow.extend(grant_id, user, by)
+        # Extended at once: the DM with the fresh kubeconfig says so already.
+        return _extended(grant_id, result) if result.id != grant_id else None
+
+    # -- events ----------------------------------------------------------------------------------
+
+    async def home_opened(self, event: JSON) -> None:
+        if event.get("tab", "home") != "home":
+            return
+        await self._publish_home(str(event.get("user") or ""))
+
+    async def user_changed(self, event: JSON) -> None:
+        user = event.get("user") or {}
+        user_id = str(user.get("id") or "")
+        if self.directory is not None and user_id:
+            self.directory.forget(user_id)
+        if not user_id or not user.get("deleted"):
+            return
+        result = await self.workflow.offboard(user_id, OFFBOARD_ACTOR, "Slack account deactivated")
+        log.info(
+            "offboarded %s: revoked %s, cancelled %s", user_id, result.revoked, result.cancelled
+        )
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    async def _open(self, trigger_id: str, view: JSON, user: str) -> None:
+        try:
+            await self.client.views_open(trigger_id=trigger_id, view=view)
+        except SlackClientError as exc:
+            # Usually an expired trigger (over 3 s): say so rather than fail silently.
+            log.warning("views.open for %s failed: %s", user, error_code(exc))
+            await self.notifier.send_dm(
+                user, error_message("Slack would not open the form; please try again.")
+            )
+
+    async def _refresh_home(self, body: JSON) -> None:
+        container = body.get("view") or {}
+        if container.get("type") == "home":
+            await self._publish_home(_clicker(body))
+
+    async def _publish_home(self, user: str) -> None:
+        if not user:
+            return
+        mine = await self.core.store.by_user(user)
+        shown = [g for g in mine if not g.ended]
+        data = HomeData(mine=shown, awaiting=await self.workflow.awaiting(user))
+        try:
+            await self.client.views_publish(user_id=user, view=home_view(data, utcnow()))
+        except SlackClientError as exc:
+            log.warning("views.publish for %s failed: %s", user, error_code(exc))
+
+    def _refused(self, user: str, grant_id: str, what: str, why: str) -> None:
+        """Audit a click or command that was not allowed (nothing changed)."""
+        audit_log.warning(
+            "refused: %s may not %s %s (%s)",
+            user,
+            what,
+            grant_id,
+            why,
+            extra={
+                "audit": {
+                    "event": "refused",
+                    "actor": user,
+                    "grant_id": grant_id,
+                    "action": what,
+                    "reason": why,
+                }
+            },
+        )
+
+
+# -- small pure helpers -------------------------------------------------------------------
+
+
+def _value(action: JSON) -> str:
+    return str(action.get("value") or "")
+
+
+def _values(view: JSON) -> dict[str, Any]:
+    values = (view.get("state") or {}).get("values")
+    return values if isinstance(values, dict) else {}
+
+
+def _responder(body: JSON, respond: AsyncRespond) -> AsyncRespond | None:
+    """Bolt's ``respond`` when the payload has a response_url (App Home clicks do not)."""
+    return respond if body.get("response_url") else None
+
+
+def _typed(command: JSON) -> str:
+    """What the user typed: Slack escapes &, < and > in slash command text."""
+    return unescape(str(command.get("text") or ""))
+
+
+def _clicker(body: JSON) -> str:
+    return str((body.get("user") or {}).get("id") or "")
+
+
+def _words(exc: BaseException) -> str:
+    """A user-facing sentence from an exception (LookupError reprs its message)."""
+    text = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+    return text[:1].upper() + text[1:]
+
+
+def _submitted(grant: Grant, channel: str) -> Message:
+    where = f"<#{channel}>" if channel[:1] in "CG" else escape(channel)
+    if grant.state == State.PENDING:
+        text = (
+            f"Request {code(grant.id)} is waiting for approval in {where}. I'll DM you as it moves."
+        )
+    else:
+        text = (
+            f"Request {code(grant.id)} was approved by policy; your kubeconfig will arrive in a DM."
+        )
+    return Message(text, [{"type": "section", "text": {"type": "mrkdwn", "text": text}}])
+
+
+def _revoked(grant: Grant) -> Message:
+    if grant.state == State.CANCELLED:
+        return info_message(f"Request {grant.id} is cancelled.")
+    if grant.state == State.REVOKED:
+        return info_message(f"Grant {grant.id} is revoked; its credentials no longer work.")
+    return info_message(f"{grant.id} ended meanwhile ({grant.state}).")
+
+
+def _extended(grant_id: str, result: Grant) -> Message:
+    if result.id != grant_id:
+        return info_message(
+            f"Extension request {result.id} for grant {grant_id} went to the approvers; "
+            "you will get a fresh kubeconfig when it is approved."
+        )
+    return info_message(f"Grant {grant_id} is extended; a fresh kubeconfig is in your DM.")
+
+
+def _decision_note(outcome: Outcome, grant: Grant) -> Message | None:
+    if outcome == Outcome.RECORDED:
+        return info_message(f"Approval recorded; {grant.tally.remaining} more needed.")
+    if outcome == Outcome.ALREADY_COUNTED:
+        return info_message("You had already approved this request.")
+    if outcome == Outcome.ALREADY_DECIDED:
+        return info_message(f"This request is already {grant.state}; nothing changed.")
+    return None

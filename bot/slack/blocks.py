@@ -1,0 +1,610 @@
+"""Block Kit builders: pure functions from records to Slack messages and views.
+
+Nothing here does I/O, so every message can be checked for Slack's limits and
+for escaping in unit tests. User-supplied text (reasons, typed values) only
+ever appears inside ``plain_text`` objects, escaped (see :mod:`bot.slack.text`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot.durations import format_duration
+from bot.lifecycle import State
+from bot.models import Grant, Step
+from bot.policy import Policy, approvers_of
+from bot.slack import ids
+from bot.slack.commands import ACCESS_USAGE, K8S_USAGE
+from bot.slack.text import (
+    BUTTON_TEXT_LIMIT,
+    FALLBACK_TEXT_LIMIT,
+    FIELD_TEXT_LIMIT,
+    HEADER_TEXT_LIMIT,
+    JSON,
+    MESSAGE_BLOCK_LIMIT,
+    SECTION_TEXT_LIMIT,
+    VIEW_BLOCK_LIMIT,
+    clip_raw,
+    code,
+    escape,
+    md,
+    mention,
+    plain,
+    slack_date,
+    time_left,
+)
+
+__all__ = [
+    "Message",
+    "active_message",
+    "approval_card",
+    "audit_message",
+    "error_message",
+    "extended_message",
+    "grant_list_message",
+    "help_message",
+    "home_view",
+    "info_message",
+    "reminder_message",
+    "report_messages",
+    "requester_update",
+]
+
+
+@dataclass(frozen=True)
+class Message:
+    """A message: ``text`` is the notification fallback (safe mrkdwn), ``blocks`` the body."""
+
+    text: str
+    blocks: list[JSON]
+
+    def as_kwargs(self) -> JSON:
+        return {"text": clip_raw(self.text, FALLBACK_TEXT_LIMIT), "blocks": self.blocks}
+
+
+# -- small pieces ----------------------------------------------------------------------
+
+
+def section(text: JSON) -> JSON:
+    return {"type": "section", "text": text}
+
+
+def header(text: str) -> JSON:
+    return {"type": "header", "text": plain(text, HEADER_TEXT_LIMIT)}
+
+
+def context(*elements: JSON) -> JSON:
+    return {"type": "context", "elements": list(elements)}
+
+
+def divider() -> JSON:
+    return {"type": "divider"}
+
+
+def button(
+    label: str, action_id: str, value: str, style: str | None = None, confirm: JSON | None = None
+) -> JSON:
+    element: JSON = {
+        "type": "button",
+        "text": plain(label, BUTTON_TEXT_LIMIT),
+        "action_id": action_id,
+        "value": value,
+    }
+    if style is not None:
+        element["style"] = style
+    if confirm is not None:
+        element["confirm"] = confirm
+    return element
+
+
+def actions(*elements: JSON) -> JSON:
+    return {"type": "actions", "elements": list(elements)}
+
+
+def _revoke_confirm(grant: Grant) -> JSON:
+    return {
+        "title": plain("Revoke access?"),
+        "text": plain(f"Your {grant.role} access on {_where(grant)} ends now."),
+        "confirm": plain("Revoke"),
+        "deny": plain("Keep it"),
+        "style": "danger",
+    }
+
+
+def grant_buttons(grant: Grant) -> JSON:
+    """Revoke now / Extend for an active grant (the DM, the reminder, App Home)."""
+    return actions(
+        button("Revoke now", ids.REVOKE, grant.id, "danger", _revoke_confirm(grant)),
+        button("Extend", ids.EXTEND, grant.id),
+    )
+
+
+def decision_buttons(grant: Grant) -> JSON:
+    return actions(
+        button("Approve", ids.APPROVE, grant.id, "primary"),
+        button("Deny", ids.DENY, grant.id, "danger"),
+    )
+
+
+def _where(grant: Grant) -> str:
+    """``a/team-a`` or ``a (cluster-wide)``: raw, for plain_text."""
+    return (
+        f"{grant.cluster}/{grant.namespace}"
+        if grant.namespace
+        else f"{grant.cluster} (cluster-wide)"
+    )
+
+
+def _where_md(grant: Grant) -> str:
+    if grant.namespace:
+        return f"{code(grant.cluster)} namespace {code(grant.namespace)}"
+    return f"{code(grant.cluster)} (cluster-wide)"
+
+
+def _summary_md(grant: Grant) -> str:
+    """``*edit* on `a` namespace `team-a``` in our own mrkdwn."""
+    return f"*{escape(grant.role)}* on {_where_md(grant)}"
+
+
+def _what(grant: Grant) -> str:
+    return "extension request" if grant.kind == "extend" else "request"
+
+
+def _last(grant: Grant) -> Step | None:
+    return grant.history[-1] if grant.history else None
+
+
+def _reason_blocks(label: str, text: str) -> list[JSON]:
+    """A bold label (ours) and the user's text as plain_text, never formatted."""
+    if not text.strip():
+        return []
+    return [context(md(f"*{label}*")), section(plain(text))]
+
+
+# -- approval card -----------------------------------------------------------------------
+
+
+def _approvers_md(policy: Policy, role: str) -> str:
+    users, groups = approvers_of(policy, role, include_admins=False)
+    names = [mention(u) for u in sorted(users)] + [escape(f"@{g}") for g in sorted(groups)]
+    who = ", ".join(names) if names else "AccessBot admins"
+    return f"Approvers: {who}" + (" (admins may approve too)" if names else "")
+
+
+def _card_fields(grant: Grant) -> list[JSON]:
+    scope = f"namespace {code(grant.namespace)}" if grant.namespace else "cluster-wide"
+    duration = format_duration(grant.duration)
+    return [
+        md(f"*Requester*\n{mention(grant.requester)}", FIELD_TEXT_LIMIT),
+        md(f"*Cluster*\n{code(grant.cluster)}", FIELD_TEXT_LIMIT),
+        md(
+            f"*Role*\n{code(grant.role)} (ClusterRole {code(grant.cluster_role)})", FIELD_TEXT_LIMIT
+        ),
+        md(f"*Scope*\n{scope}", FIELD_TEXT_LIMIT),
+        md(
+            f"*{'Extend by' if grant.kind == 'extend' else 'Duration'}*\n{duration}",
+            FIELD_TEXT_LIMIT,
+        ),
+        md(f"*Approvals*\n{_tally_md(grant)}", FIELD_TEXT_LIMIT),
+    ]
+
+
+def _tally_md(grant: Grant) -> str:
+    given = len(grant.approvals)
+    text = f"{given} of {grant.approvals_required}"
+    if grant.approvals:
+        text += ": " + ", ".join(mention(a) for a in grant.approvals)
+    return text
+
+
+def _card_status(grant: Grant) -> list[JSON]:
+    step = _last(grant)
+    by = mention(step.actor) if step else ""
+    state = grant.state
+    if state == State.PENDING:
+        left = grant.tally.remaining
+        return [section(md(f":hourglass_flowing_sand: Waiting for {left} more approval(s)"))]
+    if state in (State.APPROVED, State.PROVISIONING, State.ACTIVE):
+        approvers = ", ".join(mention(a) for a in grant.approvals) or by
+        done = "extension applied" if grant.kind == "extend" else "access is being set up"
+        if state == State.ACTIVE:
+            done = "access is active"
+        return [section(md(f":white_check_mark: Approved by {approvers}; {done}"))]
+    texts = {
+        State.DENIED: f":no_entry: Denied by {by}",
+        State.CANCELLED: f":heavy_minus_sign: Cancelled by {by}",
+        State.TIMED_OUT: ":alarm_clock: Timed out: nobody decided in time",
+        State.REVOKED: f":lock: Approved, then revoked by {by}",
+        State.EXPIRED: ":lock: Approved; the access has expired",
+        State.FAILED: ":x: Failed",
+    }
+    blocks = [section(md(texts[state]))]
+    if state in (State.DENIED, State.REVOKED, State.CANCELLED, State.FAILED) and step:
+        blocks += _reason_blocks("Why", grant.failure or step.reason)
+    return blocks
+
+
+def approval_card(grant: Grant, policy: Policy) -> Message:
+    """The card in the approvals channel; updated in place, buttons only while pending."""
+    title = "Extension request" if grant.kind == "extend" else "Access request"
+    blocks: list[JSON] = [header(f"{title}: {grant.role} on {_where(grant)}")]
+    if grant.kind == "extend" and grant.extends:
+        blocks.append(section(md(f"Extends grant {code(grant.extends)}")))
+    blocks.append({"type": "section", "fields": _card_fields(grant)})
+    blocks += _reason_blocks("Reason", grant.reason)
+    blocks.append(
+        context(
+            md(_approvers_md(policy, grant.role)),
+            md(
+                f"Request {code(grant.id)} · undecided requests close "
+                f"{slack_date(grant.pending_until)}"
+            ),
+        )
+    )
+    blocks += _card_status(grant)
+    if grant.state == State.PENDING:
+        blocks.append(decision_buttons(grant))
+    text = f"{title} from {mention(grant.requester)}: {_summary_md(grant)} ({grant.state})"
+    return Message(text, blocks)
+
+
+# -- messages to the requester --------------------------------------------------------------
+
+
+def _usage_lines(grant: Grant) -> str:
+    first = "kubectl get pods" if grant.namespace else "kubectl auth can-i --list"
+    return f"```\nexport KUBECONFIG=~/Downloads/{escape(grant.kubeconfig_filename)}\n{first}\n```"
+
+
+def active_message(grant: Grant, now: datetime) -> Message:
+    """Access is live: how to use the file, when it ends, Revoke now / Extend."""
+    assert grant.expires_at is not None
+    until = slack_date(grant.expires_at)
+    blocks = [
+        header(f"Access granted: {grant.role} on {_where(grant)}"),
+        section(
+            md(
+                f"Your kubeconfig {code(grant.kubeconfig_filename)} is in this conversation. "
+                "Download it, then:\n" + _usage_lines(grant)
+            )
+        ),
+        section(
+            md(
+                f"Expires {until} (in {time_left(grant.expires_at, now)}). "
+                f"Grant {code(grant.id)}. Keep the file private: it holds your token."
+            )
+        ),
+        grant_buttons(grant),
+    ]
+    text = f"Access granted: {_summary_md(grant)}, until {until}"
+    return Message(text, blocks)
+
+
+def extended_message(grant: Grant, now: datetime) -> Message:
+    assert grant.expires_at is not None
+    until = slack_date(grant.expires_at)
+    text = (
+        f"Your access {code(grant.id)} ({_summary_md(grant)}) was extended; it now expires "
+        f"{until} (in {time_left(grant.expires_at, now)}). A fresh kubeconfig follows: "
+        "use it instead of the old one, which stops working at the old expiry."
+    )
+    return Message(text, [section(md(text)), grant_buttons(grant)])
+
+
+def reminder_message(grant: Grant, now: datetime) -> Message:
+    assert grant.expires_at is not None
+    text = (
+        f":hourglass: Your access {code(grant.id)} ({_summary_md(grant)}) expires "
+        f"{slack_date(grant.expires_at)} (in {time_left(grant.expires_at, now)})."
+    )
+    return Message(text, [section(md(text)), grant_buttons(grant)])
+
+
+def _submitted(grant: Grant, policy: Policy) -> Message:
+    what = _what(grant).capitalize()
+    text = (
+        f"{what} {code(grant.id)} for {_summary_md(grant)} "
+        f"({format_duration(grant.duration)}) is waiting for "
+        f"{grant.approvals_required} approval(s). {_approvers_md(policy, grant.role)}."
+    )
+    cancel = button("Cancel request", ids.REVOKE, grant.id)
+    return Message(
+        text, [section(md(text)), *_reason_blocks("Reason", grant.reason), actions(cancel)]
+    )
+
+
+def _state_text(grant: Grant, step: Step | None) -> str | None:
+    """One sentence per state a requester wants to hear about (None: stay quiet)."""
+    by = mention(step.actor) if step else "AccessBot"
+    what = f"Your {_what(grant)} {code(grant.id)} for {_summary_md(grant)}"
+    texts = {
+        State.APPROVED: (
+            f":white_check_mark: {what} was approved by {by}."
+            + ("" if grant.kind == "extend" else " Preparing your kubeconfig…")
+        ),
+        State.DENIED: f":no_entry: {what} was denied by {by}.",
+        State.CANCELLED: f"{what} was cancelled by {by}.",
+        State.TIMED_OUT: f":alarm_clock: {what} timed out: nobody decided in time.",
+        State.REVOKED: f":lock: {what} was revoked by {by}.",
+        State.EXPIRED: f":lock: {what} has expired. Request it again if you still need it.",
+        State.FAILED: f":x: {what} failed.",
+    }
+    return texts.get(grant.state)
+
+
+def requester_update(before: Grant, after: Grant, policy: Policy, now: datetime) -> Message | None:
+    """The DM for one committed change, or None when the requester needs no message."""
+    created = before is after or after.version == 0
+    if created and after.state == State.PENDING:
+        return _submitted(after, policy)
+    if after.kind == "access" and after.state == State.ACTIVE:
+        if before.state != State.ACTIVE:
+            return active_message(after, now)
+        if before.expires_at != after.expires_at:
+            return extended_message(after, now)
+        return None
+    if not created and before.state == after.state:
+        return None
+    step = _last(after)
+    text = _state_text(after, step)
+    if text is None:
+        return None
+    auto = created and after.state == State.APPROVED
+    if auto:
+        text = f"Your {_what(after)} {code(after.id)} for {_summary_md(after)} was approved "
+        text += "automatically by policy. Preparing your kubeconfig…"
+    why = after.failure or (step.reason if step else "")
+    if after.state in (State.APPROVED, State.EXPIRED):
+        why = ""
+    return Message(text, [section(md(text)), *_reason_blocks("Why", why)])
+
+
+# -- audit channel ----------------------------------------------------------------------------
+
+
+def audit_message(grant: Grant, step: Step | None) -> Message:
+    """One state change for the audit channel; ``step`` None records a new request."""
+    if step is None:
+        change = f"requested by {mention(grant.requester)}"
+    else:
+        change = f"{step.from_state} → *{step.to_state}* by {mention(step.actor)}"
+    text = (
+        f"{code(grant.id)} {_what(grant)} {_summary_md(grant)} "
+        f"for {mention(grant.requester)}: {change}"
+    )
+    blocks = [section(md(text))]
+    reason = grant.reason if step is None else step.reason
+    if reason.strip():
+        blocks.append(context(plain(reason, SECTION_TEXT_LIMIT)))
+    return Message(text, blocks)
+
+
+# -- listing and App Home ---------------------------------------------------------------------
+
+
+def _grant_line(grant: Grant, now: datetime) -> str:
+    line = f"{code(grant.id)} {_summary_md(grant)}"
+    if grant.kind == "extend":
+        line += f" · extension of {code(grant.extends or '?')} by {format_duration(grant.duration)}"
+    if grant.state == State.ACTIVE and grant.expires_at is not None:
+        line += (
+            f" · expires {slack_date(grant.expires_at)} ({time_left(grant.expires_at, now)} left)"
+        )
+    elif grant.state == State.PENDING:
+        line += f" · waiting for {grant.tally.remaining} approval(s)"
+    else:
+        line += f" · {escape(str(grant.state))}"
+    return line
+
+
+def grant_list_message(grants: Sequence[Grant], now: datetime, *, everyone: bool) -> Message:
+    """``/access list``: one line per grant, newest last, within the message block limit."""
+    title = "All live grants and pending requests" if everyone else "Your grants and requests"
+    if not grants:
+        text = (
+            "Nobody holds access or waits for it."
+            if everyone
+            else "You have no grants or pending requests."
+        )
+        return Message(text, [section(md(text))])
+    blocks: list[JSON] = [header(title)]
+    budget = MESSAGE_BLOCK_LIMIT - 2
+    for grant in grants[:budget]:
+        owner = f" · {mention(grant.requester)}" if everyone else ""
+        blocks.append(section(md(_grant_line(grant, now) + owner)))
+    if len(grants) > budget:
+        blocks.append(context(md(f"…and {len(grants) - budget} more")))
+    return Message(f"{title}: {len(grants)}", blocks)
+
+
+@dataclass(frozen=True)
+class HomeData:
+    mine: Sequence[Grant]
+    awaiting: Sequence[Grant]
+
+
+def _home_items(title: str, empty: str, items: Iterable[list[JSON]], budget: int) -> list[JSON]:
+    blocks: list[JSON] = [header(title)]
+    shown = 0
+    rest = list(items)
+    for item in rest:
+        if len(blocks) + len(item) > budget:
+            break
+        blocks += item
+        shown += 1
+    if not rest:
+        blocks.append(context(md(empty)))
+    elif shown < len(rest):
+        blocks.append(context(md(f"…and {len(rest) - shown} more: see `/access list`")))
+    return blocks
+
+
+def home_view(data: HomeData, now: datetime) -> JSON:
+    """App Home: my access, my pending requests, requests waiting on me, Request access."""
+    live = [
+        g
+        for g in data.mine
+        if g.kind == "access" and g.state in (State.APPROVED, State.PROVISIONING, State.ACTIVE)
+    ]
+    pending = [g for g in data.mine if g.state == State.PENDING]
+    top = [
+        header("AccessBot"),
+        section(
+            md(
+                "Time-limited, approved Kubernetes access. "
+                "Everything here also works with `/access`."
+            )
+        ),
+        actions(button("Request access", ids.OPEN_MODAL, "home", "primary")),
+        divider(),
+    ]
+    # Share the 100-block budget between the three lists, leaving room for headers.
+    third = (VIEW_BLOCK_LIMIT - len(top) - 3) // 3
+    blocks = top + _home_items(
+        "Your access",
+        "No active access.",
+        (
+            [section(md(_grant_line(g, now)))]
+            + ([grant_buttons(g)] if g.state == State.ACTIVE else [])
+            for g in live
+        ),
+        third,
+    )
+    blocks += _home_items(
+        "Your pending requests",
+        "Nothing pending.",
+        (
+            [section(md(_grant_line(g, now))), actions(button("Cancel request", ids.REVOKE, g.id))]
+            for g in pending
+        ),
+        third,
+    )
+    blocks += _home_items(
+        "Waiting for your decision",
+        "Nothing waits for you.",
+        (
+            [
+                section(md(f"{_grant_line(g, now)} · from {mention(g.requester)}")),
+                section(plain(g.reason)),
+                decision_buttons(g),
+            ]
+            for g in data.awaiting
+        ),
+        third,
+    )
+    return {"type": "home", "blocks": blocks}
+
+
+# -- command replies ----------------------------------------------------------------------------
+
+
+def error_message(problem: str, usage: str | None = None) -> Message:
+    """A mistake explained: the problem as typed (plain text), then the usage line."""
+    blocks: list[JSON] = [section(plain(f"⚠️ {problem}"))]
+    if usage:
+        lines = "\n".join(escape(line) for line in usage.splitlines())
+        blocks.append(context(md(f"Usage:\n```\n{lines}\n```")))
+    return Message(escape(problem), blocks)
+
+
+def info_message(text: str) -> Message:
+    """A sentence that may include user text: plain_text, so nothing in it formats."""
+    return Message(escape(text), [section(plain(text))])
+
+
+def help_message(topic: str = "access") -> Message:
+    usage = K8S_USAGE if topic == "k8s" else ACCESS_USAGE
+    intro = (
+        "Cluster reports: node status and Helm releases, problems first."
+        if topic == "k8s"
+        else "Ask for time-limited Kubernetes access; approvers decide in the approvals "
+        "channel and the kubeconfig arrives here as a file. `/access` alone opens a form."
+    )
+    body = "\n".join(escape(line) for line in usage.splitlines())
+    durations = "Durations look like `30m`, `2h`, `1d`, `1h30m`."
+    blocks = [section(md(intro)), section(md(f"```\n{body}\n```")), context(md(durations))]
+    return Message(f"Usage:\n{body}", blocks)
+
+
+# -- /k8s reports ----------------------------------------------------------------------------------
+
+# Slack shows long code blocks collapsed anyway; past this many messages a
+# table is easier to read as a file.
+REPORT_SECTIONS_PER_MESSAGE = 5
+REPORT_MAX_MESSAGES = 3
+_FENCE = "```"
+
+
+def table_chunks(table: str, limit: int = SECTION_TEXT_LIMIT) -> list[str]:
+    """The table as code-block texts of at most ``limit`` characters, split on lines."""
+    room = limit - 2 * len(_FENCE) - 2
+    chunks: list[str] = []
+    current: list[str] = []
+    size = 0
+    for raw in table.rstrip("\n").splitlines():
+        line = escape(raw.replace(_FENCE, "'''"))
+        pieces = [line[i : i + room] for i in range(0, len(line), room)] or [""]
+        for piece in pieces:
+            if current and size + len(piece) + 1 > room:
+                chunks.append("\n".join(current))
+                current, size = [], 0
+            current.append(piece)
+            size += len(piece) + 1
+    if current:
+        chunks.append("\n".join(current))
+    return [f"{_FENCE}\n{chunk}\n{_FENCE}" for chunk in chunks]
+
+
+def _problem_blocks(problems: Sequence[str], budget: int) -> list[JSON]:
+    if not problems:
+        return [section(md(":white_check_mark: No problems found."))]
+    text = "\n".join(f"• {p}" for p in problems)
+    blocks = [section(md(f":warning: *{len(problems)} problem(s)*"))]
+    # plain_text: problem lines quote cluster data (node conditions, release notes).
+    pieces = [
+        text[i : i + SECTION_TEXT_LIMIT - 200]
+        for i in range(0, len(text), SECTION_TEXT_LIMIT - 200)
+    ]
+    blocks += [section(plain(piece)) for piece in pieces[:budget]]
+    if len(pieces) > budget:
+        blocks.append(context(md("…more problems in the full report")))
+    return blocks
+
+
+def report_messages(
+    title: str, problems: Sequence[str], table: str, empty: str
+) -> list[Message] | None:
+    """Problems first, then the table in monospace; None when it needs a file instead."""
+    first: list[JSON] = [header(title), *_problem_blocks(problems, REPORT_SECTIONS_PER_MESSAGE)]
+    if not table.strip():
+        return [Message(escape(title), [*first, section(md(escape(empty)))])]
+    chunks = table_chunks(table)
+    groups = [
+        chunks[i : i + REPORT_SECTIONS_PER_MESSAGE]
+        for i in range(0, len(chunks), REPORT_SECTIONS_PER_MESSAGE)
+    ]
+    if len(groups) > REPORT_MAX_MESSAGES:
+        return None
+    messages = [Message(escape(title), [*first, *(section(md(c)) for c in groups[0])])]
+    for n, group in enumerate(groups[1:], start=2):
+        part = f"{title} (part {n} of {len(groups)})"
+        messages.append(
+            Message(escape(part), [context(plain(part)), *(section(md(c)) for c in group)])
+        )
+    return messages
+
+
+def report_file_message(title: str, problems: Sequence[str], filename: str) -> Message:
+    """The summary posted when the table went into a file."""
+    blocks = [header(title), *_problem_blocks(problems, REPORT_SECTIONS_PER_MESSAGE)]
+    blocks.append(
+        section(
+            md(
+                f"The full table is long, so it is in the file {code(filename)} "
+                "in your DM with AccessBot."
+            )
+        )
+    )
+    return Message(escape(title), blocks)

@@ -1,0 +1,418 @@
+"""The modals (request, deny, extend): pure builders, readers and validators.
+
+Validation happens here, before the listener acknowledges the submission, so
+mistakes appear inline next to the field (``response_action: errors``). It only
+consults the policy, never the network, which keeps it well inside Slack's 3 s.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot.durations import DurationError, format_duration, parse_duration
+from bot.lifecycle import ExtensionRejected, new_expiry
+from bot.models import Grant
+from bot.policy import (
+    MAX_REASON_LENGTH,
+    AccessRequestSpec,
+    Policy,
+    RequestRejected,
+    is_dns_label,
+    namespace_allowed,
+    resolve_request,
+    role_clusters,
+)
+from bot.slack import ids
+from bot.slack.blocks import context, section
+from bot.slack.text import (
+    JSON,
+    MODAL_TITLE_LIMIT,
+    OPTION_TEXT_LIMIT,
+    code,
+    escape,
+    md,
+    mention,
+    plain,
+    slack_date,
+    time_left,
+)
+
+__all__ = [
+    "RequestForm",
+    "deny_modal",
+    "extend_modal",
+    "grant_from_metadata",
+    "read_request_form",
+    "read_text",
+    "request_modal",
+    "validate_extension",
+    "validate_request_form",
+]
+
+HINT_LIMIT = 2000
+NOT_A_DURATION = "Use a duration like 30m, 2h, 1d or 1h30m."
+OPTIONS_LIMIT = 100
+
+
+def _modal(callback_id: str, title: str, submit: str, blocks: list[JSON], metadata: str) -> JSON:
+    return {
+        "type": "modal",
+        "callback_id": callback_id,
+        "title": plain(title, MODAL_TITLE_LIMIT),
+        "submit": plain(submit, MODAL_TITLE_LIMIT),
+        "close": plain("Cancel", MODAL_TITLE_LIMIT),
+        "private_metadata": metadata,
+        "blocks": blocks,
+    }
+
+
+def _text_input(
+    block_id: str,
+    label: str,
+    *,
+    hint: str | None = None,
+    initial: str | None = None,
+    multiline: bool = False,
+    optional: bool = False,
+    max_length: int | None = None,
+) -> JSON:
+    element: JSON = {"type": "plain_text_input", "action_id": ids.VALUE, "multiline": multiline}
+    if initial:
+        element["initial_value"] = initial
+    if max_length is not None:
+        element["max_length"] = max_length
+    block: JSON = {
+        "type": "input",
+        "block_id": block_id,
+        "label": plain(label),
+        "element": element,
+        "optional": optional,
+    }
+    if hint:
+        block["hint"] = plain(hint, HINT_LIMIT)
+    return block
+
+
+def _option(text: str, value: str) -> JSON:
+    return {"text": plain(text, OPTION_TEXT_LIMIT), "value": value}
+
+
+def _metadata(**values: str) -> str:
+    return json.dumps(values, separators=(",", ":"))
+
+
+def grant_from_metadata(metadata: str) -> str:
+    """The grant id a deny/extend modal was opened for ("" if unreadable)."""
+    try:
+        data = json.loads(metadata or "{}")
+    except ValueError:
+        return ""
+    value = data.get("grant") if isinstance(data, dict) else None
+    return value if isinstance(value, str) else ""
+
+
+# -- the request modal -----------------------------------------------------------------
+
+
+def requestable_clusters(policy: Policy) -> list[str]:
+    """Clusters on which at least one role may be requested, in policy order."""
+    return [c for c in policy.clusters if any(c in role_clusters(policy, r) for r in policy.roles)]
+
+
+def roles_on(policy: Policy, cluster: str) -> list[str]:
+    return [r for r in policy.roles if cluster in role_clusters(policy, r)]
+
+
+def _role_text(policy: Policy, name: str) -> str:
+    role = policy.roles[name]
+    scope = "namespace" if role.scope == "namespace" else "cluster-wide"
+    approval = "no approval" if role.approvals == 0 else f"{role.approvals} approval(s)"
+    return f"{name} — {scope}, up to {format_duration(role.max_duration)}, {approval}"
+
+
+def role_block_id(cluster: str) -> str:
+    # A new block id per cluster makes Slack drop a role chosen for another cluster.
+    return f"{ids.ROLE_BLOCK_PREFIX}-{cluster}"
+
+
+def request_modal(
+    policy: Policy, *, cluster: str | None = None, role: str | None = None, metadata: str = ""
+) -> JSON:
+    """The ``/access`` form; ``cluster`` picks whose roles are offered (default the first)."""
+    clusters = requestable_clusters(policy)
+    chosen = cluster if cluster in clusters else clusters[0]
+    roles = roles_on(policy, chosen)
+    namespaced = [r for r in roles if policy.roles[r].scope == "namespace"]
+    cluster_select: JSON = {
+        "type": "static_select",
+        "action_id": ids.MODAL_CLUSTER,
+        "options": [_option(c, c) for c in clusters[:OPTIONS_LIMIT]],
+        "initial_option": _option(chosen, chosen),
+    }
+    role_select: JSON = {
+        "type": "static_select",
+        "action_id": ids.VALUE,
+        "placeholder": plain("Pick a role"),
+        "options": [_option(_role_text(policy, r), r) for r in roles[:OPTIONS_LIMIT]],
+    }
+    if role in roles:
+        role_select["initial_option"] = _option(_role_text(policy, role), role)
+    ns_hint = "; ".join(f"{r}: {', '.join(policy.roles[r].namespaces)}" for r in namespaced)
+    maxima = ", ".join(f"{r} {format_duration(policy.roles[r].max_duration)}" for r in roles)
+    blocks: list[JSON] = [
+        {
+            "type": "input",
+            "block_id": ids.CLUSTER_BLOCK,
+            "dispatch_action": True,
+            "label": plain("Cluster"),
+            "element": cluster_select,
+        },
+        {
+            "type": "input",
+            "block_id": role_block_id(chosen),
+            "label": plain("Role"),
+            "element": role_select,
+        },
+        _text_input(
+            ids.NAMESPACE_BLOCK,
+            "Namespace",
+            hint=(f"Allowed namespaces — {ns_hint}. " if ns_hint else "")
+            + "Leave empty for a cluster-wide role.",
+            optional=True,
+            max_length=63,
+        ),
+        _text_input(
+            ids.DURATION_BLOCK,
+            "Duration",
+            hint=f"Like 30m, 2h, 1h30m. Maximum: {maxima}.",
+            initial=format_duration(policy.defaults.duration),
+            max_length=20,
+        ),
+        _text_input(
+            ids.REASON_BLOCK,
+            "Reason",
+            hint="What you are going to do; approvers and the audit log see it.",
+            multiline=True,
+            max_length=MAX_REASON_LENGTH,
+        ),
+    ]
+    return _modal(ids.REQUEST_MODAL, "Request access", "Request", blocks, metadata)
+
+
+@dataclass(frozen=True)
+class RequestForm:
+    """What the request modal held when submitted (None: left empty)."""
+
+    cluster: str | None
+    role: str | None
+    role_block: str
+    namespace: str | None
+    duration: str | None
+    reason: str | None
+
+
+def _state_value(element: Any) -> str | None:
+    if not isinstance(element, dict):
+        return None
+    option = element.get("selected_option")
+    if isinstance(option, dict):
+        value = option.get("value")
+        return value if isinstance(value, str) else None
+    value = element.get("value")
+    return (value.strip() or None) if isinstance(value, str) else None
+
+
+def _block_value(values: dict[str, Any], block_id: str) -> str | None:
+    actions = values.get(block_id)
+    if not isinstance(actions, dict):
+        return None
+    for element in actions.values():
+        return _state_value(element)
+    return None
+
+
+def read_text(values: dict[str, Any], block_id: str) -> str | None:
+    """A text input's value from ``view.state.values`` (None when empty)."""
+    return _block_value(values, block_id)
+
+
+def read_request_form(values: dict[str, Any]) -> RequestForm:
+    """Read ``view.state.values`` of a submitted request modal."""
+    role_block = next(
+        (b for b in values if b.startswith(ids.ROLE_BLOCK_PREFIX)), ids.ROLE_BLOCK_PREFIX
+    )
+    return RequestForm(
+        cluster=_block_value(values, ids.CLUSTER_BLOCK),
+        role=_block_value(values, role_block),
+        role_block=role_block,
+        namespace=_block_value(values, ids.NAMESPACE_BLOCK),
+        duration=_block_value(values, ids.DURATION_BLOCK),
+        reason=_block_value(values, ids.REASON_BLOCK),
+    )
+
+
+def _role_error(policy: Policy, form: RequestForm) -> str | None:
+    if form.role is None:
+        return "Pick a role."
+    if form.role not in policy.roles:
+        return f"Unknown role {form.role}."
+    allowed = role_clusters(policy, form.role)
+    if form.cluster is not None and form.cluster not in allowed:
+        return (
+            f"Role {form.role} is not available on {form.cluster}; it is on: {', '.join(allowed)}."
+        )
+    return None
+
+
+def _namespace_error(policy: Policy, role: str, namespace: str | None) -> str | None:
+    config = policy.roles[role]
+    if config.scope == "cluster":
+        return None if namespace is None else f"Role {role} is cluster-wide: leave this empty."
+    patterns = ", ".join(config.namespaces)
+    if namespace is None:
+        return f"Role {role} needs a namespace matching: {patterns}."
+    if not is_dns_label(namespace):
+        return "Not a valid namespace name (lowercase letters, digits and '-')."
+    if not namespace_allowed(config.namespaces, namespace):
+        return f"Not allowed for role {role}; allowed: {patterns}."
+    return None
+
+
+def _duration(
+    policy: Policy, role: str | None, text: str | None
+) -> tuple[timedelta | None, str | None]:
+    if text is None:
+        return None, None
+    try:
+        duration = parse_duration(text)
+    except DurationError:
+        # Not echoing the input: error texts are shown however Slack renders them.
+        return None, NOT_A_DURATION
+    if role in policy.roles and duration > policy.roles[role].max_duration:
+        maximum = format_duration(policy.roles[role].max_duration)
+        return None, f"{format_duration(duration)} is above the {maximum} maximum for role {role}."
+    return duration, None
+
+
+def _reason_error(reason: str | None) -> str | None:
+    if reason is None:
+        return "Say what you are going to do."
+    if len(reason) > MAX_REASON_LENGTH:
+        return f"Keep it to {MAX_REASON_LENGTH} characters (it has {len(reason)})."
+    return None
+
+
+def validate_request_form(
+    policy: Policy, form: RequestForm, requester: str
+) -> tuple[AccessRequestSpec | None, dict[str, str]]:
+    """The request the form describes, or errors keyed by block id for Slack to show."""
+    errors: dict[str, str] = {}
+    if form.cluster is None or form.cluster not in policy.clusters:
+        errors[ids.CLUSTER_BLOCK] = "Pick a cluster."
+    role_error = _role_error(policy, form)
+    if role_error is not None:
+        errors[form.role_block] = role_error
+    elif form.role is not None:
+        ns_error = _namespace_error(policy, form.role, form.namespace)
+        if ns_error is not None:
+            errors[ids.NAMESPACE_BLOCK] = ns_error
+    duration, duration_error = _duration(policy, form.role, form.duration)
+    if duration_error is not None:
+        errors[ids.DURATION_BLOCK] = duration_error
+    reason_error = _reason_error(form.reason)
+    if reason_error is not None:
+        errors[ids.REASON_BLOCK] = reason_error
+    if errors or form.role is None:
+        return None, errors
+    spec = AccessRequestSpec(
+        requester=requester,
+        role=form.role,
+        cluster=form.cluster,
+        namespace=form.namespace,
+        duration=duration,
+        reason=form.reason or "",
+    )
+    try:
+        resolve_request(policy, spec)  # whatever the field checks above missed
+    except RequestRejected as exc:
+        return None, {form.role_block: str(exc)}
+    return spec, {}
+
+
+# -- deny and extend -----------------------------------------------------------------------
+
+
+def deny_modal(grant: Grant) -> JSON:
+    """Asks the approver why; the reason goes to the requester and the audit log."""
+    where = f"{code(grant.cluster)}" + (
+        f" namespace {code(grant.namespace)}" if grant.namespace else ""
+    )
+    blocks: list[JSON] = [
+        section(
+            md(f"Deny {mention(grant.requester)}'s request for *{escape(grant.role)}* on {where}?")
+        ),
+        context(md("*Their reason*")),
+        section(plain(grant.reason)),
+        _text_input(
+            ids.REASON_BLOCK,
+            "Why are you denying it?",
+            hint="The requester sees this.",
+            multiline=True,
+            max_length=MAX_REASON_LENGTH,
+        ),
+    ]
+    return _modal(ids.DENY_MODAL, "Deny request", "Deny", blocks, _metadata(grant=grant.id))
+
+
+def extension_room(grant: Grant, policy: Policy, now: datetime) -> timedelta:
+    """How much longer the grant may be extended right now (zero when none)."""
+    if grant.expires_at is None or grant.role not in policy.roles:
+        return timedelta(0)
+    room = policy.roles[grant.role].max_duration - (grant.expires_at - now)
+    return max(timedelta(0), timedelta(seconds=int(room.total_seconds())))
+
+
+def extend_modal(grant: Grant, policy: Policy, now: datetime) -> JSON:
+    assert grant.expires_at is not None
+    room = extension_room(grant, policy, now)
+    suggestion = min(timedelta(hours=1), room) if room >= timedelta(minutes=1) else room
+    blocks: list[JSON] = [
+        section(
+            md(
+                f"*{escape(grant.role)}* on {code(grant.cluster)} "
+                f"expires {slack_date(grant.expires_at)} "
+                f"(in {time_left(grant.expires_at, now)}). You can add up to "
+                f"{format_duration(room)} now."
+            )
+        ),
+        _text_input(
+            ids.DURATION_BLOCK,
+            "Extend by",
+            hint="Like 30m or 1h. Roles that need approval ask the approvers again.",
+            initial=format_duration(suggestion) if suggestion > timedelta(0) else None,
+            max_length=20,
+        ),
+    ]
+    return _modal(ids.EXTEND_MODAL, "Extend access", "Extend", blocks, _metadata(grant=grant.id))
+
+
+def validate_extension(
+    grant: Grant, policy: Policy, text: str | None, now: datetime
+) -> tuple[timedelta | None, str | None]:
+    """The extension asked for, or the reason it cannot be had."""
+    if text is None:
+        return None, "Say by how much, like 30m or 1h."
+    try:
+        by = parse_duration(text)
+    except DurationError:
+        return None, NOT_A_DURATION
+    if grant.expires_at is None or grant.role not in policy.roles:
+        return None, "This grant is not active."
+    try:
+        new_expiry(grant.expires_at, by, now, policy.roles[grant.role].max_duration)
+    except ExtensionRejected as exc:
+        return None, str(exc).capitalize() + "."
+    return by, None

@@ -1,0 +1,31 @@
+"""Action, callback and block IDs: the contract between our messages and our listeners.
+
+The four button action IDs are part of the external contract (CONTRACT.md); the
+rest are ours, prefixed ``access_`` so they never collide with another app's.
+"""
+
+from __future__ import annotations
+
+# Buttons (contract): value = request or grant id.
+APPROVE = "access_approve"
+DENY = "access_deny"
+EXTEND = "access_extend"
+REVOKE = "access_revoke"
+
+# Ours.
+OPEN_MODAL = "access_open_modal"  # App Home "Request access"
+MODAL_CLUSTER = "access_modal_cluster"  # cluster picker inside the request modal
+
+# Views.
+REQUEST_MODAL = "access_request_modal"  # contract
+DENY_MODAL = "access_deny_modal"
+EXTEND_MODAL = "access_extend_modal"
+
+# Input blocks of the modals; the action ID inside them is always VALUE, except the
+# cluster picker, which dispatches MODAL_CLUSTER to refresh the role choices.
+VALUE = "value"
+CLUSTER_BLOCK = "cluster"
+ROLE_BLOCK_PREFIX = "role"
+NAMESPACE_BLOCK = "namespace"
+DURATION_BLOCK = "duration"
+REASON_BLOCK = "reason"

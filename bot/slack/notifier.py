@@ -1,0 +1,282 @@
+"""``bot.ports.Notifier`` on Slack: approval cards, requester DMs, audit channel, kubeconfigs.
+
+Failures here never undo or block a state change: the store commits first and
+calls :meth:`SlackNotifier.grant_changed` afterwards, and every Slack call below
+is wrapped so that one failing message (say, the audit channel was archived)
+does not stop the others. Rate limits are honoured by the client's retry
+handlers (:func:`bot.slack.client.make_slack_client`). Set-up mistakes that no
+retry fixes (``channel_not_found``, ``not_in_channel``, ``missing_scope``) are
+logged clearly and told to the admins by DM, at most once per interval each.
+
+The kubeconfig upload is the only call that ever carries a token; nothing about
+it is logged but the file id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.audit import new_steps
+from bot.models import Grant, MessageRef, utcnow
+from bot.policy import Policy
+from bot.slack.blocks import (
+    Message,
+    approval_card,
+    audit_message,
+    info_message,
+    reminder_message,
+    requester_update,
+)
+from bot.slack.client import CONFIG_ERRORS, error_code
+from bot.slack.directory import SlackDirectory
+from bot.slack.text import escape
+
+__all__ = ["DeliveryFailed", "SlackNotifier"]
+
+log = logging.getLogger(__name__)
+
+# Errors worth another attempt later (the scheduler retries the delivery job).
+TRANSIENT_ERRORS = frozenset(
+    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
+
+_HINTS = {
+    "channel_not_found": "Check the channel ID in the policy file; the channel may be gone.",
+    "not_in_channel": "Invite the app to that channel (/invite @AccessBot).",
+    "is_archived": "The channel is archived: unarchive it or change the policy file.",
+    "missing_scope": "Add the missing OAuth scope to the app and reinstall it.",
+}
+
+
+class DeliveryFailed(ValueError):
+    """The kubeconfig cannot be delivered; the message is for the requester.
+
+    A ``ValueError`` so the workflow marks the grant failed and removes the
+    access instead of leaving credentials nobody received.
+    """
+
+
+def _is_created(before: Grant, after: Grant) -> bool:
+    # Store.create calls hooks with (after, after); updates always bump the version.
+    return before is after or after.version == 0
+
+
+class SlackNotifier:
+    """Tells people about requests and grants through Slack."""
+
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        policy: Policy,
+        *,
+        directory: SlackDirectory | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        alert_interval: float = 600.0,
+    ) -> None:
+        self._client = client
+        self._policy = policy
+        self._directory = directory or SlackDirectory(client)
+        self._clock = clock
+        self._alert_interval = alert_interval
+        self._dm_channels: dict[str, str] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._card_versions: dict[str, int] = {}
+        self._alerted: dict[str, float] = {}
+
+    # -- Notifier ------------------------------------------------------------------------
+
+    async def post_card(self, grant: Grant) -> MessageRef | None:
+        channel = self._policy.approvals_channel
+        card = approval_card(grant, self._policy)
+        try:
+            resp = await self._client.chat_postMessage(
+                channel=channel, unfurl_links=False, unfurl_media=False, **card.as_kwargs()
+            )
+        except SlackClientError as exc:
+            await self._trouble("post an approval card", exc, channel, grant)
+            return None
+        self._card_versions[grant.id] = grant.version
+        return MessageRef(channel=str(resp["channel"]), ts=str(resp["ts"]))
+
+    async def deliver_kubeconfig(self, grant: Grant, filename: str, content: bytes) -> str:
+        """Upload the file into the requester's DM; returns the Slack file id."""
+        try:
+            channel = await self._dm(grant.requester)
+            resp = await self._client.files_upload_v2(
+                channel=channel,
+                content=content,
+                filename=filename,
+                title=filename,
+                initial_comment=f"Your kubeconfig for grant `{escape(grant.id)}`.",
+            )
+        except SlackApiError as exc:
+            code = error_code(exc)
+            if code in TRANSIENT_ERRORS:
+                raise  # the provisioning job runs again later
+            await self._trouble("send a kubeconfig", exc, grant.requester, grant)
+            raise DeliveryFailed(
+                f"the kubeconfig could not be sent to you on Slack ({code})"
+            ) from None
+        file = resp.get("file") or {}
+        file_id = str(file.get("id") or "")
+        log.info("kubeconfig for grant %s delivered as %s", grant.id, file_id)
+        return file_id
+
+    async def grant_changed(self, before: Grant, after: Grant) -> None:
+        async with self._lock(after.id):
+            await self._guarded("update the approval card", self._update_card(before, after), after)
+            await self._guarded("message the requester", self._tell_requester(before, after), after)
+            await self._guarded("post to the audit channel", self._audit(before, after), after)
+        if after.ended:
+            self._locks.pop(after.id, None)
+
+    async def remind(self, grant: Grant) -> None:
+        message = reminder_message(grant, self._clock())
+        await self._guarded("send a reminder", self._send_dm(grant.requester, message), grant)
+
+    # -- the three audiences ---------------------------------------------------------------
+
+    async def _update_card(self, before: Grant, after: Grant) -> None:
+        if after.card is None:
+            return
+        if not _is_created(before, after) and (before.state, before.approvals) == (
+            after.state,
+            after.approvals,
+        ):
+            return  # nothing the card shows has changed
+        if after.version < self._card_versions.get(after.id, -1):
+            return  # a newer change already drew the card
+        self._card_versions[after.id] = after.version
+        card = approval_card(after, self._policy)
+        try:
+            await self._client.chat_update(
+                channel=after.card.channel, ts=after.card.ts, **card.as_kwargs()
+            )
+        except SlackClientError as exc:
+            await self._trouble("update an approval card", exc, after.card.channel, after)
+
+    async def _tell_requester(self, before: Grant, after: Grant) -> None:
+        message = requester_update(before, after, self._policy, self._clock())
+        if message is not None:
+            await self._send_dm(after.requester, message)
+
+    async def _audit(self, before: Grant, after: Grant) -> None:
+        channel = self._policy.audit_channel
+        if channel is None:
+            return
+        created = _is_created(before, after)
+        steps = after.history if created else new_steps(before, after)
+        messages = [audit_message(after, None)] if created else []
+        messages += [audit_message(after, step) for step in steps]
+        for message in messages:
+            try:
+                await self._post(channel, message)
+            except SlackClientError as exc:
+                await self._trouble("post to the audit channel", exc, channel, after)
+                return
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def _lock(self, grant_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(grant_id, asyncio.Lock())
+
+    async def _guarded(self, doing: str, work: Awaitable[None], grant: Grant) -> None:
+        """Await ``work``; log anything it raises, so one failure never stops the rest."""
+        try:
+            await work
+        except Exception as exc:
+            log.exception(
+                "could not %s for grant %s (%s)",
+                doing,
+                grant.id,
+                error_code(exc),
+                extra={"grant_id": grant.id},
+            )
+
+    async def _dm(self, user: str) -> str:
+        """The ``D…`` channel of the bot's DM with ``user`` (opened once, then cached)."""
+        channel = self._dm_channels.get(user)
+        if channel is None:
+            resp = await self._client.conversations_open(users=user)
+            channel = str((resp.get("channel") or {}).get("id") or "")
+            if not channel:
+                raise DeliveryFailed("Slack did not open a direct message channel")
+            self._dm_channels[user] = channel
+        return channel
+
+    async def _post(self, channel: str, message: Message) -> None:
+        await self._client.chat_postMessage(
+            channel=channel, unfurl_links=False, unfurl_media=False, **message.as_kwargs()
+        )
+
+    async def _send_dm(self, user: str, message: Message) -> None:
+        try:
+            await self._post(await self._dm(user), message)
+        except SlackClientError as exc:
+            await self._trouble("send a direct message", exc, user, None)
+
+    async def send_dm(self, user: str, message: Message) -> None:
+        """Send ``message`` to ``user`` privately; failures are logged, never raised."""
+        await self._send_dm(user, message)
+
+    # -- trouble ----------------------------------------------------------------------------------
+
+    async def _trouble(
+        self, doing: str, exc: SlackClientError, where: str, grant: Grant | None
+    ) -> None:
+        code = error_code(exc)
+        grant_id = grant.id if grant else "-"
+        log.error(
+            "Slack refused to %s in %s: %s (grant %s)",
+            doing,
+            where,
+            code,
+            grant_id,
+            extra={"slack_error": code, "slack_target": where, "grant_id": grant_id},
+        )
+        if code in CONFIG_ERRORS:
+            await self.alert_admins(_alert_text(doing, where, code, exc), key=f"{code}:{where}")
+
+    async def alert_admins(self, text: str, *, key: str) -> None:
+        """DM every admin ``text`` (plain), at most once per ``alert_interval`` per ``key``."""
+        now = time.monotonic()
+        last = self._alerted.get(key)
+        if last is not None and now - last < self._alert_interval:
+            return
+        self._alerted[key] = now
+        for admin in await self._admins():
+            try:
+                await self._post(await self._dm(admin), info_message(text))
+            except SlackClientError as exc:
+                # Do not alert about alerting: that could loop.
+                log.error("could not alert admin %s: %s", admin, error_code(exc))
+
+    async def _admins(self) -> list[str]:
+        users: set[str] = set()
+        for principal in self._policy.admins:
+            if principal.startswith("@"):
+                try:
+                    users |= await self._directory.members_of(principal)
+                except (SlackClientError, OSError) as exc:
+                    log.error("cannot resolve admin group %s: %s", principal, error_code(exc))
+            else:
+                users.add(principal)
+        return sorted(users)
+
+
+def _alert_text(doing: str, where: str, code: str, exc: SlackClientError) -> str:
+    text = f"AccessBot could not {doing} ({where}): Slack answered {code}."
+    needed = ""
+    if isinstance(exc, SlackApiError) and isinstance(exc.response.data, dict):
+        needed = str(exc.response.data.get("needed") or "")
+    if needed:
+        text += f" Scope needed: {needed}."
+    hint = _HINTS.get(code)
+    return f"{text} {hint}" if hint else text

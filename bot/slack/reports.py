@@ -1,0 +1,80 @@
+"""``/k8s nodes`` and ``/k8s helm``: run the cluster report, shape it for chat.
+
+Who may run them: by default any workspace member. Node and release status is
+operational information, not a secret (no object contents, no credentials), and
+the people who need it most are the ones paging through an incident without
+access yet. ``ReportAccess = "approvers"`` restricts them to admins and role
+approvers for workspaces that disagree; the policy file has no key for this
+yet, so the choice is made where the app is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from bot.policy import Policy, approvers_of, is_admin
+from bot.slack.blocks import Message, report_file_message, report_messages
+from bot.slack.commands import Helm, Nodes
+from k8s.clients import ClusterClient
+from k8s.helm import helm_report
+from k8s.nodes import nodes_report
+
+__all__ = ["ReportAccess", "ReportOutput", "may_run_reports", "run_report"]
+
+ReportAccess = Literal["everyone", "approvers"]
+
+
+def may_run_reports(
+    policy: Policy, access: ReportAccess, user: str, groups: frozenset[str]
+) -> bool:
+    """Whether ``user`` (in ``groups``) may run the /k8s reports."""
+    if access == "everyone":
+        return True
+    if is_admin(policy, user, groups):
+        return True
+    for role in policy.roles:
+        users, handles = approvers_of(policy, role, include_admins=False)
+        if user in users or not handles.isdisjoint(groups):
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class ReportOutput:
+    """Messages to post, or a summary plus a file when the table is too long."""
+
+    messages: Sequence[Message]
+    file_name: str | None = None
+    file_content: str | None = None
+
+
+def _shape(
+    title: str, problems: Sequence[str], table: str, empty: str, file_name: str
+) -> ReportOutput:
+    messages = report_messages(title, problems, table, empty)
+    if messages is not None:
+        return ReportOutput(messages)
+    summary = report_file_message(title, problems, file_name)
+    return ReportOutput([summary], file_name, table)
+
+
+async def run_report(command: Nodes | Helm, cluster: ClusterClient) -> ReportOutput:
+    """Fetch one cluster's report (slow: apiserver calls) and shape it."""
+    if isinstance(command, Nodes):
+        nodes = await nodes_report(cluster)
+        title = f"Nodes on {cluster.name}: {nodes.ready} of {nodes.total} ready"
+        return _shape(
+            title, nodes.problems, nodes.render_table(), "No nodes.", f"nodes-{cluster.name}.txt"
+        )
+    releases = await helm_report(cluster, command.namespace)
+    where = f"namespace {command.namespace}" if command.namespace else "all namespaces"
+    title = f"Helm releases on {cluster.name}, {where}: {len(releases.rows)}"
+    return _shape(
+        title,
+        releases.problems,
+        releases.render_table() if releases.rows else "",
+        "No releases.",
+        f"helm-{cluster.name}.txt",
+    )

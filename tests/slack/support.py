@@ -1,0 +1,317 @@
+"""A Slack test bed: the real Bolt app over real HTTP, the Slack emulator, real Redis
+and real apiservers, with requests signed exactly as Slack signs them.
+
+Every request helper measures how long the HTTP answer took and fails the test
+if it took 3 s or more: Slack's acknowledgement deadline is checked on every
+command, click and submission the tests send, not only in a dedicated test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+
+from bot.core import Core, build_core
+from bot.models import Grant
+from bot.policy import parse_policy
+from bot.slack import SlackDirectory, SlackNotifier, build_slack_app, make_slack_client
+from bot.slack.reports import ReportAccess
+from tests.support.cluster import TestCluster, free_port
+from tests.support.harness import (
+    FAST_BACKOFF,
+    FAST_SCHEDULER,
+    prepare_clusters,
+    wait_for_grant,
+    wipe_managed,
+)
+from tests.support.slack_emulator import RESPONSE_URL, RecordedCall, SlackEmulator
+from tests.support.slack_signing import (
+    block_actions_body,
+    event_callback_body,
+    retry_headers,
+    sign,
+    slash_command_body,
+    view_submission_body,
+)
+
+BOT_TOKEN = "xoxb-accessbot-test"
+SECRET = "accessbot-test-signing-secret"
+APPROVALS = "C0APPROVALS"
+AUDIT = "C0AUDIT"
+ACK_DEADLINE = 3.0
+
+# Roles as in tests/support/harness.py, except that edit lives on cluster a only (so
+# "/access request edit -n team-a ..." needs no -c) and reminders come early.
+POLICY = """
+approvals_channel: C0APPROVALS
+audit_channel: C0AUDIT
+admins: ["U0ADMIN"]
+clusters:
+  a: {context: a}
+  b: {context: b}
+roles:
+  view:  {cluster_role: view, scope: namespace, max_duration: 8h, approvals: 0,
+          namespaces: ["team-*"]}
+  edit:  {cluster_role: edit, scope: namespace, max_duration: 4h, approvals: 1,
+          approvers: ["U0LEAD", "@platform-leads"], namespaces: ["team-*"], clusters: [a]}
+  cluster-admin: {cluster_role: cluster-admin, scope: cluster, max_duration: 1h,
+                  approvals: 2, approvers: ["U0LEAD", "U0BOSS", "@sre"], clusters: [b]}
+defaults: {duration: 1h, pending_ttl: 24h, reminder_before: 10s}
+"""
+
+USERS = {
+    "U0ALICE": ("alice", "alice@example.com"),
+    "U0BOB": ("bob.smith", "bob@example.com"),
+    "U0LEAD": ("lead", "lead@example.com"),
+    "U0BOSS": ("boss", "boss@example.com"),
+    "U0ADMIN": ("admin", "admin@example.com"),
+    "U0PL1": ("pl1", "pl1@example.com"),
+    "U0PL2": ("pl2", "pl2@example.com"),
+    "U0SRE1": ("sre1", "sre1@example.com"),
+}
+
+
+def populate(emu: SlackEmulator) -> None:
+    for user_id, (name, email) in USERS.items():
+        emu.add_user(user_id, name=name, email=email)
+    emu.add_usergroup("S0PLATFORM", "platform-leads", ["U0PL1", "U0PL2"])
+    emu.add_usergroup("S0SRE", "sre", ["U0SRE1"])
+    emu.add_channel(APPROVALS, "access-approvals")
+    emu.add_channel(AUDIT, "access-audit")
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    text: str
+    elapsed: float
+
+    def json(self) -> Any:
+        return json.loads(self.text) if self.text else None
+
+
+@dataclass
+class SlackBed:
+    emu: SlackEmulator
+    core: Core
+    app: AsyncApp
+    url: str
+    kubeconfig: Path
+    http: aiohttp.ClientSession
+    replies: list[Reply] = field(default_factory=list)
+    mark: float = 0.0  # when the last request was sent: responses after it are its own
+
+    # -- sending -------------------------------------------------------------------
+
+    async def post(
+        self,
+        body: bytes,
+        *,
+        secret: str = SECRET,
+        timestamp: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Reply:
+        all_headers = {**sign(secret, body, timestamp), **(headers or {})}
+        self.mark = time.time()
+        started = time.monotonic()
+        async with self.http.post(self.url, data=body, headers=all_headers) as resp:
+            text = await resp.text()
+        reply = Reply(resp.status, text, time.monotonic() - started)
+        self.replies.append(reply)
+        assert reply.elapsed < ACK_DEADLINE, f"answered after {reply.elapsed:.2f}s: {text}"
+        return reply
+
+    async def command(self, text: str, user: str, command: str = "/access") -> Reply:
+        body = slash_command_body(command, text, user, response_url=self.emu.new_response_url())
+        return await self.post(body)
+
+    async def click(
+        self, action_id: str, value: str, user: str, message: Mapping[str, Any], channel: str
+    ) -> Reply:
+        body = block_actions_body(
+            action_id,
+            value,
+            user,
+            channel,
+            str(message["ts"]),
+            message=dict(message),
+            response_url=self.emu.new_response_url(),
+        )
+        return await self.post(body)
+
+    async def submit(
+        self,
+        callback_id: str,
+        values: Mapping[str, Mapping[str, Any]],
+        user: str,
+        private_metadata: str = "",
+    ) -> Reply:
+        return await self.post(view_submission_body(callback_id, values, user, private_metadata))
+
+    async def event(
+        self, event: dict[str, Any], event_id: str | None = None, retry: int = 0
+    ) -> Reply:
+        body = event_callback_body(event, event_id)
+        return await self.post(body, headers=retry_headers(retry) if retry else None)
+
+    # -- looking -------------------------------------------------------------------
+
+    def dm(self, user: str) -> list[dict[str, Any]]:
+        return self.emu.messages(self.emu.dm_channel(user))
+
+    def cards(self) -> list[dict[str, Any]]:
+        return self.emu.messages(APPROVALS)
+
+    def card_for(self, grant_id: str) -> dict[str, Any]:
+        found = [m for m in self.cards() if grant_id in json.dumps(m)]
+        assert found, f"no card for {grant_id}: {self.cards()}"
+        return found[-1]
+
+    def responses(
+        self, predicate: Callable[[RecordedCall], bool] | None = None
+    ) -> list[RecordedCall]:
+        return [c for c in self.emu.calls_to(RESPONSE_URL) if predicate is None or predicate(c)]
+
+    async def wait_response(self, needle: str, timeout: float = 30) -> RecordedCall:
+        """A response_url post containing ``needle``, made for the latest request."""
+        since = self.mark
+        calls = await self.emu.wait_for(
+            RESPONSE_URL,
+            timeout=timeout,
+            predicate=lambda c: (
+                c.at >= since and needle in json.dumps(c.params, ensure_ascii=False)
+            ),
+        )
+        return calls[-1]
+
+    async def wait_dm(self, user: str, needle: str, timeout: float = 30) -> dict[str, Any]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            for message in self.dm(user):
+                if needle in json.dumps(message):
+                    return message
+            assert asyncio.get_running_loop().time() < deadline, (
+                f"no DM to {user} with {needle!r}: {self.dm(user)}"
+            )
+            await asyncio.sleep(0.05)
+
+    async def wait_grant(self, grant_id: str, *states: str, timeout: float = 60) -> Grant:
+        return await wait_for_grant(self.core, grant_id, lambda g: g.state in states, timeout)
+
+    async def only_grant(self, user: str) -> Grant:
+        """The newest grant of ``user`` (waiting briefly for it to exist)."""
+        for _ in range(200):
+            grants = await self.core.store.by_user(user)
+            if grants:
+                return grants[-1]
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"no grant for {user}")
+
+    def all_stored_text(self) -> Iterator[tuple[str, Any]]:
+        """Every message, ephemeral, response, view and Home ever stored, as JSON."""
+        emu = self.emu
+        for call in emu.calls:
+            if call.method in (
+                "chat.postMessage",
+                "chat.update",
+                "chat.postEphemeral",
+                RESPONSE_URL,
+            ):
+                yield call.method, call.params
+            if call.method in ("views.open", "views.update", "views.publish"):
+                yield call.method, call.params.get("view")
+
+
+async def serve_bolt(app: AsyncApp) -> tuple[web.AppRunner, str]:
+    """Serve ``app`` on ``/slack/events`` the way an aiohttp deployment would."""
+
+    async def events(request: web.Request) -> web.Response:
+        bolt_resp = await app.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(bolt_resp)
+
+    web_app = web.Application()
+    web_app.router.add_post("/slack/events", events)
+    runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"http://127.0.0.1:{port}/slack/events"
+
+
+@asynccontextmanager
+async def slack_bed(
+    redis_url: str,
+    clusters: dict[str, TestCluster],
+    tmp: Path,
+    *,
+    policy_text: str = POLICY,
+    kubeconfig: Path | None = None,
+    wipe: bool = True,
+    report_access: ReportAccess = "everyone",
+    emu: SlackEmulator | None = None,
+) -> AsyncIterator[SlackBed]:
+    combined = prepare_clusters(clusters, tmp)
+    policy = parse_policy(policy_text)
+    own_emu = emu is None
+    emulator = emu or await SlackEmulator().start()
+    populate(emulator)
+    client = make_slack_client(BOT_TOKEN, emulator.base_url)
+    directory = SlackDirectory(client)
+    notifier = SlackNotifier(client, policy, directory=directory)
+    core = await build_core(
+        policy,
+        redis_url,
+        notifier=notifier,
+        directory=directory,
+        kubeconfig=str(kubeconfig or combined),
+        reconcile_interval=3600.0,
+        backoff=FAST_BACKOFF,
+        scheduler_options=FAST_SCHEDULER,
+    )
+    if wipe:
+        await wipe_managed(core)
+    app = build_slack_app(
+        core=core, client=client, signing_secret=SECRET, report_access=report_access
+    )
+    runner, url = await serve_bolt(app)
+    core.start()
+    http = aiohttp.ClientSession()
+    try:
+        yield SlackBed(emulator, core, app, url, kubeconfig or combined, http)
+    finally:
+        await http.close()
+        await runner.cleanup()
+        await core.close()
+        if own_emu:
+            await emulator.stop()
+
+
+def blocks_text(message: Mapping[str, Any]) -> str:
+    """All text of a message's blocks, for asserting on what a reader sees."""
+    return json.dumps(message.get("blocks") or [], ensure_ascii=False)
+
+
+def values_for_request(
+    *, cluster: str, role: str, namespace: str | None, duration: str | None, reason: str | None
+) -> dict[str, dict[str, Any]]:
+    """``view.state.values`` of a filled-in request modal."""
+    from tests.support.slack_signing import static_select, text_input
+
+    return {
+        "cluster": {"access_modal_cluster": static_select(cluster)},
+        f"role-{cluster}": {"value": static_select(role)},
+        "namespace": {"value": text_input(namespace)},
+        "duration": {"value": text_input(duration)},
+        "reason": {"value": text_input(reason)},
+    }

@@ -1,0 +1,187 @@
+"""The /access and /k8s parser: examples, mistakes, and properties."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.slack.commands import (
+    USAGE,
+    CommandError,
+    Extend,
+    Helm,
+    Help,
+    ListGrants,
+    Nodes,
+    OpenModal,
+    Request,
+    Revoke,
+    parse_access,
+    parse_k8s,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", OpenModal()),
+        ("   ", OpenModal()),
+        (
+            "request edit -n team-a -d 2h fixing checkout",
+            Request("edit", "fixing checkout", namespace="team-a", duration=timedelta(hours=2)),
+        ),
+        (
+            "request edit -c prod -n payments -d 1h30m roll back   the  deploy",
+            Request(
+                "edit",
+                "roll back   the  deploy",
+                cluster="prod",
+                namespace="payments",
+                duration=timedelta(minutes=90),
+            ),
+        ),
+        ("REQUEST view why not", Request("view", "why not")),
+        (
+            "request -c a view --namespace=x reason",
+            Request("view", "reason", cluster="a", namespace="x"),
+        ),
+        ("request view -- -n is part of the reason", Request("view", "-n is part of the reason")),
+        ("request view fix -n in text", Request("view", "fix -n in text")),
+        ("request view - dash first", Request("view", "- dash first")),
+        ("list", ListGrants(False)),
+        ("list --all", ListGrants(True)),
+        ("revoke abc123", Revoke("abc123")),
+        ("extend abc123 -d 30m", Extend("abc123", timedelta(minutes=30))),
+        ("extend -d 1d abc123", Extend("abc123", timedelta(days=1))),
+        ("help", Help("access")),
+    ],
+)
+def test_access_examples(text: str, expected: object) -> None:
+    assert parse_access(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "problem", "usage"),
+    [
+        ("request", "give the role", "request"),
+        ("request edit", "give a reason", "request"),
+        ("request edit -n", "-n needs a value", "request"),
+        ("request edit -n -d 1h x", "-n needs a value", "request"),
+        ("request edit -d 2x fix", "invalid duration '2x'", "request"),
+        ("request edit -d 0m fix", "longer than zero", "request"),
+        ("request edit -x 1 fix", "unknown option '-x'", "request"),
+        ("request edit -c a -c b fix", "-c given twice", "request"),
+        ("list everything", "unexpected 'everything'", "list"),
+        ("revoke", "give the id", "revoke"),
+        ("revoke a b", "unexpected 'b'", "revoke"),
+        ("extend abc", "say by how much", "extend"),
+        ("extend -d 1h", "give the id", "extend"),
+        ("help me", "unexpected 'me'", "help"),
+    ],
+)
+def test_access_mistakes_carry_the_usage_line(text: str, problem: str, usage: str) -> None:
+    with pytest.raises(CommandError) as caught:
+        parse_access(text)
+    assert problem in caught.value.problem
+    assert caught.value.usage == USAGE[usage]
+    assert USAGE[usage] in str(caught.value)
+
+
+def test_unknown_subcommand_shows_every_usage() -> None:
+    with pytest.raises(CommandError) as caught:
+        parse_access("grant me root")
+    assert "unknown subcommand 'grant'" in caught.value.problem
+    assert all(USAGE[k] in caught.value.usage for k in ("request", "list", "revoke", "extend"))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", Help("k8s")),
+        ("help", Help("k8s")),
+        ("nodes", Nodes()),
+        ("nodes -c prod", Nodes("prod")),
+        ("helm", Helm()),
+        ("helm -A", Helm()),
+        ("helm -c prod -n web", Helm("prod", "web")),
+        ("helm --all-namespaces -c a", Helm("a")),
+    ],
+)
+def test_k8s_examples(text: str, expected: object) -> None:
+    assert parse_k8s(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("pods", "unknown subcommand 'pods'"),
+        ("helm -n web -A", "not both"),
+        ("nodes extra", "unexpected 'extra'"),
+        ("nodes -n x", "unknown option '-n'"),
+    ],
+)
+def test_k8s_mistakes(text: str, problem: str) -> None:
+    with pytest.raises(CommandError) as caught:
+        parse_k8s(text)
+    assert problem in caught.value.problem
+
+
+# -- properties -------------------------------------------------------------------------
+
+
+@settings(max_examples=500)
+@given(st.text())
+def test_parsers_never_crash(text: str) -> None:
+    for parse in (parse_access, parse_k8s):
+        try:
+            parse(text)
+        except CommandError as exc:
+            usage = exc.usage
+            assert usage
+
+
+_word = st.from_regex(r"[a-z0-9][a-z0-9.-]{0,20}", fullmatch=True)
+_durations = st.integers(min_value=1, max_value=10 * 86_400).map(lambda s: timedelta(seconds=s))
+_reason = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    min_size=1,
+    max_size=200,
+).filter(lambda r: r.strip() == r and r.strip() != "")
+
+
+@given(
+    role=_word,
+    reason=_reason,
+    cluster=st.none() | _word,
+    namespace=st.none() | _word,
+    duration=st.none() | _durations,
+)
+def test_request_round_trips(
+    role: str, reason: str, cluster: str | None, namespace: str | None, duration: timedelta | None
+) -> None:
+    command = Request(role, reason, cluster=cluster, namespace=namespace, duration=duration)
+    assert parse_access(command.text()) == command
+
+
+@given(
+    st.one_of(
+        st.builds(ListGrants, st.booleans()),
+        st.builds(Revoke, _word),
+        st.builds(Extend, _word, _durations),
+        st.just(Help("access")),
+    )
+)
+def test_other_access_commands_round_trip(command: object) -> None:
+    assert parse_access(command.text()) == command  # type: ignore[attr-defined]
+
+
+@given(
+    st.one_of(
+        st.builds(Nodes, st.none() | _word), st.builds(Helm, st.none() | _word, st.none() | _word)
+    )
+)
+def test_k8s_commands_round_trip(command: Nodes | Helm) -> None:
+    assert parse_k8s(command.text()) == command
