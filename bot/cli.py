@@ -1,0 +1,292 @@
+"""The ``accessbot`` command line: serve, check, and operator escape hatches.
+
+Operator commands use the same workflow code paths as Slack. A configuration
+error is one line and exit code 2; ``check`` exits 1 on any problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bot.core import Core, build_core, cluster_targets
+from bot.lifecycle import LIVE, State
+from bot.logs import setup_logging
+from bot.models import Grant, MessageRef
+from bot.policy import Policy, PolicyError, load_policy
+from bot.redis_server import RedisProcess, RedisUnavailable
+from bot.settings import ConfigError, Settings, load_settings
+from bot.workflow import NotAllowed, UnknownGrant, UnknownUser
+from k8s.clients import ClusterRegistry
+from k8s.errors import ClusterError
+
+EXIT_PROBLEM, EXIT_CONFIG = 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="accessbot", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("serve", help="run the bot (HTTP mode, or Socket Mode with SLACK_APP_TOKEN)")
+    sub.add_parser("check", help="validate env and policy, reach Redis and every cluster")
+    grants = sub.add_parser("grants", help="list or revoke grants").add_subparsers(
+        dest="grants_command", required=True, metavar="ACTION"
+    )
+    ls = grants.add_parser("list", help="live and pending grants")
+    ls.add_argument("--all", action="store_true", help="include ended requests and grants")
+    rv = grants.add_parser("revoke", help="revoke one grant now")
+    rv.add_argument("grant_id")
+    rv.add_argument("--reason", default="revoked by an operator")
+    off = sub.add_parser("offboard", help="revoke everything a person holds and block them")
+    who = off.add_mutually_exclusive_group(required=True)
+    who.add_argument("--email")
+    who.add_argument("--slack-user", dest="slack_user")
+    off.add_argument("--reason", default="offboarded by an operator")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+    setup_logging(settings.accessbot_log_format, settings.accessbot_log_level)
+    commands: dict[str, Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]] = {
+        "serve": _serve,
+        "check": _check,
+        "grants": _grants,
+        "offboard": _offboard,
+    }
+    try:
+        code = asyncio.run(commands[args.command](settings, args))
+    except (ConfigError, PolicyError, RedisUnavailable) as exc:
+        _fail(str(exc), EXIT_CONFIG)
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"accessbot: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+async def _serve(settings: Settings, _: argparse.Namespace) -> int:
+    from bot.serve import serve  # Slack and aiohttp app code is only needed here
+
+    await serve(settings)
+    return 0
+
+
+# -- check -----------------------------------------------------------------------
+async def _check(settings: Settings, _: argparse.Namespace) -> int:
+    problems: list[str] = []
+    _line("environment", "ok")
+    try:
+        settings.require_serve()
+    except ConfigError as exc:
+        problems.append(str(exc))
+        _line("slack settings", str(exc), ok=False)
+    try:
+        policy = load_policy(settings.accessbot_policy)
+        _line("policy", f"{settings.accessbot_policy}: {len(policy.roles)} roles, "
+              f"{len(policy.clusters)} clusters")  # fmt: skip
+    except PolicyError as exc:
+        problems.extend(exc.problems)
+        for problem in exc.problems:
+            _line("policy", problem, ok=False)
+        policy = None
+    problems += await _check_redis(settings)
+    if policy is not None:
+        problems += await _check_clusters(settings, policy)
+    print(f"\n{'OK' if not problems else f'{len(problems)} problem(s)'}")
+    return EXIT_PROBLEM if problems else 0
+
+
+def _line(what: str, detail: str, *, ok: bool = True) -> None:
+    print(f"{'✓' if ok else '✗'} {what}: {detail}")
+
+
+async def _check_redis(settings: Settings) -> list[str]:
+    try:
+        async with _redis(settings) as url:
+            from redis.asyncio import Redis
+
+            r = Redis.from_url(url)
+            try:
+                await asyncio.wait_for(r.ping(), 3)  # type: ignore[arg-type]
+            finally:
+                await r.aclose()
+        _line("redis", "reachable" if settings.redis_url else "embedded redis-server starts")
+        return []
+    except (OSError, RedisUnavailable, TimeoutError) as exc:
+        message = f"redis: {exc or exc.__class__.__name__}"
+        _line("redis", str(exc) or exc.__class__.__name__, ok=False)
+        return [message]
+    except Exception as exc:  # redis-py raises its own ConnectionError family
+        _line("redis", str(exc), ok=False)
+        return [f"redis: {exc}"]
+
+
+async def _check_clusters(settings: Settings, policy: Policy) -> list[str]:
+    problems: list[str] = []
+    try:
+        registry = ClusterRegistry(cluster_targets(policy, settings.kubeconfig))
+    except Exception as exc:  # a bad kubeconfig or unknown context
+        _line("kubeconfig", str(exc), ok=False)
+        return [f"kubeconfig: {exc}"]
+    try:
+        for c in registry:
+            try:
+                await c.call(c.core.get_api_resources, _request_timeout=(3.0, 5.0))
+                _line(f"cluster {c.name}", f"reachable at {c.server}")
+            except ClusterError as exc:
+                _line(f"cluster {c.name}", str(exc), ok=False)
+                problems.append(str(exc))
+    finally:
+        registry.close()
+    return problems
+
+
+# -- operator commands -------------------------------------------------------------
+class _QuietNotifier:
+    """Used when SLACK_BOT_TOKEN is unset: the CLI still works, nobody is messaged."""
+
+    async def post_card(self, grant: Grant) -> MessageRef | None:
+        return None
+
+    async def deliver_kubeconfig(self, grant: Grant, filename: str, content: bytes) -> str:
+        raise RuntimeError("cannot deliver a kubeconfig without SLACK_BOT_TOKEN")
+
+    async def grant_changed(self, before: Grant, after: Grant) -> None:
+        return None
+
+    async def remind(self, grant: Grant) -> None:
+        return None
+
+
+class _NoDirectory:
+    async def groups_of(self, user_id: str) -> frozenset[str]:
+        return frozenset()
+
+    async def user_for_email(self, email: str) -> str | None:
+        raise ConfigError("looking up an email needs SLACK_BOT_TOKEN (users:read.email)")
+
+    async def handle_of(self, user_id: str) -> str:
+        return user_id.lower()
+
+    async def user_exists(self, user_id: str) -> bool:
+        return False
+
+
+def _embedded_redis(settings: Settings) -> RedisProcess:
+    return RedisProcess(Path(settings.accessbot_data_dir).resolve()).attach_or_start()
+
+
+@asynccontextmanager
+async def _redis(settings: Settings) -> AsyncIterator[str]:
+    if settings.redis_url:
+        yield settings.redis_url
+        return
+    process = await asyncio.to_thread(_embedded_redis, settings)
+    owned = process.pid is not None
+    try:
+        yield process.url
+    finally:
+        if owned:
+            process.stop()
+
+
+@asynccontextmanager
+async def _core(settings: Settings) -> AsyncIterator[Core]:
+    policy = load_policy(settings.accessbot_policy)
+    async with _redis(settings) as url:
+        notifier: Any = _QuietNotifier()
+        directory: Any = _NoDirectory()
+        if settings.slack_bot_token is not None:
+            from bot.slack import SlackDirectory, SlackNotifier, make_slack_client
+
+            client = make_slack_client(
+                settings.slack_bot_token.get_secret_value(), settings.slack_api_url
+            )
+            notifier, directory = SlackNotifier(client, policy), SlackDirectory(client)
+        core = await build_core(
+            policy, url, notifier=notifier, directory=directory, kubeconfig=settings.kubeconfig
+        )
+        try:
+            yield core
+        finally:
+            await core.close()
+
+
+def _operator() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+async def _grants(settings: Settings, args: argparse.Namespace) -> int:
+    async with _core(settings) as core:
+        if args.grants_command == "list":
+            states = tuple(State) if args.all else (State.PENDING, *LIVE)
+            _print_grants(await core.store.by_state(*states))
+            return 0
+        try:
+            grant = await core.workflow.revoke(
+                args.grant_id, _operator(), args.reason, operator=True
+            )
+        except (UnknownGrant, NotAllowed) as exc:
+            print(f"accessbot: {exc}", file=sys.stderr)
+            return EXIT_PROBLEM
+        print(f"{grant.id}: {grant.state}")
+        return 0
+
+
+def _print_grants(grants: list[Grant]) -> None:
+    header = ("ID", "STATE", "REQUESTER", "ROLE", "CLUSTER", "NAMESPACE", "EXPIRES")
+    rows = [header] + [
+        (
+            g.id, str(g.state), g.requester, g.role, g.cluster, g.namespace or "-",
+            g.expires_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if g.expires_at else "-",
+        )
+        for g in grants
+    ]  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    for r in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+    if not grants:
+        print("(none)")
+
+
+async def _offboard(settings: Settings, args: argparse.Namespace) -> int:
+    async with _core(settings) as core:
+        wf = core.workflow
+        try:
+            user = await wf.resolve_user(email=args.email, user_id=args.slack_user)
+        except UnknownUser as exc:
+            print(f"accessbot: {exc}", file=sys.stderr)
+            return EXIT_PROBLEM
+        live = [g for g in await core.store.by_user(user) if g.live]
+        clusters = sorted({g.cluster for g in live})
+        print(f"offboarding {user}: {len(live)} live grants on {', '.join(clusters) or 'no'} "
+              f"cluster(s)", flush=True)  # fmt: skip
+        started = datetime.now(UTC)
+
+        def progress(grant: Grant, what: str) -> None:
+            print(f"  {grant.cluster}/{grant.id} ({grant.role}): {what}", flush=True)
+
+        try:
+            result = await wf.offboard(user, _operator(), args.reason, progress=progress)
+        except ClusterError as exc:
+            print(f"accessbot: {exc}; cleanup jobs will finish it", file=sys.stderr)
+            return EXIT_PROBLEM
+        took = (datetime.now(UTC) - started).total_seconds()
+        print(f"done in {took:.1f}s: revoked {len(result.revoked)}, "
+              f"cancelled {len(result.cancelled)}; {user} is blocked until an admin "
+              f"re-enables them")  # fmt: skip
+        return 0

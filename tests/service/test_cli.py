@@ -1,0 +1,87 @@
+"""The accessbot command line as an operator runs it: a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.cluster import REPO, TestCluster, combined_kubeconfig, ensure_namespaces
+from tests.support.harness import POLICY
+
+
+def accessbot(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "ACCESSBOT_"))}
+    clean.pop("REDIS_URL", None)
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**clean, "PYTHONPATH": str(REPO), **env},
+        cwd=cwd,
+        check=False,
+    )
+
+
+def test_serve_without_bot_token_is_one_line_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    r = accessbot("serve", env={}, cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "accessbot: SLACK_BOT_TOKEN is not set (the bot token, xoxb-…)"
+    ]
+
+
+def test_bad_setting_names_the_variable(tmp_path: Path) -> None:
+    r = accessbot("check", env={"ACCESSBOT_HTTP_PORT": "eighty"}, cwd=tmp_path)
+    assert r.returncode == 2
+    assert "ACCESSBOT_HTTP_PORT" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_check_broken_policy_prints_key_path_and_exits_1(tmp_path: Path, redis_url: str) -> None:
+    broken = POLICY.replace("max_duration: 4h", "max_duration: 4x")
+    (tmp_path / "policy.yaml").write_text(broken)
+    r = accessbot(
+        "check",
+        env={"REDIS_URL": redis_url, "SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": "s"},
+        cwd=tmp_path,
+    )
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "roles.edit.max_duration" in r.stdout
+    assert "invalid duration '4x'" in r.stdout
+    assert "Traceback" not in r.stdout + r.stderr
+
+
+@pytest.mark.cluster
+def test_check_all_good_reaches_redis_and_clusters(
+    tmp_path: Path, redis_url: str, cluster: TestCluster, cluster_b: TestCluster
+) -> None:
+    for c in (cluster, cluster_b):
+        ensure_namespaces(c, "accessbot-users")
+    kubeconfig = combined_kubeconfig(tmp_path / "kubeconfig", {"a": cluster, "b": cluster_b})
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    env = {
+        "REDIS_URL": redis_url,
+        "KUBECONFIG": str(kubeconfig),
+        "SLACK_BOT_TOKEN": "xoxb-t",
+        "SLACK_SIGNING_SECRET": "s",
+    }
+    r = accessbot("check", env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "cluster a: reachable" in r.stdout
+    assert "cluster b: reachable" in r.stdout
+    cluster_b_down = {**env, "KUBECONFIG": str(tmp_path / "missing")}
+    r = accessbot("check", env=cluster_b_down, cwd=tmp_path)
+    assert r.returncode == 1
+
+
+def test_help_lists_commands(tmp_path: Path) -> None:
+    r = accessbot("--help", env={}, cwd=tmp_path)
+    assert r.returncode == 0
+    for command in ("serve", "check", "grants", "offboard"):
+        assert command in r.stdout

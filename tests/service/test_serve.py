@@ -1,0 +1,329 @@
+"""``accessbot serve`` as a subprocess: HTTP and Socket Mode end to end, SIGTERM,
+embedded Redis across restarts, and readiness while dependencies are down."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from bot.lifecycle import State
+from bot.models import Grant
+from bot.redis_server import RedisProcess
+from k8s import grants as k8s_grants
+from k8s.clients import ClusterRegistry, ClusterTarget
+from tests.support.cluster import TestCluster
+from tests.support.fault_proxy import FaultProxy
+from tests.support.harness import POLICY, prepare_clusters
+from tests.support.serve_proc import ServeProcess
+from tests.support.slack_emulator import SlackEmulator
+from tests.support.slack_signing import (
+    block_actions_body,
+    block_actions_payload,
+    sign,
+    slash_command_body,
+    slash_command_payload,
+)
+
+pytestmark = pytest.mark.cluster
+SECRET = "serve-test-signing-secret"
+BOT_TOKEN = "xoxb-serve-test"
+APP_TOKEN = "xapp-1-serve-test"
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[SlackEmulator]:
+    async with SlackEmulator() as emulator:
+        emulator.add_user("U0ALICE", name="alice", email="alice@example.com")
+        emulator.add_user("U0LEAD", name="lead", email="lead@example.com")
+        emulator.add_usergroup("S0LEADS", "platform-leads", users=["U0PL1"])
+        emulator.add_usergroup("S0SRE", "sre", users=["U0SRE1"])
+        yield emulator
+
+
+@pytest.fixture
+def clusters(cluster: TestCluster, cluster_b: TestCluster) -> dict[str, TestCluster]:
+    return {"a": cluster, "b": cluster_b}
+
+
+def serve_env(emu: SlackEmulator, tmp: Path, kubeconfig: Path, **extra: str) -> dict[str, str]:
+    policy = tmp / "policy.yaml"
+    policy.write_text(POLICY)
+    return {
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SECRET,
+        "SLACK_API_URL": emu.base_url,
+        "ACCESSBOT_POLICY": str(policy),
+        "KUBECONFIG": str(kubeconfig),
+        "ACCESSBOT_DATA_DIR": str(tmp / "data"),
+        "ACCESSBOT_LEASE_SECONDS": "2",
+        **extra,
+    }
+
+
+async def post_signed(serve: ServeProcess, body: bytes) -> tuple[int, float]:
+    start = time.monotonic()
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(f"{serve.url}/slack/events", data=body, headers=sign(SECRET, body)) as resp,
+    ):
+        await resp.read()
+        return resp.status, time.monotonic() - start
+
+
+def button_value(message: dict[str, Any], action_id: str) -> str:
+    for block in message.get("blocks", []):
+        for element in block.get("elements", []) or []:
+            if element.get("action_id") == action_id:
+                return str(element["value"])
+    raise AssertionError(f"no {action_id} button in {json.dumps(message)[:500]}")
+
+
+async def approval_card(emu: SlackEmulator) -> dict[str, Any]:
+    await emu.wait_for("chat.postMessage", predicate=lambda c: c.params["channel"] == "C0APPROVALS",
+                       timeout=20)  # fmt: skip
+    return emu.messages("C0APPROVALS")[-1]
+
+
+async def kubeconfig_file(emu: SlackEmulator, tmp: Path, name: str, count: int = 1) -> Path:
+    await emu.wait_for("files.completeUploadExternal", count=count, timeout=40)
+    files = [f for f in emu.uploaded_files if f.filename == name]
+    assert len(files) == count, [f.filename for f in emu.uploaded_files]
+    assert files[-1].channel_id == emu.dm_channel("U0ALICE")
+    path = tmp / name
+    path.write_bytes(files[-1].content)
+    return path
+
+
+EDIT_REQUEST = "request edit -c a -n team-a -d 2h fixing checkout"
+
+
+def request_edit(emu: SlackEmulator) -> bytes:
+    return slash_command_body(
+        "/access", EDIT_REQUEST, "U0ALICE", response_url=emu.new_response_url()
+    )
+
+
+async def test_http_mode_request_approve_dm(
+    emu: SlackEmulator, clusters: dict[str, TestCluster], redis_url: str, tmp_path: Path
+) -> None:
+    kubeconfig = prepare_clusters(clusters, tmp_path)
+    serve = ServeProcess(serve_env(emu, tmp_path, kubeconfig, REDIS_URL=redis_url), tmp_path)
+    await asyncio.to_thread(serve.start)
+    try:
+        status, took = await post_signed(serve, request_edit(emu))
+        assert status == 200
+        assert took < 3.0
+        card = await approval_card(emu)
+        request_id = button_value(card, "access_approve")
+        click = block_actions_body("access_approve", request_id, "U0LEAD", "C0APPROVALS",
+                                   card["ts"], message=card,
+                                   response_url=emu.new_response_url())  # fmt: skip
+        status, took = await post_signed(serve, click)
+        assert status == 200
+        assert took < 3.0
+        path = await kubeconfig_file(emu, tmp_path, "a-edit.kubeconfig")
+        ok = await asyncio.to_thread(clusters["a"].kubectl, "get", "pods", "-n", "team-a",
+                                     kubeconfig=path)  # fmt: skip
+        assert ok.returncode == 0
+        forged = dict(sign("wrong-secret", request_edit(emu)))
+        async with (
+            aiohttp.ClientSession() as s,
+            s.post(f"{serve.url}/slack/events", data=request_edit(emu), headers=forged) as resp,
+        ):
+            assert resp.status == 401
+    finally:
+        serve.kill()
+
+
+async def test_socket_mode_request_approve_dm(
+    emu: SlackEmulator, clusters: dict[str, TestCluster], redis_url: str, tmp_path: Path
+) -> None:
+    kubeconfig = prepare_clusters(clusters, tmp_path)
+    env = serve_env(emu, tmp_path, kubeconfig, REDIS_URL=redis_url, SLACK_APP_TOKEN=APP_TOKEN)
+    env.pop("SLACK_SIGNING_SECRET")
+    serve = ServeProcess(env, tmp_path)
+    await asyncio.to_thread(serve.start)
+    try:
+        await emu.wait_socket_connected(timeout=20)
+        envelope = await emu.socket_send(
+            "slash_commands",
+            slash_command_payload(
+                "/access", EDIT_REQUEST, "U0ALICE", response_url=emu.new_response_url()
+            ),
+        )
+        await emu.wait_socket_ack(envelope, timeout=3)
+        card = await approval_card(emu)
+        request_id = button_value(card, "access_approve")
+        payload = block_actions_payload("access_approve", request_id, "U0LEAD", "C0APPROVALS",
+                                        card["ts"], message=card,
+                                   response_url=emu.new_response_url())  # fmt: skip
+        envelope = await emu.socket_send("interactive", payload)
+        await emu.wait_socket_ack(envelope, timeout=3)
+        path = await kubeconfig_file(emu, tmp_path, "a-edit.kubeconfig")
+        ok = await asyncio.to_thread(clusters["a"].kubectl, "get", "pods", "-n", "team-a",
+                                     kubeconfig=path)  # fmt: skip
+        assert ok.returncode == 0
+        status, _ = await asyncio.to_thread(serve.get, "/slack/events")
+        assert status in (404, 405), "Socket Mode must not expose the HTTP events endpoint"
+    finally:
+        serve.kill()
+
+
+async def grant_in_redis(redis_url: str, requester: str) -> Grant | None:
+    from redis.asyncio import Redis
+
+    r = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        for key in await r.keys("ab:grant:*"):
+            grant = Grant.model_validate_json(await r.get(key))
+            if grant.requester == requester and grant.kind == "access":
+                return grant
+        return None
+    finally:
+        await r.aclose()
+
+
+async def test_sigterm_while_provisioning_then_converges(
+    emu: SlackEmulator, clusters: dict[str, TestCluster], redis_url: str, tmp_path: Path
+) -> None:
+    kubeconfig = prepare_clusters(clusters, tmp_path)
+    serve = ServeProcess(serve_env(emu, tmp_path, kubeconfig, REDIS_URL=redis_url), tmp_path)
+    await asyncio.to_thread(serve.start)
+    emu.delay("files.getUploadURLExternal", 4.0)  # the DM upload is in flight at SIGTERM
+    try:
+        await post_signed(serve, request_edit(emu))
+        card = await approval_card(emu)
+        click = block_actions_body("access_approve", button_value(card, "access_approve"),
+                                   "U0LEAD", "C0APPROVALS", card["ts"], message=card,
+                                   response_url=emu.new_response_url())  # fmt: skip
+        await post_signed(serve, click)
+        deadline = time.monotonic() + 20
+        while (g := await grant_in_redis(redis_url, "U0ALICE")) is None or (
+            g.state != State.PROVISIONING
+        ):
+            assert time.monotonic() < deadline, g
+            await asyncio.sleep(0.05)
+        code, took = await asyncio.to_thread(serve.terminate)
+        assert took < 10.0, f"exit took {took:.1f}s"
+        assert code == 0, serve.logs()
+        emu.delay("files.getUploadURLExternal", 0)
+        await asyncio.to_thread(serve.start)
+        deadline = time.monotonic() + 40
+        while (g := await grant_in_redis(redis_url, "U0ALICE")) is None or (
+            not g.ended and (g.state != State.ACTIVE)
+        ):
+            assert time.monotonic() < deadline, g
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)
+        uploads = [f for f in emu.uploaded_files if f.filename == "a-edit.kubeconfig"]
+        registry = ClusterRegistry(
+            {"a": ClusterTarget("a", context="a", kubeconfig=str(kubeconfig))}
+        )
+        try:
+            objs = [o for o in await k8s_grants.list_managed(registry["a"]) if o.grant_id == g.id]
+        finally:
+            registry.close()
+        if g.state == State.ACTIVE:
+            assert len(uploads) == 1
+            assert sorted(o.kind for o in objs) == ["RoleBinding", "ServiceAccount"]
+        else:
+            assert g.state == State.FAILED
+            assert objs == []
+    finally:
+        serve.kill()
+
+
+async def test_embedded_redis_survives_restart_and_expiry_still_fires(
+    emu: SlackEmulator, clusters: dict[str, TestCluster], tmp_path: Path
+) -> None:
+    kubeconfig = prepare_clusters(clusters, tmp_path)
+    serve = ServeProcess(serve_env(emu, tmp_path, kubeconfig), tmp_path)  # no REDIS_URL
+    await asyncio.to_thread(serve.start)
+    registry = ClusterRegistry({"a": ClusterTarget("a", context="a", kubeconfig=str(kubeconfig))})
+    try:
+        body = slash_command_body(
+            "/access",
+            "request view -c a -n team-a -d 25s look at logs",
+            "U0ALICE",
+            response_url=emu.new_response_url(),
+        )
+        assert (await post_signed(serve, body))[0] == 200
+        await kubeconfig_file(emu, tmp_path, "a-view.kubeconfig")
+        assert "single-instance" in serve.logs()
+        code, _ = await asyncio.to_thread(serve.terminate)
+        assert code == 0
+        await asyncio.to_thread(serve.start)
+        socket = tmp_path / "data" / "redis.sock"
+        grant = await grant_in_redis(f"unix://{socket}", "U0ALICE")
+        assert grant is not None
+        assert grant.state == State.ACTIVE
+        assert grant.expires_at is not None
+        while [o for o in await k8s_grants.list_managed(registry["a"]) if o.grant_id == grant.id]:
+            assert time.time() < grant.expires_at.timestamp() + 5, "outlived its expiry"
+            await asyncio.sleep(0.2)
+        assert time.time() >= grant.expires_at.timestamp() - 0.5, "revoked before its expiry"
+    finally:
+        registry.close()
+        serve.kill()
+        RedisProcess(tmp_path / "data").stop()
+
+
+async def test_readyz_follows_redis_and_apiserver(
+    emu: SlackEmulator, clusters: dict[str, TestCluster], tmp_path: Path
+) -> None:
+    prepare_clusters(clusters, tmp_path)
+    redis = RedisProcess(tmp_path / "redis", appendonly=True).start()
+    proxy = await FaultProxy(clusters["a"]).start()
+    kubeconfig = proxied_kubeconfig(proxy, clusters["b"], tmp_path / "kubeconfig")
+    serve = ServeProcess(serve_env(emu, tmp_path, kubeconfig, REDIS_URL=redis.url), tmp_path)
+    try:
+        await asyncio.to_thread(serve.start)
+        assert (await ready(serve))[0] == 200
+        redis.stop()
+        status, text = await ready(serve)
+        assert status == 503
+        assert "redis" in text
+        assert (await asyncio.to_thread(serve.get, "/healthz"))[0] == 200
+        await asyncio.to_thread(redis.start)
+        await _eventually_ready(serve)
+        proxy.faults.reset = 1.0
+        status, text = await ready(serve)
+        assert status == 503
+        assert "cluster a" in text
+        proxy.faults.off()
+        await _eventually_ready(serve)
+    finally:
+        serve.kill()
+        redis.stop()
+        await proxy.stop()
+
+
+def proxied_kubeconfig(proxy: FaultProxy, other: TestCluster, path: Path) -> Path:
+    """Context "a" through the fault proxy, context "b" straight to the other cluster."""
+    doc = yaml.safe_load(proxy.kubeconfig(path, "a").read_text())
+    b = other.kubeconfig_dict(contexts={"b": other.name})
+    doc["clusters"] += b["clusters"]
+    doc["users"] += b["users"]
+    doc["contexts"] += [c for c in b["contexts"] if c["name"] == "b"]
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+async def ready(serve: ServeProcess) -> tuple[int, str]:
+    # Off the event loop: the fault proxy answering the bot runs on it.
+    return await asyncio.to_thread(serve.get, "/readyz")
+
+
+async def _eventually_ready(serve: ServeProcess, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while (await ready(serve))[0] != 200:
+        assert time.monotonic() < deadline, await ready(serve)
+        await asyncio.sleep(0.2)
