@@ -32,6 +32,25 @@ def audit_entry(grant: Grant, step: Step) -> dict[str, str]:
     }
 
 
+def refusal_entry(
+    actor: str, action: str, grant: Grant | None, why: str, at: str
+) -> dict[str, str]:
+    """The audit entry of an attempt the policy refused; nothing changed."""
+    return {
+        "grant_id": grant.id if grant else "",
+        "kind": grant.kind if grant else "",
+        "event": "refused",
+        "from": str(grant.state) if grant else "",
+        "actor": actor,
+        "at": at,
+        "requester": grant.requester if grant else "",
+        "cluster": grant.cluster if grant else "",
+        "role": grant.role if grant else "",
+        "namespace": (grant.namespace or "") if grant else "",
+        "reason": f"{action}: {why}",
+    }
+
+
 def new_steps(before: Grant | None, after: Grant) -> tuple[Step, ...]:
     done = len(before.history) if before else 0
     return after.history[done:]
@@ -40,8 +59,8 @@ def new_steps(before: Grant | None, after: Grant) -> tuple[Step, ...]:
 def log_entry(entry: dict[str, Any]) -> None:
     log.info(
         "grant %s %s -> %s by %s",
-        entry["grant_id"],
-        entry["from"],
+        entry["grant_id"] or "-",
+        entry["from"] or "-",
         entry["event"],
         entry["actor"],
         extra={"audit": entry},

@@ -213,6 +213,16 @@ class Store:
         return bool(await self.redis.hdel(self._offboarded_key, user))  # type: ignore[misc]
 
     # -- audit ---------------------------------------------------------------
+    async def audit_event(self, entry: dict[str, str]) -> None:
+        """Record something that changed no state (a refused click) in the audit trail."""
+        await self.redis.xadd(
+            self._audit_key,
+            entry,  # type: ignore[arg-type]
+            maxlen=AUDIT_MAXLEN,
+            approximate=True,
+        )
+        log_entry(entry)
+
     async def audit_tail(self, count: int = 100) -> list[dict[str, str]]:
         entries = await self.redis.xrevrange(self._audit_key, count=count)
         return [fields for _id, fields in reversed(entries)]

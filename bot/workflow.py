@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from bot.audit import refusal_entry
 from bot.lifecycle import LIVE, ExtensionRejected, State, new_expiry
 from bot.models import Grant, MessageRef, Offboarding, new_grant, new_id, utcnow
 from bot.policy import (
@@ -192,7 +193,9 @@ class Workflow:
     async def approve(self, grant_id: str, approver: str) -> Decision:
         grant = await self.get(grant_id)
         if not await self.may_decide(grant, approver):
-            raise NotAllowed(self._why_not_approver(grant, approver))
+            raise await self._refuse(
+                approver, "approve", grant, self._why_not_approver(grant, approver)
+            )
         now = self.clock()
         result: dict[str, Outcome] = {}
 
@@ -222,6 +225,12 @@ class Workflow:
             cancel=[timeout_job(g.id)],
         )
 
+    async def _refuse(self, actor: str, action: str, grant: Grant, why: str) -> NotAllowed:
+        """Audit a refused attempt (it changes nothing) and return the error to raise."""
+        entry = refusal_entry(actor, action, grant, why, self.clock().isoformat())
+        await self.store.audit_event(entry)
+        return NotAllowed(why)
+
     def _why_not_approver(self, grant: Grant, user: str) -> str:
         if user == grant.requester:
             return "you cannot approve or deny your own request"
@@ -230,7 +239,7 @@ class Workflow:
     async def deny(self, grant_id: str, user: str, reason: str = "") -> Decision:
         grant = await self.get(grant_id)
         if not await self.may_decide(grant, user):
-            raise NotAllowed(self._why_not_approver(grant, user))
+            raise await self._refuse(user, "deny", grant, self._why_not_approver(grant, user))
         now = self.clock()
 
         def decide(g: Grant) -> Change | None:
@@ -247,7 +256,9 @@ class Workflow:
     async def cancel(self, grant_id: str, user: str, reason: str = "") -> Grant | None:
         grant = await self.get(grant_id)
         if user != grant.requester and not await self.is_admin(user):
-            raise NotAllowed("only the requester or an admin can cancel a request")
+            raise await self._refuse(
+                user, "cancel", grant, "only the requester or an admin can cancel a request"
+            )
         return await self._cancel(grant_id, user, reason)
 
     async def _cancel(self, grant_id: str, actor: str, reason: str) -> Grant | None:
@@ -436,7 +447,9 @@ class Workflow:
         """End a grant (or cancel a pending request). ``operator``: the CLI, already trusted."""
         grant = await self.get(grant_id)
         if not operator and actor != grant.requester and not await self.is_admin(actor):
-            raise NotAllowed("only the grant's owner or an admin can revoke it")
+            raise await self._refuse(
+                actor, "revoke", grant, "only the grant's owner or an admin can revoke it"
+            )
         if grant.state == State.PENDING:
             return await self._cancel(grant_id, actor, reason) or await self.get(grant_id)
         return await self._end(grant_id, State.REVOKED, actor, reason) or await self.get(grant_id)
@@ -518,7 +531,9 @@ class Workflow:
         """
         grant = await self.get(grant_id)
         if user != grant.requester and not await self.is_admin(user):
-            raise NotAllowed("only the grant's owner or an admin can extend it")
+            raise await self._refuse(
+                user, "extend", grant, "only the grant's owner or an admin can extend it"
+            )
         if grant.state != State.ACTIVE or grant.expires_at is None:
             raise RequestRejected(f"grant {grant_id} is {grant.state}; only active grants extend")
         role = self.policy.roles[grant.role]

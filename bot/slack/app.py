@@ -73,7 +73,6 @@ from k8s.errors import ClusterError
 __all__ = ["ReportAccess", "build_slack_app"]
 
 log = logging.getLogger(__name__)
-audit_log = logging.getLogger("accessbot.audit")
 
 JSON = dict[str, Any]
 EVENT_DEDUPE_TTL = 3600  # Slack retries a delivery for a few minutes at most
@@ -177,8 +176,7 @@ class _Listeners:
         """
         try:
             message = await work
-        except NotAllowed as exc:
-            self._refused(user, grant_id, what, str(exc))
+        except NotAllowed as exc:  # the workflow has audited the refusal
             message = error_message(f"{_words(exc)}. Nothing was changed.")
         except (RequestRejected, UnknownGrant) as exc:
             message = error_message(_words(exc))
@@ -517,25 +515,6 @@ class _Listeners:
             await self.client.views_publish(user_id=user, view=home_view(data, utcnow()))
         except SlackClientError as exc:
             log.warning("views.publish for %s failed: %s", user, error_code(exc))
-
-    def _refused(self, user: str, grant_id: str, what: str, why: str) -> None:
-        """Audit a click or command that was not allowed (nothing changed)."""
-        audit_log.warning(
-            "refused: %s may not %s %s (%s)",
-            user,
-            what,
-            grant_id,
-            why,
-            extra={
-                "audit": {
-                    "event": "refused",
-                    "actor": user,
-                    "grant_id": grant_id,
-                    "action": what,
-                    "reason": why,
-                }
-            },
-        )
 
 
 # -- small pure helpers -------------------------------------------------------------------
