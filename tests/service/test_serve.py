@@ -21,8 +21,8 @@ from k8s import grants as k8s_grants
 from k8s.clients import ClusterRegistry, ClusterTarget
 from tests.support.cluster import TestCluster
 from tests.support.fault_proxy import FaultProxy
-from tests.support.harness import POLICY, prepare_clusters
-from tests.support.serve_proc import ServeProcess
+from tests.support.harness import prepare_clusters
+from tests.support.serve_proc import SECRET, ServeProcess, serve_env
 from tests.support.slack_emulator import SlackEmulator
 from tests.support.slack_signing import (
     block_actions_body,
@@ -33,8 +33,6 @@ from tests.support.slack_signing import (
 )
 
 pytestmark = pytest.mark.cluster
-SECRET = "serve-test-signing-secret"
-BOT_TOKEN = "xoxb-serve-test"
 APP_TOKEN = "xapp-1-serve-test"
 
 
@@ -51,21 +49,6 @@ async def emu() -> AsyncIterator[SlackEmulator]:
 @pytest.fixture
 def clusters(cluster: TestCluster, cluster_b: TestCluster) -> dict[str, TestCluster]:
     return {"a": cluster, "b": cluster_b}
-
-
-def serve_env(emu: SlackEmulator, tmp: Path, kubeconfig: Path, **extra: str) -> dict[str, str]:
-    policy = tmp / "policy.yaml"
-    policy.write_text(POLICY)
-    return {
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": SECRET,
-        "SLACK_API_URL": emu.base_url,
-        "ACCESSBOT_POLICY": str(policy),
-        "KUBECONFIG": str(kubeconfig),
-        "ACCESSBOT_DATA_DIR": str(tmp / "data"),
-        "ACCESSBOT_LEASE_SECONDS": "2",
-        **extra,
-    }
 
 
 async def post_signed(serve: ServeProcess, body: bytes) -> tuple[int, float]:

@@ -12,6 +12,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.cluster import REPO, free_port
+from tests.support.harness import POLICY
+from tests.support.slack_emulator import SlackEmulator
+
+SECRET = "serve-test-signing-secret"
+BOT_TOKEN = "xoxb-serve-test"
+
+
+def serve_env(emu: SlackEmulator, tmp: Path, kubeconfig: Path, **extra: str) -> dict[str, str]:
+    policy = tmp / "policy.yaml"
+    policy.write_text(POLICY)
+    return {
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SECRET,
+        "SLACK_API_URL": emu.base_url,
+        "ACCESSBOT_POLICY": str(policy),
+        "KUBECONFIG": str(kubeconfig),
+        "ACCESSBOT_DATA_DIR": str(tmp / "data"),
+        "ACCESSBOT_LEASE_SECONDS": "2",
+        **extra,
+    }
 
 
 @dataclass

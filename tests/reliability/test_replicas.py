@@ -1,0 +1,112 @@
+"""Two ``accessbot serve`` replicas on one Redis, one of them killed mid-load."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from redis.asyncio import Redis
+
+from k8s import grants as k8s_grants
+from k8s.clients import ClusterRegistry, ClusterTarget
+from tests.support.cluster import TestCluster
+from tests.support.harness import prepare_clusters
+from tests.support.serve_proc import SECRET, ServeProcess, serve_env
+from tests.support.slack_emulator import SlackEmulator
+from tests.support.slack_signing import event_callback_body, sign, slash_command_body
+
+pytestmark = pytest.mark.cluster
+USERS = [f"U0DEV{i:02d}" for i in range(20)]
+GRANT_SECONDS = 10
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[SlackEmulator]:
+    async with SlackEmulator() as emulator:
+        for user in USERS:
+            emulator.add_user(user, name=user.lower())
+        yield emulator
+
+
+async def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> int:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(
+            f"{url}/slack/events", data=body, headers={**sign(SECRET, body), **(headers or {})}
+        ) as resp,
+    ):
+        return resp.status
+
+
+async def test_two_replicas_each_delivery_once_each_expiry_once_and_a_kill_loses_nothing(
+    emu: SlackEmulator, cluster: TestCluster, cluster_b: TestCluster, redis_url: str,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    kubeconfig = prepare_clusters({"a": cluster, "b": cluster_b}, tmp_path)
+    env = serve_env(emu, tmp_path, kubeconfig, REDIS_URL=redis_url)
+    replicas = [ServeProcess(env, tmp_path / name) for name in ("r1", "r2")]
+    for r in replicas:
+        r.workdir.mkdir()
+        await asyncio.to_thread(r.start)
+    first, second = replicas
+    try:
+        # The same event delivered to both replicas (a retry through a load balancer).
+        event = event_callback_body({"type": "app_home_opened", "user": USERS[0], "tab": "home"})
+        assert await post(first.url, event) == 200
+        assert (
+            await post(
+                second.url,
+                event,
+                {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"},
+            )
+            == 200
+        )
+        await emu.wait_for("views.publish")
+        await asyncio.sleep(1.0)
+        assert len(emu.calls_to("views.publish")) == 1
+
+        started = time.monotonic()
+        for i, user in enumerate(USERS):
+            if i == len(USERS) // 2:
+                first.kill()  # mid-load, without warning
+            body = slash_command_body(
+                "/access", f"request view -c a -n team-a -d {GRANT_SECONDS}s load {i}", user,
+                response_url=emu.new_response_url(),
+            )  # fmt: skip
+            target = replicas[i % 2]
+            try:
+                status = await post(target.url, body)
+            except aiohttp.ClientConnectionError:
+                status = await post(second.url, body)  # Slack retries; the LB picks a live one
+            assert status == 200
+
+        await emu.wait_for("files.completeUploadExternal", count=len(USERS), timeout=60)
+        await asyncio.sleep(1.5)
+        per_dm = Counter(f.channel_id for f in emu.uploaded_files)
+        assert per_dm == {emu.dm_channel(u): 1 for u in USERS}
+
+        registry = ClusterRegistry({"a": ClusterTarget("a", context="a",
+                                                       kubeconfig=str(kubeconfig))})  # fmt: skip
+        try:
+            deadline = started + GRANT_SECONDS + 30
+            while await k8s_grants.list_managed(registry["a"]):
+                assert time.monotonic() < deadline, "grants outlived their expiry"
+                await asyncio.sleep(0.5)
+        finally:
+            registry.close()
+        r = Redis.from_url(redis_url, decode_responses=True)
+        try:
+            entries = [fields for _, fields in await r.xrange("ab:audit")]
+        finally:
+            await r.aclose()
+        expired = Counter(e["grant_id"] for e in entries if e["event"] == "expired")
+        assert len(expired) == len(USERS)
+        assert set(expired.values()) == {1}, "an expiry ran twice"
+    finally:
+        for rep in replicas:
+            rep.kill()
