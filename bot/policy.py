@@ -377,8 +377,15 @@ def _load_yaml(text: str, source: str) -> object:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         raise PolicyError(f"{source}: {_yaml_problem(exc)}") from None
+    except yaml.reader.ReaderError as exc:
+        # Its str() spans two lines; a problem is reported on one.
+        raise PolicyError(
+            f"{source}: character {exc.position + 1}: invalid YAML: character "
+            f"#x{exc.character if isinstance(exc.character, int) else ord(exc.character):04x} "
+            "is not allowed"
+        ) from None
     except yaml.YAMLError as exc:
-        raise PolicyError(f"{source}: invalid YAML: {exc}") from None
+        raise PolicyError(f"{source}: invalid YAML: {' '.join(str(exc).split())}") from None
 
 
 def _yaml_problem(exc: yaml.MarkedYAMLError) -> str:
@@ -462,13 +469,19 @@ def _model_at(parent: tuple[str | int, ...]) -> type[BaseModel] | None:
     return None
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_@#*<.-]+")
+
+
 def _join_path(parts: Iterable[str | int]) -> str:
     text = ""
     for part in parts:
         if isinstance(part, int):
             text += f"[{part}]"
         else:
-            text += f".{part}" if text else part
+            # A key with spaces, newlines or quotes is shown quoted, so every
+            # problem stays on its own line and the path stays unambiguous.
+            key = part if _PLAIN_KEY.fullmatch(part) else repr(part)
+            text += f".{key}" if text else key
     return text
 
 

@@ -288,7 +288,7 @@ def test_unquoted_hash_channel_gets_a_hint() -> None:
         ),
         (
             lambda d: d["roles"].update({"bad role": d["roles"]["view"]}),
-            "roles.bad role: invalid role name",
+            "roles.'bad role': invalid role name",
         ),
         (lambda d: d["roles"]["view"].update(cluster_role="a/b"), "roles.view.cluster_role"),
         (lambda d: d.update(defaults={"duration": 0}), "defaults.duration: invalid duration"),
