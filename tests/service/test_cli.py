@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -85,3 +86,55 @@ def test_help_lists_commands(tmp_path: Path) -> None:
     assert r.returncode == 0
     for command in ("serve", "check", "grants", "offboard"):
         assert command in r.stdout
+
+
+@pytest.mark.cluster
+async def test_operator_commands_list_revoke_offboard(
+    tmp_path: Path, redis_url: str, cluster: TestCluster, cluster_b: TestCluster
+) -> None:
+    from bot.lifecycle import State
+    from bot.policy import AccessRequestSpec
+    from k8s import grants as k8s_grants
+    from tests.support.harness import workflow_harness
+
+    async with workflow_harness(redis_url, {"a": cluster, "b": cluster_b}, tmp_path) as h:
+        made = []
+        for c, ns in (("a", "team-a"), ("b", "team-b"), ("a", "team-b")):
+            spec = AccessRequestSpec(requester="U0ALICE", role="view", cluster=c, namespace=ns,
+                                     duration=None, reason="on call")  # fmt: skip
+            made.append(await h.workflow.submit(spec))
+        for g in made:
+            await h.wait_state(g.id, State.ACTIVE)
+        (tmp_path / "policy.yaml").write_text(POLICY)
+        env = {"REDIS_URL": redis_url, "KUBECONFIG": str(h.kubeconfig)}
+
+        listed = await asyncio.to_thread(accessbot, "grants", "list", env=env, cwd=tmp_path)
+        assert listed.returncode == 0, listed.stderr
+        assert all(g.id in listed.stdout for g in made)
+
+        revoked = await asyncio.to_thread(
+            accessbot, "grants", "revoke", made[2].id, env=env, cwd=tmp_path
+        )
+        assert revoked.returncode == 0, revoked.stderr
+        assert f"{made[2].id}: revoked" in revoked.stdout
+
+        off = await asyncio.to_thread(
+            accessbot, "offboard", "--slack-user", "U0ALICE", env=env, cwd=tmp_path
+        )
+        assert off.returncode == 0, off.stderr
+        assert "2 live grants on a, b cluster(s)" in off.stdout
+        assert f"a/{made[0].id} (view): revoked" in off.stdout
+        assert f"b/{made[1].id} (view): revoked" in off.stdout
+        assert "revoked 2" in off.stdout
+        for name in ("a", "b"):
+            assert not await k8s_grants.list_managed(h.core.clusters[name])
+        everything = await asyncio.to_thread(
+            accessbot, "grants", "list", "--all", env=env, cwd=tmp_path
+        )
+        assert everything.stdout.count("revoked") == 3
+
+        unknown = await asyncio.to_thread(
+            accessbot, "grants", "revoke", "zzzzzzzz", env=env, cwd=tmp_path
+        )
+        assert unknown.returncode == 1
+        assert "no request or grant with id 'zzzzzzzz'" in unknown.stderr
