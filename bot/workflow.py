@@ -95,6 +95,11 @@ def cleanup_job(grant_id: str) -> str:
     return f"cleanup:{grant_id}"
 
 
+def card_job(grant_id: str) -> str:
+    return f"card:{grant_id}"
+
+
+
 def _job(job_id: str, at: datetime, **data: str) -> Job:
     kind = job_id.split(":", 1)[0]
     return Job(id=job_id, kind=kind, due=at.timestamp(), data=dict(data))
@@ -115,6 +120,7 @@ class Workflow:
     # How long a delivery claim holds off other attempts (about two scheduler
     # leases: longer than a live attempt needs between claim and record).
     delivery_claim_seconds: float = 60.0
+    card_retry: timedelta = timedelta(seconds=30)
     record_patience: float = 30.0
 
     def register_jobs(self) -> None:
@@ -124,6 +130,7 @@ class Workflow:
             "remind": self._job_remind,
             "timeout": self._job_timeout,
             "cleanup": self._job_cleanup,
+            "card": self._job_card,
         }
         for kind, handler in handlers.items():
             self.scheduler.register(kind, handler)
@@ -178,9 +185,20 @@ class Workflow:
         if resolved.approvals_required == 0:
             grant = grant.moved(State.APPROVED, SYSTEM, now, "auto-approved by policy")
             return await self.store.create(grant, [_job(provision_job(grant.id), now)])
-        grant = await self.store.create(grant, [_job(timeout_job(grant.id), grant.pending_until)])
+        grant = await self._create_pending(grant)
         await self._post_card(grant)
         return await self.get(grant.id)
+
+    async def _create_pending(self, grant: Grant) -> Grant:
+        # The card job is a safety net: if we die before the card is posted and
+        # recorded, it posts the card later instead of leaving approvers unaware.
+        return await self.store.create(
+            grant,
+            [
+                _job(timeout_job(grant.id), grant.pending_until),
+                _job(card_job(grant.id), self.clock() + self.card_retry),
+            ],
+        )
 
     async def _post_card(self, grant: Grant) -> None:
         card = await self.notifier.post_card(grant)
@@ -188,7 +206,15 @@ class Workflow:
             await self._set_card(grant.id, card)
 
     async def _set_card(self, grant_id: str, card: MessageRef) -> None:
-        await self.store.update(grant_id, lambda g: Change(g.model_copy(update={"card": card})))
+        await self.store.update(
+            grant_id,
+            lambda g: Change(g.model_copy(update={"card": card}), cancel=[card_job(grant_id)]),
+        )
+
+    async def _job_card(self, job: Job) -> None:
+        grant = await self.store.get(job.id.split(":", 1)[1])
+        if grant is not None and grant.state == State.PENDING and grant.card is None:
+            await self._post_card(grant)
 
     async def approve(self, grant_id: str, approver: str) -> Decision:
         grant = await self.get(grant_id)
@@ -561,9 +587,7 @@ class Workflow:
                 "version": 0,
             }
         )
-        request = await self.store.create(
-            request, [_job(timeout_job(request.id), request.pending_until)]
-        )
+        request = await self._create_pending(request)
         await self._post_card(request)
         return await self.get(request.id)
 

@@ -31,9 +31,13 @@ class RecordingNotifier:
     deliveries: list[Delivery] = field(default_factory=list)
     changes: list[tuple[Grant, Grant]] = field(default_factory=list)
     reminders: list[Grant] = field(default_factory=list)
+    fail_cards: int = 0  # the next N post_card calls fail, as a dropped connection would
     _event: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def post_card(self, grant: Grant) -> MessageRef | None:
+        if self.fail_cards:
+            self.fail_cards -= 1
+            raise OSError("connection reset while posting the card")
         self.cards.append(grant)
         return MessageRef(channel="C0APPROVALS", ts=f"{len(self.cards)}.000100")
 

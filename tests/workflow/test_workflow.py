@@ -13,7 +13,7 @@ from bot.policy import AccessRequestSpec, RequestRejected
 from bot.workflow import NotAllowed, Outcome
 from k8s import grants as k8s_grants
 from tests.support.cluster import TestCluster
-from tests.support.harness import Harness
+from tests.support.harness import Harness, wait_for_grant
 
 pytestmark = pytest.mark.cluster
 
@@ -236,3 +236,15 @@ async def test_extension_of_approval_role_needs_an_approver(harness: Harness) ->
         assert asyncio.get_running_loop().time() < deadline
         await asyncio.sleep(0.05)
     assert (await wf.get(grant.id)).expires_at == active.expires_at + dt.timedelta(hours=1)
+
+
+async def test_card_lost_to_a_crash_is_posted_later(harness: Harness) -> None:
+    harness.notifier.fail_cards = 1
+    harness.workflow.card_retry = dt.timedelta(seconds=0.5)
+    with pytest.raises(OSError, match="connection reset"):
+        await harness.workflow.submit(spec())
+    (pending,) = await harness.core.store.by_state(State.PENDING)
+    assert pending.card is None
+    posted = await wait_for_grant(harness.core, pending.id, lambda g: g.card is not None, 10)
+    assert posted.state == State.PENDING
+    assert [c.id for c in harness.notifier.cards] == [pending.id]
