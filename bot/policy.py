@@ -267,6 +267,10 @@ class Policy(_Model):
     clusters: Annotated[dict[ClusterName, ClusterConfig], Field(min_length=1)]
     roles: Annotated[dict[RoleName, RoleConfig], Field(min_length=1)]
     defaults: Defaults = Field(default_factory=Defaults)
+    # Who may run /k8s nodes and /k8s helm. "everyone" by default: node and
+    # release status is not secret, and the person who needs it mid-incident
+    # often holds no access yet. "approvers" limits it to admins and approvers.
+    reports: Literal["everyone", "approvers"] = "everyone"
 
     @model_validator(mode="after")
     def _cross_check(self) -> Self:

@@ -88,6 +88,7 @@ async def _build(
             else None
         ),
         socket_mode=settings.socket_mode,
+        report_access=policy.reports,
     )
     http = HttpService(
         core,

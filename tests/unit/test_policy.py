@@ -630,3 +630,11 @@ def test_dns_label_rule(text: str) -> None:
         and text[-1] != "-"
     )
     assert is_dns_label(text) == expected
+
+
+def test_reports_access_defaults_to_everyone_and_accepts_approvers() -> None:
+    text = CONTRACT_POLICY
+    assert parse_policy(text).reports == "everyone"
+    assert parse_policy(text + "reports: approvers\n").reports == "approvers"
+    with pytest.raises(PolicyError, match="reports: must be 'everyone' or 'approvers'"):
+        parse_policy(text + "reports: nobody\n", "p.yaml")
