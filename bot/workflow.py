@@ -99,7 +99,6 @@ def card_job(grant_id: str) -> str:
     return f"card:{grant_id}"
 
 
-
 def _job(job_id: str, at: datetime, **data: str) -> Job:
     kind = job_id.split(":", 1)[0]
     return Job(id=job_id, kind=kind, due=at.timestamp(), data=dict(data))
