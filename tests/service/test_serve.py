@@ -160,6 +160,21 @@ async def test_socket_mode_request_approve_dm(
         serve.kill()
 
 
+async def shutdown_redis(socket: Path) -> None:
+    """Stop an embedded redis-server a killed serve left behind (none, normally)."""
+    from redis.asyncio import Redis
+
+    if not socket.exists():
+        return
+    r = Redis.from_url(f"unix://{socket}")
+    try:
+        await r.shutdown(nosave=True)
+    except Exception:  # gone already: the normal case
+        return
+    finally:
+        await r.aclose()
+
+
 async def grant_in_redis(redis_url: str, requester: str) -> Grant | None:
     from redis.asyncio import Redis
 
@@ -255,8 +270,8 @@ async def test_embedded_redis_survives_restart_and_expiry_still_fires(
         assert time.time() >= grant.expires_at.timestamp() - 0.5, "revoked before its expiry"
     finally:
         registry.close()
-        serve.kill()
-        RedisProcess(tmp_path / "data").stop()
+        await asyncio.to_thread(serve.terminate)  # serve stops the redis-server it owns
+        await shutdown_redis(tmp_path / "data" / "redis.sock")
 
 
 async def test_readyz_follows_redis_and_apiserver(
