@@ -48,6 +48,17 @@ class MessageRef(BaseModel):
     ts: str
 
 
+class ClusterObject(BaseModel):
+    """An object on the cluster this grant made, pinned by UID for an exact delete."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["ServiceAccount", "RoleBinding", "ClusterRoleBinding"]
+    namespace: str | None
+    name: str
+    uid: str
+
+
 class Grant(BaseModel):
     """A request for access and, once approved, the access itself."""
 
@@ -79,6 +90,8 @@ class Grant(BaseModel):
     extensions: tuple[str, ...] = ()
     card: MessageRef | None = None
     delivered_file: str | None = None
+    # Recorded on activation; None means unknown (cleanup then goes by label).
+    objects: tuple[ClusterObject, ...] | None = None
     # Which provisioning attempt may deliver, and since when: a second attempt
     # (a reclaimed job) must not send a second kubeconfig while the first may
     # still be recording its delivery.

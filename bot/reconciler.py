@@ -94,7 +94,7 @@ class Reconciler:
                 continue
             await self.scheduler.schedule(
                 Job(id=cleanup_job(grant_id), kind="cleanup", due=due.timestamp(),
-                    data={"cluster": name})
+                    data={"cluster": name, "by": "label"})
             )  # fmt: skip
             (report.revoked if due <= now else report.deferred).append(grant_id)
 

@@ -18,7 +18,7 @@ from enum import StrEnum
 
 from bot.audit import refusal_entry
 from bot.lifecycle import LIVE, ExtensionRejected, State, new_expiry
-from bot.models import Grant, MessageRef, Offboarding, new_grant, new_id, utcnow
+from bot.models import ClusterObject, Grant, MessageRef, Offboarding, new_grant, new_id, utcnow
 from bot.policy import (
     AccessRequestSpec,
     Policy,
@@ -322,7 +322,7 @@ class Workflow:
                 raise RetryLater(self.delivery_claim_seconds / 2, "another attempt is delivering")
         except (ClusterError, OSError, ValueError) as exc:
             return await self._fail(grant, _user_reason(exc))
-        return await self._activate(grant, delivery)
+        return await self._activate(grant, delivery, _records(token.objects))
 
     async def _claim_delivery(self, grant_id: str) -> bool:
         """Become the one attempt allowed to send this grant's kubeconfig.
@@ -413,14 +413,16 @@ class Workflow:
             grant, grant.kubeconfig_filename, content.encode()
         )
 
-    async def _activate(self, grant: Grant, delivery: str) -> Grant | None:
+    async def _activate(
+        self, grant: Grant, delivery: str, objects: tuple[ClusterObject, ...]
+    ) -> Grant | None:
         now = self.clock()
 
         def decide(g: Grant) -> Change | None:
             if g.state != State.PROVISIONING:
                 return None
             active = g.moved(State.ACTIVE, SYSTEM, now).model_copy(
-                update={"delivered_file": delivery}
+                update={"delivered_file": delivery, "objects": objects}
             )
             return Change(active, schedule=self._expiry_jobs(active))
 
@@ -432,7 +434,7 @@ class Workflow:
             if current is not None and current.delivered_file == delivery:
                 return current  # our write landed; only its reply was lost
             # Revoked (or failed) while we worked: take back what we made.
-            await self._cleanup(grant.id, grant.cluster)
+            await self._cleanup(grant.id, grant.cluster, objects)
             return await self.store.get(grant.id)
         return activated
 
@@ -501,26 +503,38 @@ class Workflow:
 
         ended = await self.store.update(grant_id, decide)
         if ended is not None:
-            await self._cleanup(ended.id, ended.cluster)
+            await self._cleanup(ended.id, ended.cluster, ended.objects)
         return ended
 
-    async def _cleanup(self, grant_id: str, cluster_name: str) -> list[str]:
-        cluster = self.clusters[cluster_name]
+    async def _cleanup(
+        self, grant_id: str, cluster_name: str, objects: tuple[ClusterObject, ...] | None = None
+    ) -> list[str]:
         deleted = await retrying(
-            f"revoke {grant_id}", lambda: k8s_grants.revoke(cluster, grant_id), self.backoff
+            f"revoke {grant_id}",
+            lambda: self._revoke(grant_id, cluster_name, objects),
+            self.backoff,
         )
         await self.scheduler.cancel(cleanup_job(grant_id))
         return deleted
 
+    async def _revoke(
+        self, grant_id: str, cluster_name: str, objects: tuple[ClusterObject, ...] | None
+    ) -> list[str]:
+        """By recorded UID when the grant knows its objects, else by label."""
+        cluster = self.clusters[cluster_name]
+        if objects:
+            refs = [k8s_grants.ObjectRef(o.kind, o.namespace, o.name, o.uid) for o in objects]
+            return await k8s_grants.revoke_objects(cluster, refs)
+        return await k8s_grants.revoke(cluster, grant_id)
+
     async def _job_cleanup(self, job: Job) -> None:
         grant_id = job.id.split(":", 1)[1]
-        cluster = job.data.get("cluster")
-        if cluster is None:
-            grant = await self.store.get(grant_id)
-            if grant is None:
-                return
-            cluster = grant.cluster
-        await k8s_grants.revoke(self.clusters[cluster], grant_id)
+        grant = await self.store.get(grant_id)
+        cluster = job.data.get("cluster") or (grant.cluster if grant else None)
+        # The reconciler asks by label: it saw objects the recorded UIDs may not cover.
+        objects = None if grant is None or job.data.get("by") == "label" else grant.objects
+        if cluster is not None:
+            await self._revoke(grant_id, cluster, objects)
 
     async def _job_expire(self, job: Job) -> None:
         grant_id = job.id.split(":", 1)[1]
@@ -710,6 +724,11 @@ class Workflow:
         if not await self.is_admin(actor):
             raise NotAllowed("only AccessBot admins can re-enable an offboarded user")
         return await self.store.reenable(user)
+
+
+def _records(refs: tuple[k8s_grants.ObjectRef, ...]) -> tuple[ClusterObject, ...]:
+    return tuple(ClusterObject(kind=r.kind, namespace=r.namespace, name=r.name, uid=r.uid)
+                 for r in refs)  # fmt: skip
 
 
 def _ceil_second(at: datetime) -> datetime:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Literal, TypeVar
 
@@ -54,9 +54,21 @@ class GrantSpec:
 
 
 @dataclass(frozen=True)
+class ObjectRef:
+    """One object a grant owns, pinned by UID so a later delete can only hit it."""
+
+    kind: Literal["ServiceAccount", "RoleBinding", "ClusterRoleBinding"]
+    namespace: str | None
+    name: str
+    uid: str
+    created: bool = True  # False when an earlier attempt had made it
+
+
+@dataclass(frozen=True)
 class IssuedToken:
     token: str = field(repr=False)  # never in a repr, log line or traceback
     expires_at: dt.datetime
+    objects: tuple[ObjectRef, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -108,24 +120,26 @@ async def _create_or_adopt(
     c: ClusterClient,
     create: Callable[..., Any],
     read: Callable[..., Any],
-    what: str,
+    kind: Any,
     grant_id: str,
-) -> bool:
-    """Create an object; if it exists, accept it only if it is this grant's. True if created."""
+) -> ObjectRef:
+    """Create an object; if it exists, accept it only if it is this grant's."""
+    created = True
     try:
-        await c.call(create)
-        return True
+        obj = await c.call(create)
     except ClusterError as exc:
         if status_of(exc) != 409:
             raise
-    existing = await c.call(read)
-    if not _owned_by(existing.metadata, grant_id):
+        obj, created = await c.call(read), False
+    meta = obj.metadata
+    if not created and not _owned_by(meta, grant_id):
+        where = f"{meta.namespace}/{meta.name}" if meta.namespace else meta.name
         raise NotManagedError(
-            f"cluster {c.name}: {what} already exists and is not managed by accessbot "
-            f"for grant {grant_id}; refusing to touch it",
+            f"cluster {c.name}: {kind} {where} already exists and is not managed by "
+            f"accessbot for grant {grant_id}; refusing to touch it",
             cluster=c.name,
         )
-    return False
+    return ObjectRef(kind, meta.namespace, meta.name, meta.uid, created)
 
 
 async def _require_namespace(c: ClusterClient, namespace: str, purpose: str) -> None:
@@ -140,7 +154,7 @@ async def _require_namespace(c: ClusterClient, namespace: str, purpose: str) -> 
         raise
 
 
-async def ensure_service_account(c: ClusterClient, spec: GrantSpec) -> bool:
+async def ensure_service_account(c: ClusterClient, spec: GrantSpec) -> ObjectRef:
     body = client.V1ServiceAccount(
         metadata=_metadata(spec, spec.sa_name, spec.sa_namespace),
         automount_service_account_token=False,
@@ -149,7 +163,7 @@ async def ensure_service_account(c: ClusterClient, spec: GrantSpec) -> bool:
         c,
         partial(c.core.create_namespaced_service_account, spec.sa_namespace, body),
         partial(c.core.read_namespaced_service_account, spec.sa_name, spec.sa_namespace),
-        f"ServiceAccount {spec.sa_namespace}/{spec.sa_name}",
+        "ServiceAccount",
         spec.grant_id,
     )
 
@@ -166,7 +180,7 @@ def _role_ref(spec: GrantSpec) -> client.V1RoleRef:
     )
 
 
-async def ensure_binding(c: ClusterClient, spec: GrantSpec) -> bool:
+async def ensure_binding(c: ClusterClient, spec: GrantSpec) -> ObjectRef:
     name = spec.binding_name
     if spec.scope == "cluster":
         crb = client.V1ClusterRoleBinding(
@@ -178,7 +192,7 @@ async def ensure_binding(c: ClusterClient, spec: GrantSpec) -> bool:
             c,
             partial(c.rbac.create_cluster_role_binding, crb),
             partial(c.rbac.read_cluster_role_binding, name),
-            f"ClusterRoleBinding {name}",
+            "ClusterRoleBinding",
             spec.grant_id,
         )
     ns = _target_namespace(spec)
@@ -189,7 +203,7 @@ async def ensure_binding(c: ClusterClient, spec: GrantSpec) -> bool:
         c,
         partial(c.rbac.create_namespaced_role_binding, ns, rb),
         partial(c.rbac.read_namespaced_role_binding, name, ns),
-        f"RoleBinding {ns}/{name}",
+        "RoleBinding",
         spec.grant_id,
     )
 
@@ -237,13 +251,13 @@ async def provision(
     await _require_namespace(c, spec.sa_namespace, "where accessbot creates ServiceAccounts")
     if spec.scope == "namespace":
         await _require_namespace(c, _target_namespace(spec), "the namespace the grant is for")
-    await ensure_service_account(c, spec)
+    sa = await ensure_service_account(c, spec)
     _step(on_step, "service_account")
-    await ensure_binding(c, spec)
+    binding = await ensure_binding(c, spec)
     _step(on_step, "binding")
     token = await issue_token(c, spec, now or dt.datetime.now(dt.UTC))
     _step(on_step, "token")
-    return token
+    return replace(token, objects=(sa, binding))
 
 
 def _step(on_step: Callable[[str], Any] | None, name: str) -> None:
@@ -292,6 +306,40 @@ async def revoke(c: ClusterClient, grant_id: str) -> list[str]:
 def _sa_lister(c: ClusterClient) -> Callable[..., Any]:
     # Only the users' namespace: the bot has no ServiceAccount rights elsewhere.
     return partial(c.core.list_namespaced_service_account, c.sa_namespace)
+
+
+async def revoke_objects(c: ClusterClient, refs: Sequence[ObjectRef]) -> list[str]:
+    """Delete exactly these objects (ServiceAccounts first), each pinned by its UID.
+
+    Two calls for a typical grant instead of three label-selector lists plus
+    the deletes; the UID precondition means a same-name object made by
+    someone else since is answered with 409 and left alone.
+    """
+    ordered = sorted(refs, key=lambda r: r.kind != "ServiceAccount")
+    deleted: list[str] = []
+    for ref in ordered:
+        if await _delete_pinned(c, ref):
+            where = f"{ref.namespace}/{ref.name}" if ref.namespace else ref.name
+            deleted.append(f"{ref.kind} {where}")
+    return deleted
+
+
+async def _delete_pinned(c: ClusterClient, ref: ObjectRef) -> bool:
+    body = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=ref.uid))
+    call: Callable[..., Any]
+    if ref.kind == "ClusterRoleBinding":
+        call = partial(c.rbac.delete_cluster_role_binding, ref.name)
+    elif ref.kind == "ServiceAccount":
+        call = partial(c.core.delete_namespaced_service_account, ref.name, ref.namespace or "")
+    else:
+        call = partial(c.rbac.delete_namespaced_role_binding, ref.name, ref.namespace or "")
+    try:
+        await c.call(call, body=body)
+        return True
+    except ClusterError as exc:
+        if status_of(exc) in (404, 409):  # gone, or no longer the object we made
+            return False
+        raise
 
 
 async def list_all(

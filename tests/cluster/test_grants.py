@@ -115,7 +115,7 @@ async def test_provision_is_idempotent_and_completes_half_done(kc: ClusterClient
     await grants.provision(kc, s)
     await grants.provision(kc, s)
     half = spec("halfgrant")
-    assert await grants.ensure_service_account(kc, half)
+    assert (await grants.ensure_service_account(kc, half)).created
     await grants.provision(kc, half)
     objs = await grants.list_managed(kc, page_size=1)
     for gid in ("twicegrant", "halfgrant"):
@@ -162,3 +162,20 @@ async def test_refuses_objects_it_does_not_manage(kc: ClusterClient) -> None:
 async def test_missing_namespace_is_named(kc: ClusterClient) -> None:
     with pytest.raises(MissingNamespaceError, match="'nope'"):
         await grants.provision(kc, spec("nsmissing", ns="nope"))
+
+
+async def test_revoke_by_uid_deletes_only_what_it_made(kc: ClusterClient) -> None:
+    s = spec("pinnedgrant")
+    token = await grants.provision(kc, s)
+    assert sorted(r.kind for r in token.objects) == ["RoleBinding", "ServiceAccount"]
+    core = client.CoreV1Api(kc.api_client)
+    # Someone deletes our ServiceAccount and makes an unrelated one with its name.
+    core.delete_namespaced_service_account(s.sa_name, SA_NS)
+    core.create_namespaced_service_account(
+        SA_NS, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=s.sa_name))
+    )
+    deleted = await grants.revoke_objects(kc, token.objects)
+    assert deleted == [f"RoleBinding team-a/{s.binding_name}"]
+    assert core.read_namespaced_service_account(s.sa_name, SA_NS).metadata.labels is None
+    assert await grants.revoke_objects(kc, token.objects) == []
+    core.delete_namespaced_service_account(s.sa_name, SA_NS)
