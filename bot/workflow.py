@@ -522,7 +522,7 @@ class Workflow:
     ) -> list[str]:
         """By recorded UID when the grant knows its objects, else by label."""
         cluster = self.clusters[cluster_name]
-        if objects:
+        if objects is not None:
             refs = [k8s_grants.ObjectRef(o.kind, o.namespace, o.name, o.uid) for o in objects]
             return await k8s_grants.revoke_objects(cluster, refs)
         return await k8s_grants.revoke(cluster, grant_id)
