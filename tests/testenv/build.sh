@@ -11,7 +11,17 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 K8S_VERSION=$(awk '$1=="k8s.io/kubernetes"{print $2}' "$here/go.mod")
 HELM_VERSION=v3.22.0
-key=$( (cat "$here/go.mod" "$here/go.sum" "$here"/cmd/*/*.go; echo "$HELM_VERSION") | sha256sum | cut -c1-10)
+minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+# Module builds carry no git metadata: stamp the release the way the Kubernetes
+# build does, so kubectl, the apiserver and helm's kubeVersion checks see v1.X.Y
+# rather than v0.0.0-master.
+stamp=""
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  stamp+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+  stamp+=" -X $pkg.gitTreeState=clean"
+done
+key=$( (cat "$here/go.mod" "$here/go.sum" "$here"/cmd/*/*.go; echo "$HELM_VERSION $stamp") |
+  sha256sum | cut -c1-10)
 cache=${ACCESSBOT_CACHE:-$HOME/.cache/accessbot}/testenv/${K8S_VERSION}-${key}
 if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
   # Links to someone else's binaries must not land in the cache of our own build.
@@ -47,7 +57,7 @@ if ((${#need_build[@]})); then
       *) pkgs+=("k8s.io/kubernetes/cmd/$bin") ;;
     esac
   done
-  (cd "$here" && go build -trimpath -ldflags="-s -w" -o "$tmp/" "${pkgs[@]}")
+  (cd "$here" && go build -trimpath -ldflags="-s -w$stamp" -o "$tmp/" "${pkgs[@]}")
   # Rename into place only after a complete build so an interrupted run never
   # leaves a half-written binary that a later run would trust.
   for bin in "${need_build[@]}"; do mv "$tmp/$bin" "$cache/$bin"; done
