@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from redis.asyncio import Redis
@@ -96,6 +97,7 @@ async def build_core(
         backoff=backoff or Backoff(),
         delivery_claim_seconds=2 * scheduler.lease_seconds,
         record_patience=scheduler.lease_seconds,
+        cleanup_grace=timedelta(seconds=scheduler.lease_seconds),
     )
     workflow.register_jobs()
     store.on_change.append(notifier.grant_changed)

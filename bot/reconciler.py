@@ -121,6 +121,11 @@ class Reconciler:
             job = self._job_for(grant)
             if job is None or await self.scheduler.get(job.id) is not None:
                 continue
+            # The snapshot may be stale: a grant that ended since (its job ran
+            # and was removed) needs nothing, and must not have it run again.
+            fresh = await self.store.get(grant.id)
+            if fresh is None or fresh.version != grant.version:
+                continue
             await self.scheduler.schedule(job)
             report.rescheduled.append(job.id)
 

@@ -120,6 +120,7 @@ class Workflow:
     # leases: longer than a live attempt needs between claim and record).
     delivery_claim_seconds: float = 60.0
     card_retry: timedelta = timedelta(seconds=30)
+    cleanup_grace: timedelta = timedelta(seconds=30)
     record_patience: float = 30.0
 
     def register_jobs(self) -> None:
@@ -459,7 +460,7 @@ class Workflow:
                     g.moved(State.FAILED, SYSTEM, now, reason).model_copy(
                         update={"failure": reason}
                     ),
-                    schedule=[_job(cleanup_job(g.id), now, cluster=g.cluster)],
+                    schedule=[self._cleanup_safety_net(g, now)],
                     cancel=[expire_job(g.id), remind_job(g.id)],
                 )
             ),
@@ -481,12 +482,16 @@ class Workflow:
             return await self._cancel(grant_id, actor, reason) or await self.get(grant_id)
         return await self._end(grant_id, State.REVOKED, actor, reason) or await self.get(grant_id)
 
-    async def _end(self, grant_id: str, target: State, actor: str, reason: str) -> Grant | None:
+    async def _end(
+        self, grant_id: str, target: State, actor: str, reason: str, *, running: str = ""
+    ) -> Grant | None:
         """Move a live grant to ``target`` and remove its objects.
 
         The state changes first, together with a cleanup job, so the user sees
         the truth at once and a crash before the deletes finish leaves a job
-        that finishes them.
+        that finishes them. That job waits one lease, so it does not race the
+        inline cleanup that normally cancels it. ``running``: the job calling
+        us, which finishes by itself and must not be cancelled under its feet.
         """
         now = self.clock()
 
@@ -495,16 +500,20 @@ class Workflow:
                 return None
             if target == State.EXPIRED and g.state != State.ACTIVE:
                 return None
+            jobs = [expire_job(g.id), remind_job(g.id), provision_job(g.id)]
             return Change(
                 g.moved(target, actor, now, reason),
-                schedule=[_job(cleanup_job(g.id), now, cluster=g.cluster)],
-                cancel=[expire_job(g.id), remind_job(g.id), provision_job(g.id)],
+                schedule=[self._cleanup_safety_net(g, now)],
+                cancel=[j for j in jobs if j != running],
             )
 
         ended = await self.store.update(grant_id, decide)
         if ended is not None:
             await self._cleanup(ended.id, ended.cluster, ended.objects)
         return ended
+
+    def _cleanup_safety_net(self, g: Grant, now: datetime) -> Job:
+        return _job(cleanup_job(g.id), now + self.cleanup_grace, cluster=g.cluster)
 
     async def _cleanup(
         self, grant_id: str, cluster_name: str, objects: tuple[ClusterObject, ...] | None = None
@@ -544,7 +553,7 @@ class Workflow:
         if grant.expires_at > self.clock():
             # Extended after this job was claimed: the moved job will fire instead.
             return
-        await self._end(grant_id, State.EXPIRED, SYSTEM, "expired")
+        await self._end(grant_id, State.EXPIRED, SYSTEM, "expired", running=job.id)
 
     async def _job_remind(self, job: Job) -> None:
         grant = await self.store.get(job.id.split(":", 1)[1])
