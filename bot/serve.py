@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
@@ -56,8 +57,12 @@ async def _build(
 ) -> tuple[Core, web.Application]:
     assert settings.slack_bot_token is not None
     metrics = Metrics()
+    session = aiohttp.ClientSession()
     client = make_slack_client(
-        settings.slack_bot_token.get_secret_value(), settings.slack_api_url, metrics=metrics
+        settings.slack_bot_token.get_secret_value(),
+        settings.slack_api_url,
+        metrics=metrics,
+        session=session,
     )
     notifier = SlackNotifier(client, policy)
     directory = SlackDirectory(client)
@@ -103,6 +108,7 @@ async def _build(
     app = http.build()
     app["service"] = http
     app["slack"] = slack
+    app["slack_session"] = session
     return core, app
 
 
@@ -152,11 +158,15 @@ async def _run(settings: Settings, core: Core, app: web.Application) -> None:
     await stop.wait()
     log.info("shutting down: no new work; handing back unfinished jobs")
     app["service"].accepting = False
-    await asyncio.wait_for(_shutdown(core, runner, socket), SHUTDOWN_BUDGET - 0.5)
+    session = app["slack_session"]
+    await asyncio.wait_for(_shutdown(core, runner, socket, session), SHUTDOWN_BUDGET - 0.5)
 
 
-async def _shutdown(core: Core, runner: web.AppRunner, socket: Any) -> None:
+async def _shutdown(
+    core: Core, runner: web.AppRunner, socket: Any, session: aiohttp.ClientSession
+) -> None:
     if socket is not None:
         await socket.close_async()
     await runner.cleanup()
-    await core.close()
+    await core.close()  # running jobs may still message Slack until here
+    await session.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
@@ -101,11 +102,17 @@ def _problem(response: HttpResponse | None, error: Exception | None) -> str | No
 
 
 def make_slack_client(
-    token: str, api_url: str = DEFAULT_API_URL, *, metrics: SlackErrorObserver | None = None
+    token: str,
+    api_url: str = DEFAULT_API_URL,
+    *,
+    metrics: SlackErrorObserver | None = None,
+    session: aiohttp.ClientSession | None = None,
 ) -> AsyncWebClient:
     """An ``AsyncWebClient`` that honours ``Retry-After`` and retries 5xx and resets.
 
     ``metrics``, when given, hears ``(method, error)`` for every failed call.
+    ``session``: a long-lived aiohttp session to reuse connections; without
+    one slack_sdk opens a new session (and TLS handshake) for every call.
     """
     observers: list[AsyncRetryHandler] = [] if metrics is None else [_ErrorCounter(metrics)]
     handlers: list[AsyncRetryHandler] = [
@@ -116,7 +123,9 @@ def make_slack_client(
         AsyncServerErrorRetryHandler(max_retry_count=2),
     ]
     base = api_url if api_url.endswith("/") else api_url + "/"
-    return AsyncWebClient(token=token, base_url=base, retry_handlers=handlers, logger=_sdk_log)
+    return AsyncWebClient(
+        token=token, base_url=base, retry_handlers=handlers, logger=_sdk_log, session=session
+    )
 
 
 def error_code(exc: BaseException) -> str:
