@@ -211,6 +211,7 @@ async def test_sigterm_while_provisioning_then_converges(
             await asyncio.sleep(0.05)
         code, took = await asyncio.to_thread(serve.terminate)
         assert took < 10.0, f"exit took {took:.1f}s"
+        print(f"\nSIGTERM mid-provisioning: exit 0 after {took:.2f}s")
         assert code == 0, serve.logs()
         emu.delay("files.getUploadURLExternal", 0)
         await asyncio.to_thread(serve.start)
