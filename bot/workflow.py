@@ -550,9 +550,14 @@ class Workflow:
         grant = await self.store.get(grant_id)
         if grant is None or grant.state != State.ACTIVE or grant.expires_at is None:
             return
-        if grant.expires_at > self.clock():
-            # Extended after this job was claimed: the moved job will fire instead.
-            return
+        early = (grant.expires_at - self.clock()).total_seconds()
+        if early > 0:
+            current = await self.scheduler.get(job.id)
+            if current is not None and current.due != job.due:
+                return  # extended while we were claimed: the moved job will fire
+            # Claimed a hair early (rounding, a replica's clock): never drop an
+            # expiry on the floor, run again when it is due.
+            raise RetryLater(early, "claimed before the grant's expiry")
         await self._end(grant_id, State.EXPIRED, SYSTEM, "expired", running=job.id)
 
     async def _job_remind(self, job: Job) -> None:
