@@ -313,9 +313,10 @@ def _notes(p: Params, runs: list[RunStats]) -> list[str]:
     notes = [
         f"{p.real} grants were provisioned for real (auto-approved request, ServiceAccount, "
         f"RoleBinding, token, kubeconfig delivery); the other {p.grants - p.real:,} were "
-        "written through Store.create as active grants with an expire job. Every grant runs "
-        "the real expire job and k8s.grants.revoke against the apiserver (for a record-only "
-        "grant its three label-selector LISTs find nothing to delete).",
+        "written through Store.create as active grants with an expire job and no cluster "
+        "objects. Every grant runs the real expire job; a real grant's revocation deletes "
+        "its recorded ServiceAccount and RoleBinding by UID (2 DELETEs), a record-only "
+        "grant has nothing to delete.",
         "Scheduler and reconciler run with serve's defaults (concurrency 64, 0.1 s poll, "
         "30 s leases, a reconcile pass every 60 s); logs are JSON at INFO, to a file.",
     ]
