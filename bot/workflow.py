@@ -216,12 +216,20 @@ class Workflow:
         if grant is not None and grant.state == State.PENDING and grant.card is None:
             await self._post_card(grant)
 
+    async def require_decider(self, grant: Grant, user: str, action: str) -> None:
+        """Raise an audited NotAllowed unless ``user`` may approve or deny ``grant``."""
+        if not await self.may_decide(grant, user):
+            raise await self._refuse(user, action, grant, self._why_not_approver(grant, user))
+
+    async def require_owner_or_admin(self, grant: Grant, user: str, action: str) -> None:
+        """Raise an audited NotAllowed unless ``user`` owns ``grant`` or is an admin."""
+        if user != grant.requester and not await self.is_admin(user):
+            why = f"only the grant's owner or an admin can {action} it"
+            raise await self._refuse(user, action, grant, why)
+
     async def approve(self, grant_id: str, approver: str) -> Decision:
         grant = await self.get(grant_id)
-        if not await self.may_decide(grant, approver):
-            raise await self._refuse(
-                approver, "approve", grant, self._why_not_approver(grant, approver)
-            )
+        await self.require_decider(grant, approver, "approve")
         now = self.clock()
         result: dict[str, Outcome] = {}
 
@@ -264,8 +272,7 @@ class Workflow:
 
     async def deny(self, grant_id: str, user: str, reason: str = "") -> Decision:
         grant = await self.get(grant_id)
-        if not await self.may_decide(grant, user):
-            raise await self._refuse(user, "deny", grant, self._why_not_approver(grant, user))
+        await self.require_decider(grant, user, "deny")
         now = self.clock()
 
         def decide(g: Grant) -> Change | None:
@@ -474,10 +481,8 @@ class Workflow:
     ) -> Grant:
         """End a grant (or cancel a pending request). ``operator``: the CLI, already trusted."""
         grant = await self.get(grant_id)
-        if not operator and actor != grant.requester and not await self.is_admin(actor):
-            raise await self._refuse(
-                actor, "revoke", grant, "only the grant's owner or an admin can revoke it"
-            )
+        if not operator:
+            await self.require_owner_or_admin(grant, actor, "revoke")
         if grant.state == State.PENDING:
             return await self._cancel(grant_id, actor, reason) or await self.get(grant_id)
         return await self._end(grant_id, State.REVOKED, actor, reason) or await self.get(grant_id)
@@ -583,10 +588,7 @@ class Workflow:
         Returns the grant when extended directly, or the pending extension request.
         """
         grant = await self.get(grant_id)
-        if user != grant.requester and not await self.is_admin(user):
-            raise await self._refuse(
-                user, "extend", grant, "only the grant's owner or an admin can extend it"
-            )
+        await self.require_owner_or_admin(grant, user, "extend")
         if grant.state != State.ACTIVE or grant.expires_at is None:
             raise RequestRejected(f"grant {grant_id} is {grant.state}; only active grants extend")
         role = self.policy.roles[grant.role]

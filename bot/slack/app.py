@@ -345,11 +345,7 @@ class _Listeners:
         grant = await self.workflow.get(grant_id)
         if grant.state != State.PENDING:
             return info_message(f"This request is already {grant.state}.")
-        if not await self.workflow.may_decide(grant, user):
-            # The same words the workflow uses when approve() refuses.
-            if user == grant.requester:
-                raise NotAllowed("you cannot approve or deny your own request")
-            raise NotAllowed(f"you are not an approver for role {grant.role}")
+        await self.workflow.require_decider(grant, user, "deny")
         await self._open(trigger, deny_modal(grant), user)
         return None
 
@@ -390,8 +386,7 @@ class _Listeners:
 
     async def _ask_extension(self, grant_id: str, user: str, trigger: str) -> Message | None:
         grant = await self.workflow.get(grant_id)
-        if user != grant.requester and not await self.workflow.is_admin(user):
-            raise NotAllowed("only the grant's owner or an admin can extend it")
+        await self.workflow.require_owner_or_admin(grant, user, "extend")
         if grant.state != State.ACTIVE or grant.expires_at is None:
             return info_message(f"This grant is {grant.state}; only active grants extend.")
         await self._open(trigger, extend_modal(grant, self.policy, utcnow()), user)
