@@ -33,7 +33,7 @@ from tests.support.serve_proc import ServeProcess
 from tests.support.slack_emulator import RESPONSE_URL, SlackEmulator
 from tests.support.slack_signing import block_actions_body, sign, slash_command_body
 
-BOT_TOKEN = "xoxb-accessbot-bench"
+BOT_TOKEN = "xoxb-bench"  # fake; the emulator takes any xoxb- token
 SECRET = "accessbot-bench-signing-secret"
 APPROVALS = "C0APPROVALS"
 APPROVER = "U0LEAD"  # may approve role "edit" in the harness policy
