@@ -309,18 +309,26 @@ class _Listeners:
 
     # -- buttons ---------------------------------------------------------------------------
 
-    async def approve_click(
-        self, ack: AsyncAck, body: JSON, action: JSON, respond: AsyncRespond
+    async def _click(
+        self,
+        ack: AsyncAck,
+        body: JSON,
+        action: JSON,
+        respond: AsyncRespond,
+        what: str,
+        work: Callable[[str, str, JSON], Awaitable[Message | None]],
     ) -> None:
+        """Every button: ack at once, then the slow part, then the answer."""
         await ack()
         user, grant_id = _clicker(body), _value(action)
         await self._answer(
-            user,
-            _responder(body, respond),
-            "approve",
-            grant_id,
-            self._approve(grant_id, user, body),
+            user, _responder(body, respond), what, grant_id, work(grant_id, user, body)
         )
+
+    async def approve_click(
+        self, ack: AsyncAck, body: JSON, action: JSON, respond: AsyncRespond
+    ) -> None:
+        await self._click(ack, body, action, respond, "approve", self._approve)
 
     async def _approve(self, grant_id: str, user: str, body: JSON) -> Message | None:
         decision = await self.workflow.approve(grant_id, user)
@@ -330,33 +338,20 @@ class _Listeners:
     async def deny_click(
         self, ack: AsyncAck, body: JSON, action: JSON, respond: AsyncRespond
     ) -> None:
-        await ack()
-        user, grant_id = _clicker(body), _value(action)
-        trigger = str(body.get("trigger_id") or "")
-        await self._answer(
-            user,
-            _responder(body, respond),
-            "deny",
-            grant_id,
-            self._ask_deny_reason(grant_id, user, trigger),
-        )
+        await self._click(ack, body, action, respond, "deny", self._ask_deny_reason)
 
-    async def _ask_deny_reason(self, grant_id: str, user: str, trigger: str) -> Message | None:
+    async def _ask_deny_reason(self, grant_id: str, user: str, body: JSON) -> Message | None:
         grant = await self.workflow.get(grant_id)
         if grant.state != State.PENDING:
             return info_message(f"This request is already {grant.state}.")
         await self.workflow.require_decider(grant, user, "deny")
-        await self._open(trigger, deny_modal(grant), user)
+        await self._open(_trigger(body), deny_modal(grant), user)
         return None
 
     async def revoke_click(
         self, ack: AsyncAck, body: JSON, action: JSON, respond: AsyncRespond
     ) -> None:
-        await ack()
-        user, grant_id = _clicker(body), _value(action)
-        await self._answer(
-            user, _responder(body, respond), "revoke", grant_id, self._revoke(grant_id, user, body)
-        )
+        await self._click(ack, body, action, respond, "revoke", self._revoke)
 
     async def _revoke(self, grant_id: str, user: str, body: JSON | None = None) -> Message:
         """Revoke (or cancel) and say what happened; the workflow checks permission."""
@@ -373,29 +368,19 @@ class _Listeners:
     async def extend_click(
         self, ack: AsyncAck, body: JSON, action: JSON, respond: AsyncRespond
     ) -> None:
-        await ack()
-        user, grant_id = _clicker(body), _value(action)
-        trigger = str(body.get("trigger_id") or "")
-        await self._answer(
-            user,
-            _responder(body, respond),
-            "extend",
-            grant_id,
-            self._ask_extension(grant_id, user, trigger),
-        )
+        await self._click(ack, body, action, respond, "extend", self._ask_extension)
 
-    async def _ask_extension(self, grant_id: str, user: str, trigger: str) -> Message | None:
+    async def _ask_extension(self, grant_id: str, user: str, body: JSON) -> Message | None:
         grant = await self.workflow.get(grant_id)
         await self.workflow.require_owner_or_admin(grant, user, "extend")
         if grant.state != State.ACTIVE or grant.expires_at is None:
             return info_message(f"This grant is {grant.state}; only active grants extend.")
-        await self._open(trigger, extend_modal(grant, self.policy, utcnow()), user)
+        await self._open(_trigger(body), extend_modal(grant, self.policy, utcnow()), user)
         return None
 
     async def open_modal_click(self, ack: AsyncAck, body: JSON) -> None:
         await ack()
-        trigger = str(body.get("trigger_id") or "")
-        await self._open(trigger, request_modal(self.policy), _clicker(body))
+        await self._open(_trigger(body), request_modal(self.policy), _clicker(body))
 
     async def modal_cluster_changed(self, ack: AsyncAck, body: JSON, action: JSON) -> None:
         """The request form's cluster changed: offer that cluster's roles."""
@@ -513,6 +498,10 @@ class _Listeners:
 
 
 # -- small pure helpers -------------------------------------------------------------------
+
+
+def _trigger(body: JSON) -> str:
+    return str(body.get("trigger_id") or "")
 
 
 def _value(action: JSON) -> str:
