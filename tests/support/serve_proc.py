@@ -110,7 +110,7 @@ class ServeProcess:
             self.proc.kill()
             self.proc.wait()
 
-    def logs(self) -> str:
-        return "\n".join(
-            p.read_text(errors="replace")[-4000:] for p in sorted(self.workdir.glob("serve-*.log"))
-        )
+    def logs(self, tail: int | None = 4000) -> str:
+        """Each start's log (its last ``tail`` characters; None for all of it)."""
+        texts = (p.read_text(errors="replace") for p in sorted(self.workdir.glob("serve-*.log")))
+        return "\n".join(t if tail is None else t[-tail:] for t in texts)
