@@ -47,7 +47,7 @@ fi
 
 export GOFLAGS="${GOFLAGS:--buildvcs=false}" CGO_ENABLED=0
 if ((${#need_build[@]})); then
-  log "building ${need_build[*]} for Kubernetes $K8S_VERSION (cold: ~15-25 min on 2 cores)"
+  log "building ${need_build[*]} for Kubernetes $K8S_VERSION (cold: about 5-9 min on 2 cores, measured)"
   start=$SECONDS
   tmp=$(mktemp -d "$cache/.build.XXXX")
   pkgs=()
