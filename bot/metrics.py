@@ -64,10 +64,10 @@ class Metrics:
 
     async def on_change(self, before: Grant, after: Grant) -> None:
         """Store hook: count each committed transition once."""
-        if after.kind != "access" or (before.state == after.state and before is not after):
+        if after.kind != "access" or (before.state == after.state and not after.is_new):
             return
         state = after.state
-        if before is after:  # the store passes the record twice on creation
+        if after.is_new:
             self.requests.labels("submitted").inc()
             if state == State.APPROVED:
                 self.requests.labels("auto_approved").inc()

@@ -106,6 +106,11 @@ class Grant(BaseModel):
         return timedelta(seconds=self.duration_s)
 
     @property
+    def is_new(self) -> bool:
+        """The record as first stored: every update bumps the version past 0."""
+        return self.version == 0
+
+    @property
     def tally(self) -> Tally:
         return Tally(self.approvals_required, self.approvals)
 

@@ -336,8 +336,7 @@ def _state_text(grant: Grant, step: Step | None) -> str | None:
 
 def requester_update(before: Grant, after: Grant, policy: Policy, now: datetime) -> Message | None:
     """The DM for one committed change, or None when the requester needs no message."""
-    created = before is after or after.version == 0
-    if created and after.state == State.PENDING:
+    if after.is_new and after.state == State.PENDING:
         return _submitted(after, policy)
     if after.kind == "access" and after.state == State.ACTIVE:
         if before.state != State.ACTIVE:
@@ -345,13 +344,13 @@ def requester_update(before: Grant, after: Grant, policy: Policy, now: datetime)
         if before.expires_at != after.expires_at:
             return extended_message(after, now)
         return None
-    if not created and before.state == after.state:
+    if not after.is_new and before.state == after.state:
         return None
     step = _last(after)
     text = _state_text(after, step)
     if text is None:
         return None
-    auto = created and after.state == State.APPROVED
+    auto = after.is_new and after.state == State.APPROVED
     if auto:
         text = f"Your {_what(after)} {code(after.id)} for {_summary_md(after)} was approved "
         text += "automatically by policy. Preparing your kubeconfig…"

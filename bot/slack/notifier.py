@@ -63,11 +63,6 @@ class DeliveryFailed(ValueError):
     """
 
 
-def _is_created(before: Grant, after: Grant) -> bool:
-    # Store.create calls hooks with (after, after); updates always bump the version.
-    return before is after or after.version == 0
-
-
 class SlackNotifier:
     """Tells people about requests and grants through Slack."""
 
@@ -146,7 +141,7 @@ class SlackNotifier:
     async def _update_card(self, before: Grant, after: Grant) -> None:
         if after.card is None:
             return
-        if not _is_created(before, after) and (before.state, before.approvals) == (
+        if not after.is_new and (before.state, before.approvals) == (
             after.state,
             after.approvals,
         ):
@@ -171,7 +166,7 @@ class SlackNotifier:
         channel = self._policy.audit_channel
         if channel is None:
             return
-        created = _is_created(before, after)
+        created = after.is_new
         steps = after.history if created else new_steps(before, after)
         messages = [audit_message(after, None)] if created else []
         messages += [audit_message(after, step) for step in steps]
