@@ -220,6 +220,11 @@ async def test_every_policy_role_provisions_verifies_and_revokes(
         verified = await grants.verify(bot, spec, token)
         assert verified.username == spec.sa_user
         assert verified.rules > 0
+        # An extension (or a capped token) moves the objects' own expiry.
+        later = spec.expires_at + dt.timedelta(hours=1)
+        await grants.set_expiry(bot, token.objects, later)
+        moved = [o for o in await grants.list_managed(bot) if o.grant_id == spec.grant_id]
+        assert [o.expires_at for o in moved] == [later.replace(microsecond=0)] * 2
 
     managed = await grants.list_managed(bot)
     ours = {o.grant_id for o in managed}
@@ -282,6 +287,8 @@ def test_the_service_account_has_nothing_beyond_what_the_bot_calls(
         ("delete", "serviceaccounts", "-n", users),
         ("create", "serviceaccounts", "--subresource=token", "-n", users),
         ("create", "rolebindings", "-n", "some-team"),
+        ("patch", "rolebindings", "-n", "some-team"),  # the expires-at annotation
+        ("patch", "serviceaccounts", "-n", users),
         ("delete", "clusterrolebindings"),
         ("list", "clusterrolebindings"),
         ("get", "namespaces"),
@@ -296,7 +303,7 @@ def test_the_service_account_has_nothing_beyond_what_the_bot_calls(
         ("escalate", "clusterroles"),
         ("create", "clusterroles"),
         ("update", "clusterrolebindings"),
-        ("patch", "rolebindings", "-n", "some-team"),
+        ("patch", "serviceaccounts", "-n", "default"),
         ("impersonate", "users"),
         ("create", "pods", "-n", users),
         ("get", "configmaps", "-n", release.namespace),
