@@ -105,9 +105,11 @@ async def _check(settings: Settings, _: argparse.Namespace) -> int:
             _line("policy", problem, ok=False)
         policy = None
     problems += await _check_redis(settings)
+    warnings: list[str] = []
     if policy is not None:
-        problems += await _check_clusters(settings, policy)
-    print(f"\n{'OK' if not problems else f'{len(problems)} problem(s)'}")
+        problems += await _check_clusters(settings, policy, warnings)
+    verdict = "OK" if not problems else f"{len(problems)} problem(s)"
+    print(f"\n{verdict}" + (f", {len(warnings)} warning(s)" if warnings else ""))
     return EXIT_PROBLEM if problems else 0
 
 
@@ -136,7 +138,7 @@ async def _check_redis(settings: Settings) -> list[str]:
         return [f"redis: {exc}"]
 
 
-async def _check_clusters(settings: Settings, policy: Policy) -> list[str]:
+async def _check_clusters(settings: Settings, policy: Policy, warnings: list[str]) -> list[str]:
     problems: list[str] = []
     try:
         registry = ClusterRegistry(cluster_targets(policy, settings.kubeconfig))
@@ -152,13 +154,13 @@ async def _check_clusters(settings: Settings, policy: Policy) -> list[str]:
                 _line(f"cluster {c.name}", str(exc), ok=False)
                 problems.append(str(exc))
                 continue
-            problems += await _check_issued_trust(c)
+            problems += await _check_issued_trust(c, warnings)
     finally:
         registry.close()
     return problems
 
 
-async def _check_issued_trust(c: ClusterClient) -> list[str]:
+async def _check_issued_trust(c: ClusterClient, warnings: list[str]) -> list[str]:
     """What a requester's kubectl will meet: the issued server, with the issued trust."""
     label = f"cluster {c.name} kubeconfigs"
     try:
@@ -167,11 +169,13 @@ async def _check_issued_trust(c: ClusterClient) -> list[str]:
         _line(label, str(exc), ok=False)
         return [str(exc)]
     if c.trust.insecure:
-        print(
-            f"⚠ {label}: {c.server} is trusted WITHOUT TLS verification "
+        warning = (
+            f"{c.server} is trusted WITHOUT TLS verification "
             "(insecure-skip-tls-verify in the bot's kubeconfig); issued kubeconfigs skip it "
             "too, so a network attacker can take their tokens. Configure the cluster's CA."
         )
+        warnings.append(warning)
+        print(f"⚠ {label}: {warning}")
     elif c.trust.ca_pem:
         _line(label, f"{c.server} verified with the CA from the bot's kubeconfig")
     else:

@@ -297,12 +297,13 @@ def start_cluster(
 TrustMode = str  # "data" | "file" | "insecure"
 
 
-def trust_kubeconfig(c: TestCluster, path: Path, mode: TrustMode, context: str) -> Path:
+def trust_kubeconfig(c: TestCluster, path: Path, mode: TrustMode, context: str, *also: str) -> Path:
     """An admin kubeconfig whose one context trusts ``c`` the way ``mode`` says.
 
     ``data``: certificate-authority-data; ``file``: a certificate-authority path
     relative to the kubeconfig (as kubectl resolves it); ``insecure``:
-    insecure-skip-tls-verify and no CA at all.
+    insecure-skip-tls-verify and no CA at all. ``also``: more context names for
+    the same cluster.
     """
     doc = c.kubeconfig_dict()
     entry = doc["clusters"][0]["cluster"]
@@ -318,7 +319,8 @@ def trust_kubeconfig(c: TestCluster, path: Path, mode: TrustMode, context: str) 
         entry["insecure-skip-tls-verify"] = True
     else:
         raise ValueError(f"unknown trust mode {mode!r}")
-    doc["contexts"][0]["name"] = context
+    first = doc["contexts"][0]
+    doc["contexts"] = [{**first, "name": name} for name in (context, *also)]
     doc["current-context"] = context
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(doc))

@@ -10,9 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
-import socket
-import ssl
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +21,7 @@ from bot.policy import AccessRequestSpec
 from k8s import grants as k8s_grants
 from tests.support.cluster import TestCluster, ensure_namespaces, free_port, trust_kubeconfig
 from tests.support.harness import NAMESPACES, workflow_harness
-from tests.support.pki import TestPKI
+from tests.support.tls import ForeignTLSServer
 
 pytestmark = pytest.mark.cluster
 
@@ -92,39 +89,9 @@ async def test_issued_kubeconfig_works_with_real_kubectl(
     assert "x509" not in pods.stderr
 
 
-class _ForeignTLSServer:
-    """Answers TLS on a port with a certificate from a CA the cluster's CA is not."""
-
-    def __init__(self, root: Path) -> None:
-        pki = TestPKI(root)
-        self.ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.ctx.load_cert_chain(str(pki.serving.cert), str(pki.serving.key))
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = int(self.sock.getsockname()[1])
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            try:
-                with self.ctx.wrap_socket(conn, server_side=True) as tls:
-                    tls.recv(1024)
-            except (OSError, ssl.SSLError):
-                pass  # the client refused our certificate, as it must
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 @pytest.fixture
-def foreign_tls(tmp_path: Path) -> Iterator[_ForeignTLSServer]:
-    server = _ForeignTLSServer(tmp_path / "foreign-pki")
+def foreign_tls(tmp_path: Path) -> Iterator[ForeignTLSServer]:
+    server = ForeignTLSServer(tmp_path / "foreign-pki")
     yield server
     server.close()
 
@@ -135,7 +102,7 @@ async def test_a_kubeconfig_that_cannot_connect_is_never_delivered(
     redis_url: str,
     cluster: TestCluster,
     tmp_path: Path,
-    foreign_tls: _ForeignTLSServer,
+    foreign_tls: ForeignTLSServer,
 ) -> None:
     """The bot reaches the cluster fine, but the server written into users' files
     (the policy's ``server``) is not one its CA covers, or not reachable at all."""
