@@ -697,31 +697,15 @@ class Workflow:
         except ExtensionRejected as exc:
             raise RequestRejected(str(exc)) from exc
         before = current.expires_at
-        cluster = self.clusters[current.cluster]
         spec = replace(self._spec(current), expires_at=wanted)
-        token = await retrying(
-            f"token {grant_id}", lambda: k8s_grants.issue_token(cluster, spec, now), self.backoff
-        )
-        ends = token.ends_at or wanted
-        if ends <= before:
+        try:
+            token, content = await self._renew_credentials(current, spec)
+        except ClusterError as exc:
             raise RequestRejected(
-                f"cluster {current.cluster} caps tokens at "
-                f"{format_duration(timedelta(seconds=token.lifetime_seconds))}; "
-                f"grant {grant_id} cannot be extended beyond its current end yet"
-            )
-        extended_view = current.model_copy(update={"expires_at": ends})
-        content = self._kubeconfig(extended_view, token)
-        await retrying(
-            f"verify {grant_id}",
-            lambda: k8s_grants.verify(cluster, spec, token, content),
-            self.backoff,
-        )
-        refs = _refs(current.objects) if current.objects is not None else None
-        await retrying(
-            f"annotate {grant_id}",
-            lambda: k8s_grants.set_expiry(cluster, refs or k8s_grants.grant_refs(spec), ends),
-            self.backoff,
-        )
+                f"grant {grant_id} was not extended ({_user_reason(exc)}); "
+                "your current access is unchanged"
+            ) from exc
+        ends = token.ends_at or wanted
         cap = token.lifetime_seconds if token.shortened else None
 
         def decide(g: Grant) -> Change | None:
@@ -743,6 +727,42 @@ class Workflow:
         await self._deliver(updated, content)
         log.info("grant %s extended by %s", grant_id, actor, extra={"grant_id": grant_id})
         return updated
+
+    async def _renew_credentials(
+        self, grant: Grant, spec: k8s_grants.GrantSpec
+    ) -> tuple[k8s_grants.IssuedToken, str]:
+        """A fresh token for ``spec.expires_at``, its file verified, the objects re-annotated.
+
+        Raises RequestRejected when the token's real expiry would not move the
+        grant's end at all, ClusterError when the cluster fails us.
+        """
+        assert grant.expires_at is not None
+        cluster = self.clusters[grant.cluster]
+        token = await retrying(
+            f"token {grant.id}",
+            lambda: k8s_grants.issue_token(cluster, spec, self.clock()),
+            self.backoff,
+        )
+        ends = token.ends_at or spec.expires_at
+        if ends <= grant.expires_at:
+            raise RequestRejected(
+                f"cluster {grant.cluster} caps tokens at "
+                f"{format_duration(timedelta(seconds=token.lifetime_seconds))}; "
+                f"grant {grant.id} cannot be extended beyond its current end yet"
+            )
+        content = self._kubeconfig(grant, token)
+        await retrying(
+            f"verify {grant.id}",
+            lambda: k8s_grants.verify(cluster, spec, token, content),
+            self.backoff,
+        )
+        refs = _refs(grant.objects) if grant.objects is not None else None
+        await retrying(
+            f"annotate {grant.id}",
+            lambda: k8s_grants.set_expiry(cluster, refs or k8s_grants.grant_refs(spec), ends),
+            self.backoff,
+        )
+        return token, content
 
     # -- offboarding ----------------------------------------------------------
     async def resolve_user(self, *, email: str | None = None, user_id: str | None = None) -> str:
