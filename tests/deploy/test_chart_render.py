@@ -357,7 +357,7 @@ def test_service_accounts_only_in_the_users_namespace(
     assert role["metadata"]["namespace"] == users_ns
     assert role["rules"] == [
         {"apiGroups": [""], "resources": ["serviceaccounts"],
-         "verbs": ["create", "get", "list", "delete"]},
+         "verbs": ["create", "get", "list", "delete", "patch"]},
         {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]},
     ]  # fmt: skip
     binding = one(docs, "RoleBinding")
