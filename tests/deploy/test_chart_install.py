@@ -278,6 +278,38 @@ async def test_binding_a_role_outside_the_policy_is_forbidden_by_the_apiserver(
     ]
 
 
+async def test_patch_cannot_widen_a_binding_to_a_role_outside_the_policy(
+    release: Release, bot: ClusterClient, cluster: TestCluster
+) -> None:
+    """The bot may patch bindings (to move expires-at), but the apiserver's bind check
+    on update means it cannot add anyone to a binding of a role it may not bind."""
+    rbac = client.RbacAuthorizationV1Api(cluster.api_client())
+    name = f"someone-elses-admin-{uuid.uuid4().hex[:6]}"
+    rbac.create_cluster_role_binding(
+        client.V1ClusterRoleBinding(
+            metadata=client.V1ObjectMeta(name=name),
+            role_ref=client.V1RoleRef(
+                api_group="rbac.authorization.k8s.io", kind="ClusterRole", name="cluster-admin"
+            ),
+            subjects=[client.RbacV1Subject(kind="User", name="root-of-all")],
+        )
+    )
+    try:
+        widened = {
+            "subjects": [
+                {"kind": "User", "name": "root-of-all"},
+                {"kind": "ServiceAccount", "name": "evil", "namespace": release.users_namespace},
+            ]
+        }
+        with pytest.raises(ClusterError) as refused:
+            await bot.call(bot.rbac.patch_cluster_role_binding, name, widened)
+        assert status_of(refused.value) == 403
+        subjects = rbac.read_cluster_role_binding(name).subjects
+        assert [s.name for s in subjects] == ["root-of-all"]
+    finally:
+        rbac.delete_cluster_role_binding(name)
+
+
 def test_the_service_account_has_nothing_beyond_what_the_bot_calls(
     release: Release, cluster: TestCluster
 ) -> None:
