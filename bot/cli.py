@@ -24,7 +24,8 @@ from bot.policy import Policy, PolicyError, load_policy
 from bot.redis_server import RedisProcess, RedisUnavailable
 from bot.settings import ConfigError, Settings, load_settings
 from bot.workflow import NotAllowed, UnknownGrant, UnknownUser
-from k8s.clients import ClusterRegistry
+from k8s import grants as k8s_grants
+from k8s.clients import ClusterClient, ClusterRegistry
 from k8s.errors import ClusterError
 
 EXIT_PROBLEM, EXIT_CONFIG = 1, 2
@@ -104,9 +105,11 @@ async def _check(settings: Settings, _: argparse.Namespace) -> int:
             _line("policy", problem, ok=False)
         policy = None
     problems += await _check_redis(settings)
+    warnings: list[str] = []
     if policy is not None:
-        problems += await _check_clusters(settings, policy)
-    print(f"\n{'OK' if not problems else f'{len(problems)} problem(s)'}")
+        problems += await _check_clusters(settings, policy, warnings)
+    verdict = "OK" if not problems else f"{len(problems)} problem(s)"
+    print(f"\n{verdict}" + (f", {len(warnings)} warning(s)" if warnings else ""))
     return EXIT_PROBLEM if problems else 0
 
 
@@ -135,7 +138,7 @@ async def _check_redis(settings: Settings) -> list[str]:
         return [f"redis: {exc}"]
 
 
-async def _check_clusters(settings: Settings, policy: Policy) -> list[str]:
+async def _check_clusters(settings: Settings, policy: Policy, warnings: list[str]) -> list[str]:
     problems: list[str] = []
     try:
         registry = ClusterRegistry(cluster_targets(policy, settings.kubeconfig))
@@ -146,13 +149,38 @@ async def _check_clusters(settings: Settings, policy: Policy) -> list[str]:
         for c in registry:
             try:
                 await c.call(c.core.get_api_resources, _request_timeout=(3.0, 5.0))
-                _line(f"cluster {c.name}", f"reachable at {c.server}")
+                _line(f"cluster {c.name}", "reachable with the bot's credentials")
             except ClusterError as exc:
                 _line(f"cluster {c.name}", str(exc), ok=False)
                 problems.append(str(exc))
+                continue
+            problems += await _check_issued_trust(c, warnings)
     finally:
         registry.close()
     return problems
+
+
+async def _check_issued_trust(c: ClusterClient, warnings: list[str]) -> list[str]:
+    """What a requester's kubectl will meet: the issued server, with the issued trust."""
+    label = f"cluster {c.name} kubeconfigs"
+    try:
+        await k8s_grants.check_issued_trust(c)
+    except ClusterError as exc:
+        _line(label, str(exc), ok=False)
+        return [str(exc)]
+    if c.trust.insecure:
+        warning = (
+            f"{c.server} is trusted WITHOUT TLS verification "
+            "(insecure-skip-tls-verify in the bot's kubeconfig); issued kubeconfigs skip it "
+            "too, so a network attacker can take their tokens. Configure the cluster's CA."
+        )
+        warnings.append(warning)
+        print(f"⚠ {label}: {warning}")
+    elif c.trust.ca_pem:
+        _line(label, f"{c.server} verified with the CA from the bot's kubeconfig")
+    else:
+        _line(label, f"{c.server} verified with the system's trusted CAs")
+    return []
 
 
 # -- operator commands -------------------------------------------------------------

@@ -98,6 +98,11 @@ class Grant(BaseModel):
     delivery_attempt: str | None = None
     delivery_claimed_at: datetime | None = None
     failure: str | None = None
+    # What the cluster honours, recorded before the kubeconfig is delivered:
+    # the cluster's max token lifetime when it cut the latest token (and so
+    # the grant) short, and whether the issued file skips TLS verification.
+    token_cap_s: int | None = None
+    tls_insecure: bool = False
     history: tuple[Step, ...] = ()
     version: int = 0
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from bot.audit import refusal_entry
+from bot.durations import format_duration
 from bot.lifecycle import LIVE, ExtensionRejected, State, new_expiry
 from bot.models import ClusterObject, Grant, MessageRef, Offboarding, new_grant, new_id, utcnow
 from bot.policy import (
@@ -182,6 +183,8 @@ class Workflow:
             now=now,
             pending_ttl=self.policy.defaults.pending_ttl,
         )
+        if self.clusters[grant.cluster].trust.insecure:
+            grant = grant.model_copy(update={"tls_insecure": True})  # warned on the card
         if resolved.approvals_required == 0:
             grant = grant.moved(State.APPROVED, SYSTEM, now, "auto-approved by policy")
             return await self.store.create(grant, [_job(provision_job(grant.id), now)])
@@ -321,16 +324,36 @@ class Workflow:
         if grant is None:
             return await self.store.get(grant_id)
         try:
-            token = await self._make_credentials(grant)
+            token, content = await self._make_credentials(grant)
+            # The end the cluster honours is on record before anyone is told a time.
+            grant = await self._record_token(grant, token)
             if grant.delivered_file:
                 delivery = grant.delivered_file
             elif await self._claim_delivery(grant.id):
-                delivery = await self._deliver(grant, token)
+                delivery = await self._deliver(grant, content)
             else:
                 raise RetryLater(self.delivery_claim_seconds / 2, "another attempt is delivering")
         except (ClusterError, OSError, ValueError) as exc:
             return await self._fail(grant, _user_reason(exc))
         return await self._activate(grant, delivery, _records(token.objects))
+
+    async def _record_token(self, grant: Grant, token: k8s_grants.IssuedToken) -> Grant:
+        """Record the grant's end as the token allows it (before delivery)."""
+        ends = token.ends_at or grant.expires_at
+        insecure = self.clusters[grant.cluster].trust.insecure
+
+        def decide(g: Grant) -> Change | None:
+            if g.state != State.PROVISIONING:
+                return None
+            cap = token.lifetime_seconds if token.shortened else g.token_cap_s
+            update = {"expires_at": ends, "token_cap_s": cap, "tls_insecure": insecure}
+            if all(getattr(g, k) == v for k, v in update.items()):
+                return None
+            return Change(g.model_copy(update=update))
+
+        return await self.store.update(grant.id, decide) or grant.model_copy(
+            update={"expires_at": ends}
+        )
 
     async def _claim_delivery(self, grant_id: str) -> bool:
         """Become the one attempt allowed to send this grant's kubeconfig.
@@ -388,7 +411,8 @@ class Workflow:
             approved_by=grant.approvals,
         )
 
-    async def _make_credentials(self, grant: Grant) -> k8s_grants.IssuedToken:
+    async def _make_credentials(self, grant: Grant) -> tuple[k8s_grants.IssuedToken, str]:
+        """Objects and token, then the kubeconfig checked exactly as the user will use it."""
         cluster = self.clusters[grant.cluster]
         spec = self._spec(grant)
         token = await retrying(
@@ -396,27 +420,34 @@ class Workflow:
             lambda: k8s_grants.provision(cluster, spec, on_step=self.on_provision_step),
             self.backoff,
         )
+        content = self._kubeconfig(grant, token)
         await retrying(
-            f"verify {grant.id}", lambda: k8s_grants.verify(cluster, spec, token), self.backoff
+            f"verify {grant.id}",
+            lambda: k8s_grants.verify(cluster, spec, token, content),
+            self.backoff,
         )
-        return token
+        return token, content
 
-    async def _deliver(self, grant: Grant, token: k8s_grants.IssuedToken) -> str:
-        if self.on_provision_step is not None:
-            self.on_provision_step("before_delivery")
+    def _kubeconfig(self, grant: Grant, token: k8s_grants.IssuedToken) -> str:
+        """The file the requester gets: the bot's own trust in the cluster, their token."""
         cluster = self.clusters[grant.cluster]
         user, context = kubeconfig_names(grant.cluster, grant.role, grant.handle)
-        content = render_kubeconfig(
+        return render_kubeconfig(
             KubeconfigSpec(
                 cluster=grant.cluster,
                 server=cluster.server,
-                ca_pem=cluster.ca_data,
+                ca_pem=cluster.trust.ca_pem,
                 user=user,
                 token=token.token,
                 context=context,
                 namespace=grant.namespace,
+                trust=cluster.trust,
             )
         )
+
+    async def _deliver(self, grant: Grant, content: str) -> str:
+        if self.on_provision_step is not None:
+            self.on_provision_step("before_delivery")
         return await self.notifier.deliver_kubeconfig(
             grant, grant.kubeconfig_filename, content.encode()
         )
@@ -645,39 +676,93 @@ class Workflow:
     async def _apply_extension(
         self, grant_id: str, by: timedelta, actor: str, request_id: str | None = None
     ) -> Grant:
+        """Extend by ``by`` as far as a fresh token lets the cluster honour it.
+
+        The token comes first: its real expiry caps the new end (the user is
+        told), then the objects' annotation, the record and its jobs follow,
+        and the verified kubeconfig is delivered last.
+        """
         now = self.clock()
-        max_duration = self.policy.roles[(await self.get(grant_id)).role].max_duration
+        current = await self.get(grant_id)
+        max_duration = self.policy.roles[current.role].max_duration
         marker = request_id or new_id()
+        if (
+            current.state != State.ACTIVE
+            or current.expires_at is None
+            or marker in current.extensions
+        ):
+            raise RequestRejected(f"grant {grant_id} is no longer active")
+        try:
+            wanted = new_expiry(current.expires_at, by, now, max_duration)
+        except ExtensionRejected as exc:
+            raise RequestRejected(str(exc)) from exc
+        before = current.expires_at
+        spec = replace(self._spec(current), expires_at=wanted)
+        try:
+            token, content = await self._renew_credentials(current, spec)
+        except ClusterError as exc:
+            raise RequestRejected(
+                f"grant {grant_id} was not extended ({_user_reason(exc)}); "
+                "your current access is unchanged"
+            ) from exc
+        ends = token.ends_at or wanted
+        cap = token.lifetime_seconds if token.shortened else None
 
         def decide(g: Grant) -> Change | None:
-            if g.state != State.ACTIVE or g.expires_at is None or marker in g.extensions:
+            if g.state != State.ACTIVE or g.expires_at != before or marker in g.extensions:
                 return None
-            expires = new_expiry(g.expires_at, by, now, max_duration)
             extended = g.model_copy(
-                update={"expires_at": expires, "extensions": (*g.extensions, marker)}
+                update={
+                    "expires_at": ends,
+                    "extensions": (*g.extensions, marker),
+                    "token_cap_s": cap,
+                }
             )
             return Change(extended, schedule=self._expiry_jobs(extended))
 
-        try:
-            updated = await self.store.update(grant_id, decide)
-        except ExtensionRejected as exc:
-            raise RequestRejected(str(exc)) from exc
+        updated = await self.store.update(grant_id, decide)
         if updated is None:
             raise RequestRejected(f"grant {grant_id} is no longer active")
-        # The token was minted for the old expiry: extension needs a fresh kubeconfig.
-        await self._redeliver(updated, actor)
+        # The old token dies at the old end: the extension needs the fresh file.
+        await self._deliver(updated, content)
+        log.info("grant %s extended by %s", grant_id, actor, extra={"grant_id": grant_id})
         return updated
 
-    async def _redeliver(self, grant: Grant, actor: str) -> None:
+    async def _renew_credentials(
+        self, grant: Grant, spec: k8s_grants.GrantSpec
+    ) -> tuple[k8s_grants.IssuedToken, str]:
+        """A fresh token for ``spec.expires_at``, its file verified, the objects re-annotated.
+
+        Raises RequestRejected when the token's real expiry would not move the
+        grant's end at all, ClusterError when the cluster fails us.
+        """
+        assert grant.expires_at is not None
         cluster = self.clusters[grant.cluster]
-        spec = self._spec(grant)
         token = await retrying(
             f"token {grant.id}",
             lambda: k8s_grants.issue_token(cluster, spec, self.clock()),
             self.backoff,
         )
-        await self._deliver(grant, token)
-        log.info("grant %s extended by %s", grant.id, actor, extra={"grant_id": grant.id})
+        ends = token.ends_at or spec.expires_at
+        if ends <= grant.expires_at:
+            raise RequestRejected(
+                f"cluster {grant.cluster} caps tokens at "
+                f"{format_duration(timedelta(seconds=token.lifetime_seconds))}; "
+                f"grant {grant.id} cannot be extended beyond its current end yet"
+            )
+        content = self._kubeconfig(grant, token)
+        await retrying(
+            f"verify {grant.id}",
+            lambda: k8s_grants.verify(cluster, spec, token, content),
+            self.backoff,
+        )
+        refs = _refs(grant.objects) if grant.objects is not None else None
+        await retrying(
+            f"annotate {grant.id}",
+            lambda: k8s_grants.set_expiry(cluster, refs or k8s_grants.grant_refs(spec), ends),
+            self.backoff,
+        )
+        return token, content
 
     # -- offboarding ----------------------------------------------------------
     async def resolve_user(self, *, email: str | None = None, user_id: str | None = None) -> str:
@@ -740,6 +825,10 @@ class Workflow:
         if not await self.is_admin(actor):
             raise NotAllowed("only AccessBot admins can re-enable an offboarded user")
         return await self.store.reenable(user)
+
+
+def _refs(objects: tuple[ClusterObject, ...]) -> tuple[k8s_grants.ObjectRef, ...]:
+    return tuple(k8s_grants.ObjectRef(o.kind, o.namespace, o.name, o.uid) for o in objects)
 
 
 def _records(refs: tuple[k8s_grants.ObjectRef, ...]) -> tuple[ClusterObject, ...]:

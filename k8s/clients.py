@@ -44,6 +44,41 @@ class ClusterTarget:
     sa_namespace: str = "accessbot-users"
 
 
+@dataclass(frozen=True)
+class ClusterTrust:
+    """How a client decides to trust the API server, as the bot's own config says.
+
+    The issued kubeconfig carries exactly this, so a requester trusts what the
+    bot trusts: the CA (inlined, whether the bot's config held it as
+    ``certificate-authority-data``, a ``certificate-authority`` file, or the
+    in-cluster ServiceAccount mount), ``insecure-skip-tls-verify``,
+    ``tls-server-name`` and ``proxy-url`` (kubeconfig field names, as in
+    client-go's ``clientcmd/api/v1`` ``Cluster``). An empty ``ca_pem`` with
+    ``insecure`` False means the system's trust roots.
+    """
+
+    ca_pem: bytes = b""
+    insecure: bool = False
+    tls_server_name: str | None = None
+    proxy_url: str | None = None
+
+
+def trust_of(cfg: client.Configuration) -> ClusterTrust:
+    """The trust a loaded client ``Configuration`` uses; OSError if its CA file is unreadable."""
+    ca = b""
+    if cfg.ssl_ca_cert:
+        with open(cfg.ssl_ca_cert, "rb") as fh:
+            ca = fh.read()
+    return ClusterTrust(
+        ca_pem=ca,
+        insecure=not cfg.verify_ssl,
+        tls_server_name=getattr(cfg, "tls_server_name", None) or None,
+        # Only a kubeconfig's proxy-url: a proxy the client took from the bot's
+        # own environment (HTTPS_PROXY) says nothing about the requester's network.
+        proxy_url=None if getattr(cfg, "_proxy_from_env", False) else (cfg.proxy or None),
+    )
+
+
 @dataclass
 class ClusterClient:
     """A configured API client for one cluster plus the pool its calls run in."""
@@ -52,7 +87,7 @@ class ClusterClient:
     api_client: client.ApiClient
     pool: ThreadPoolExecutor
     server: str
-    ca_data: bytes
+    trust: ClusterTrust
     sa_namespace: str = "accessbot-users"
     timeout: tuple[float, float] = DEFAULT_TIMEOUT
     core: client.CoreV1Api = field(init=False)
@@ -81,6 +116,11 @@ class ClusterClient:
                 cluster=self.name,
                 transient=True,
             ) from exc
+
+    @property
+    def ca_data(self) -> bytes:
+        """The CA bundle issued kubeconfigs carry (empty: system roots or insecure)."""
+        return self.trust.ca_pem
 
     def close(self) -> None:
         self.api_client.close()
@@ -121,13 +161,6 @@ def _configuration(target: ClusterTarget) -> client.Configuration:
     return cfg
 
 
-def _ca_data(cfg: client.Configuration) -> bytes:
-    if cfg.ssl_ca_cert:
-        with open(cfg.ssl_ca_cert, "rb") as fh:
-            return fh.read()
-    return b""
-
-
 class ClusterRegistry:
     """Owns one client per cluster, created once, and the shared thread pool."""
 
@@ -150,7 +183,7 @@ class ClusterRegistry:
                 api_client=api,
                 pool=self._pool,
                 server=target.server_override or cfg.host,
-                ca_data=_ca_data(cfg),
+                trust=trust_of(cfg),
                 sa_namespace=target.sa_namespace,
                 timeout=timeout,
             )

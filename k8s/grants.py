@@ -7,18 +7,27 @@ making it twice; labels tell ours apart from look-alikes we must not touch.
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import binascii
 import datetime as dt
+import json
 import math
+import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Literal, TypeVar
 
-from kubernetes import client
+import urllib3
+import yaml
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
 
 from k8s import names
-from k8s.clients import ClusterClient, status_of
+from k8s.clients import ClusterClient, api_error, status_of
 from k8s.errors import ClusterError, MissingNamespaceError, NotManagedError
+from k8s.kubeconfig import KubeconfigSpec, render_kubeconfig
 
 MIN_TOKEN_SECONDS = 600  # the TokenRequest API's floor
 Scope = Literal["namespace", "cluster"]
@@ -66,9 +75,27 @@ class ObjectRef:
 
 @dataclass(frozen=True)
 class IssuedToken:
+    """A minted token and what the cluster really granted.
+
+    ``expires_at`` is the TokenRequest answer's ``status.expirationTimestamp``.
+    ``requested_seconds`` is the ``expirationSeconds`` we asked for and
+    ``lifetime_seconds`` what the apiserver applied (the JWT's ``exp - iat``),
+    so ``shortened`` compares two numbers from one clock: the apiserver's.
+    ``ends_at`` is when the grant must end for the cluster to honour every
+    moment of it: the requested end, or the token's expiry if that is earlier.
+    """
+
     token: str = field(repr=False)  # never in a repr, log line or traceback
     expires_at: dt.datetime
     objects: tuple[ObjectRef, ...] = ()
+    requested_seconds: int = 0
+    lifetime_seconds: int = 0
+    ends_at: dt.datetime | None = None
+
+    @property
+    def shortened(self) -> bool:
+        """The cluster gave the token less life than asked for (its max token expiration)."""
+        return 0 < self.lifetime_seconds < self.requested_seconds
 
 
 @dataclass(frozen=True)
@@ -219,12 +246,22 @@ def token_seconds(expires_at: dt.datetime, now: dt.datetime) -> int:
     return max(MIN_TOKEN_SECONDS, math.ceil((expires_at - now).total_seconds()))
 
 
+# Clock slack for a token whose lifetime cannot be read from its claims.
+_SKEW = dt.timedelta(seconds=5)
+
+
 async def issue_token(c: ClusterClient, spec: GrantSpec, now: dt.datetime) -> IssuedToken:
-    """A TokenRequest token; the cluster may shorten it below what we asked."""
+    """A TokenRequest token covering ``spec.expires_at``, and what the cluster made of it.
+
+    The cluster may shorten it (``--service-account-max-token-expiration``):
+    the answer's ``ends_at`` is then the token's expiry, never later. A grant
+    shorter than the API's 600 s minimum gets a 600 s token and keeps its own
+    end: the bot deletes the ServiceAccount then, which kills the token.
+    Raises ClusterError.
+    """
+    seconds = token_seconds(spec.expires_at, now)
     body = client.AuthenticationV1TokenRequest(
-        spec=client.V1TokenRequestSpec(
-            audiences=[], expiration_seconds=token_seconds(spec.expires_at, now)
-        )
+        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=seconds)
     )
     resp = await c.call(
         c.core.create_namespaced_service_account_token, spec.sa_name, spec.sa_namespace, body
@@ -232,8 +269,74 @@ async def issue_token(c: ClusterClient, spec: GrantSpec, now: dt.datetime) -> Is
     status = resp.status
     if status is None or not status.token:
         raise ClusterError(f"cluster {c.name}: TokenRequest returned no token", cluster=c.name)
-    expires = status.expiration_timestamp or spec.expires_at
-    return IssuedToken(token=status.token, expires_at=expires)
+    expires: dt.datetime = status.expiration_timestamp or spec.expires_at
+    if expires.tzinfo is None:
+        expires = expires.replace(tzinfo=dt.UTC)
+    lifetime = _jwt_lifetime(status.token)
+    if lifetime is None:
+        # Not a readable JWT: judge by the timestamp, allowing for clock skew.
+        short = expires < spec.expires_at - _SKEW
+        lifetime = math.floor((expires - now).total_seconds()) if short else seconds
+    token = IssuedToken(
+        token=status.token, expires_at=expires, requested_seconds=seconds, lifetime_seconds=lifetime
+    )
+    ends = min(spec.expires_at, expires) if token.shortened else spec.expires_at
+    return replace(token, ends_at=ends)
+
+
+def _jwt_lifetime(token: str) -> int | None:
+    """``exp - iat`` of a JWT's claims, read without verifying (it is our own fresh token)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
+        claims = json.loads(payload)
+        return int(claims["exp"]) - int(claims["iat"])
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        return None
+
+
+async def set_expiry(c: ClusterClient, refs: Sequence[ObjectRef], at: dt.datetime) -> None:
+    """Rewrite the ``accessbot.io/expires-at`` annotation of a grant's objects.
+
+    Used when the cluster shortened a token or a grant was extended, so the
+    objects say what the record says (the reconciler trusts the annotation).
+    A ref with a UID is pinned: a same-name object made by someone else since
+    is refused by the apiserver (UIDs are immutable) and left alone, as is a
+    deleted one. Raises ClusterError for anything else.
+    """
+    for ref in refs:
+        meta: dict[str, Any] = {"annotations": {names.EXPIRES_AT: rfc3339(at)}}
+        if ref.uid:
+            meta["uid"] = ref.uid
+        body = {"metadata": meta}
+        call: Callable[..., Any]
+        if ref.kind == "ClusterRoleBinding":
+            call = partial(c.rbac.patch_cluster_role_binding, ref.name, body)
+        elif ref.kind == "ServiceAccount":
+            call = partial(
+                c.core.patch_namespaced_service_account, ref.name, ref.namespace or "", body
+            )
+        else:
+            call = partial(
+                c.rbac.patch_namespaced_role_binding, ref.name, ref.namespace or "", body
+            )
+        try:
+            await c.call(call)
+        except ClusterError as exc:
+            if status_of(exc) not in (404, 409, 422):
+                raise
+
+
+def grant_refs(spec: GrantSpec) -> tuple[ObjectRef, ...]:
+    """The objects a grant's names point at, unpinned (for records made before UIDs)."""
+    binding: ObjectRef
+    if spec.scope == "cluster":
+        binding = ObjectRef("ClusterRoleBinding", None, spec.binding_name, "")
+    else:
+        binding = ObjectRef("RoleBinding", _target_namespace(spec), spec.binding_name, "")
+    return (ObjectRef("ServiceAccount", spec.sa_namespace, spec.sa_name, ""), binding)
 
 
 async def provision(
@@ -256,6 +359,9 @@ async def provision(
     binding = await ensure_binding(c, spec)
     _step(on_step, "binding")
     token = await issue_token(c, spec, now or dt.datetime.now(dt.UTC))
+    if token.ends_at is not None and token.ends_at != spec.expires_at:
+        # The cluster capped the token: the grant ends with it, and so do the objects.
+        await set_expiry(c, (sa, binding), token.ends_at)
     _step(on_step, "token")
     return replace(token, objects=(sa, binding))
 
@@ -397,16 +503,30 @@ _SELF_REVIEW_RESOURCES = frozenset(
 )
 
 
-async def verify(c: ClusterClient, spec: GrantSpec, token: IssuedToken) -> Verification:
-    """Prove, with the new token itself, that it authenticates and the role took hold.
+async def verify(
+    c: ClusterClient, spec: GrantSpec, token: IssuedToken, kubeconfig: str | None = None
+) -> Verification:
+    """Prove, with the issued kubeconfig exactly as the requester gets it, that it
+    connects, authenticates as the grant's ServiceAccount and holds the role.
 
+    ``kubeconfig`` is the rendered file (YAML text); None renders the one this
+    cluster's trust and server make. It is loaded by the client library's own
+    kubeconfig loader, so its server, CA, ``insecure-skip-tls-verify``,
+    ``tls-server-name`` and ``proxy-url`` are what is tested, not the bot's.
     Uses only self-review APIs every authenticated identity may call, so the
     bot needs no extra RBAC to check its work.
+
+    Raises ClusterError: not transient when the file's TLS trust is wrong (no
+    retry fixes that), transient when the server cannot be reached or the new
+    token or binding is not visible yet.
     """
-    api = _token_client(c, token)
+    text = kubeconfig if kubeconfig is not None else _default_kubeconfig(c, spec, token)
+    api = _kubeconfig_client(c, text)
+    server = api.configuration.host
     try:
         authn = client.AuthenticationV1Api(api)
-        review = await c.call(authn.create_self_subject_review, client.V1SelfSubjectReview())
+        review = await _as_user(c, server, authn.create_self_subject_review,
+                                client.V1SelfSubjectReview())  # fmt: skip
         info = review.status.user_info if review.status else None
         username = info.username if info else None
         if username != spec.sa_user:
@@ -416,7 +536,9 @@ async def verify(c: ClusterClient, spec: GrantSpec, token: IssuedToken) -> Verif
             )
         ns = spec.namespace or spec.sa_namespace
         authz = client.AuthorizationV1Api(api)
-        rules_review = await c.call(
+        rules_review = await _as_user(
+            c,
+            server,
             authz.create_self_subject_rules_review,
             client.V1SelfSubjectRulesReview(spec=client.V1SelfSubjectRulesReviewSpec(namespace=ns)),
         )
@@ -437,13 +559,88 @@ async def verify(c: ClusterClient, spec: GrantSpec, token: IssuedToken) -> Verif
         api.close()
 
 
-def _token_client(c: ClusterClient, token: IssuedToken) -> client.ApiClient:
-    base = c.api_client.configuration
-    cfg = client.Configuration(
-        host=base.host,
-        ssl_ca_cert=base.ssl_ca_cert,
-        verify_ssl=base.verify_ssl,
-        api_key={"BearerToken": token.token},
-        api_key_prefix={"BearerToken": "Bearer"},
+async def check_issued_trust(c: ClusterClient) -> None:
+    """Connect to the server issued kubeconfigs name, with the trust they carry.
+
+    No token is minted: a placeholder credential is sent and any HTTP answer
+    (401 included) proves the TLS handshake and the route work. Raises
+    ClusterError saying what a requester's kubectl would fail on.
+    """
+    spec = GrantSpec("probe", "", "probe", "", "", "cluster", None, c.sa_namespace,
+                     dt.datetime.now(dt.UTC))  # fmt: skip
+    api = _kubeconfig_client(c, _default_kubeconfig(c, spec, IssuedToken("probe", spec.expires_at)))
+    try:
+        await _as_user(c, api.configuration.host, client.VersionApi(api).get_code)
+    except ClusterError as exc:
+        if not isinstance(exc.__cause__, ApiException):  # no HTTP answer at all
+            raise
+    finally:
+        api.close()
+
+
+def _default_kubeconfig(c: ClusterClient, spec: GrantSpec, token: IssuedToken) -> str:
+    return render_kubeconfig(
+        KubeconfigSpec(
+            cluster=c.name,
+            server=c.server,
+            ca_pem=c.trust.ca_pem,
+            user=spec.sa_name,
+            token=token.token,
+            context=c.name,
+            namespace=spec.namespace,
+            trust=c.trust,
+        )
     )
+
+
+def _kubeconfig_client(c: ClusterClient, text: str) -> client.ApiClient:
+    """An API client configured only from ``text``, as kubectl would read it."""
+    cfg = client.Configuration()
+    try:
+        config.load_kube_config_from_dict(
+            yaml.safe_load(text), client_configuration=cfg, persist_config=False
+        )
+    except (config.ConfigException, yaml.YAMLError, ValueError, OSError) as exc:
+        raise ClusterError(
+            f"cluster {c.name}: the issued kubeconfig does not load ({exc})", cluster=c.name
+        ) from exc
     return client.ApiClient(configuration=cfg)
+
+
+async def _as_user(c: ClusterClient, server: str, fn: Callable[..., T], *args: Any) -> T:
+    """One call with the requester's kubeconfig, its failures told in the user's terms."""
+    call = partial(fn, *args, _request_timeout=c.timeout)
+    try:
+        return await asyncio.get_running_loop().run_in_executor(c.pool, call)
+    except ApiException as exc:
+        err = api_error(c.name, exc)
+        if exc.status == 401:
+            # A fresh token can reach an apiserver replica that has not seen
+            # its ServiceAccount yet: worth another try, then a clear failure.
+            err = ClusterError(
+                f"cluster {c.name}: {server} rejects the new token (401 Unauthorized)",
+                cluster=c.name,
+                transient=True,
+            )
+        raise err from exc
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        if isinstance(reason, urllib3.exceptions.SSLError | ssl.SSLError):
+            raise ClusterError(
+                f"cluster {c.name}: the kubeconfig for {server} cannot verify the API "
+                f"server's TLS certificate ({_short(reason)}); the bot's kubeconfig must "
+                "name the CA that signed it (certificate-authority-data or "
+                "certificate-authority), or the policy's server must be one that CA covers",
+                cluster=c.name,
+            ) from exc
+        raise ClusterError(
+            f"cluster {c.name}: the kubeconfig's server {server} cannot be reached "
+            f"({_short(reason)}); the policy's server must be reachable from the bot too",
+            cluster=c.name,
+            transient=True,
+        ) from exc
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or exc.__class__.__name__
+    return text if len(text) <= 200 else text[:197] + "..."

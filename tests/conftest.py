@@ -71,3 +71,22 @@ def cluster_b(tmp_path_factory: pytest.TempPathFactory, testenv_bin: Path) -> It
     c = start_cluster("test-b", tmp_path_factory.mktemp("cluster-b"), testenv_bin)
     yield c
     c.stop()
+
+
+# The issue's cluster: tokens live at most this long, whatever is asked for.
+TOKEN_CAP = "1h"
+
+
+@pytest.fixture(scope="session")
+def cluster_capped(
+    tmp_path_factory: pytest.TempPathFactory, testenv_bin: Path
+) -> Iterator[TestCluster]:
+    """An apiserver started with ``--service-account-max-token-expiration=1h``."""
+    c = start_cluster(
+        "test-capped",
+        tmp_path_factory.mktemp("cluster-capped"),
+        testenv_bin,
+        extra_args=(f"--service-account-max-token-expiration={TOKEN_CAP}",),
+    )
+    yield c
+    c.stop()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bot.durations import format_duration
 from bot.lifecycle import State
@@ -226,6 +226,27 @@ def _card_status(grant: Grant) -> list[JSON]:
     return blocks
 
 
+def _insecure_md(grant: Grant) -> str:
+    return (
+        f":warning: Cluster {code(grant.cluster)} is trusted without TLS verification "
+        "(`insecure-skip-tls-verify` in AccessBot's kubeconfig), and so is the issued "
+        "kubeconfig: anyone on the network path can impersonate the API server and take "
+        "the token. Ask an admin to configure the cluster's CA."
+    )
+
+
+def _cap_md(grant: Grant) -> str:
+    """Why the grant ends earlier than asked: the cluster's own token limit."""
+    assert grant.token_cap_s is not None
+    assert grant.expires_at is not None
+    return (
+        f":information_source: This cluster caps tokens at "
+        f"{format_duration(timedelta(seconds=grant.token_cap_s))}, so your access ends "
+        f"{slack_date(grant.expires_at)}, earlier than you asked for. Extend it (or request "
+        "again) before then if you need more time."
+    )
+
+
 def approval_card(grant: Grant, policy: Policy) -> Message:
     """The card in the approvals channel; updated in place, buttons only while pending."""
     title = "Extension request" if grant.kind == "extend" else "Access request"
@@ -234,6 +255,8 @@ def approval_card(grant: Grant, policy: Policy) -> Message:
         blocks.append(section(md(f"Extends grant {code(grant.extends)}")))
     blocks.append({"type": "section", "fields": _card_fields(grant)})
     blocks += _reason_blocks("Reason", grant.reason)
+    if grant.tls_insecure:
+        blocks.append(section(md(_insecure_md(grant))))
     blocks.append(
         context(
             md(_approvers_md(policy, grant.role)),
@@ -276,8 +299,12 @@ def active_message(grant: Grant, now: datetime) -> Message:
                 f"Grant {code(grant.id)}. Keep the file private: it holds your token."
             )
         ),
-        grant_buttons(grant),
     ]
+    if grant.token_cap_s is not None:
+        blocks.append(section(md(_cap_md(grant))))
+    if grant.tls_insecure:
+        blocks.append(section(md(_insecure_md(grant))))
+    blocks.append(grant_buttons(grant))
     text = f"Access granted: {_summary_md(grant)}, until {until}"
     return Message(text, blocks)
 
@@ -290,7 +317,10 @@ def extended_message(grant: Grant, now: datetime) -> Message:
         f"{until} (in {time_left(grant.expires_at, now)}). A fresh kubeconfig follows: "
         "use it instead of the old one, which stops working at the old expiry."
     )
-    return Message(text, [section(md(text)), grant_buttons(grant)])
+    blocks = [section(md(text))]
+    if grant.token_cap_s is not None:
+        blocks.append(section(md(_cap_md(grant))))
+    return Message(text, [*blocks, grant_buttons(grant)])
 
 
 def reminder_message(grant: Grant, now: datetime) -> Message:

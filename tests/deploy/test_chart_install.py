@@ -220,6 +220,11 @@ async def test_every_policy_role_provisions_verifies_and_revokes(
         verified = await grants.verify(bot, spec, token)
         assert verified.username == spec.sa_user
         assert verified.rules > 0
+        # An extension (or a capped token) moves the objects' own expiry.
+        later = spec.expires_at + dt.timedelta(hours=1)
+        await grants.set_expiry(bot, token.objects, later)
+        moved = [o for o in await grants.list_managed(bot) if o.grant_id == spec.grant_id]
+        assert [o.expires_at for o in moved] == [later.replace(microsecond=0)] * 2
 
     managed = await grants.list_managed(bot)
     ours = {o.grant_id for o in managed}
@@ -273,6 +278,38 @@ async def test_binding_a_role_outside_the_policy_is_forbidden_by_the_apiserver(
     ]
 
 
+async def test_patch_cannot_widen_a_binding_to_a_role_outside_the_policy(
+    release: Release, bot: ClusterClient, cluster: TestCluster
+) -> None:
+    """The bot may patch bindings (to move expires-at), but the apiserver's bind check
+    on update means it cannot add anyone to a binding of a role it may not bind."""
+    rbac = client.RbacAuthorizationV1Api(cluster.api_client())
+    name = f"someone-elses-admin-{uuid.uuid4().hex[:6]}"
+    rbac.create_cluster_role_binding(
+        client.V1ClusterRoleBinding(
+            metadata=client.V1ObjectMeta(name=name),
+            role_ref=client.V1RoleRef(
+                api_group="rbac.authorization.k8s.io", kind="ClusterRole", name="cluster-admin"
+            ),
+            subjects=[client.RbacV1Subject(kind="User", name="root-of-all")],
+        )
+    )
+    try:
+        widened = {
+            "subjects": [
+                {"kind": "User", "name": "root-of-all"},
+                {"kind": "ServiceAccount", "name": "evil", "namespace": release.users_namespace},
+            ]
+        }
+        with pytest.raises(ClusterError) as refused:
+            await bot.call(bot.rbac.patch_cluster_role_binding, name, widened)
+        assert status_of(refused.value) == 403
+        subjects = rbac.read_cluster_role_binding(name).subjects
+        assert [s.name for s in subjects] == ["root-of-all"]
+    finally:
+        rbac.delete_cluster_role_binding(name)
+
+
 def test_the_service_account_has_nothing_beyond_what_the_bot_calls(
     release: Release, cluster: TestCluster
 ) -> None:
@@ -282,6 +319,8 @@ def test_the_service_account_has_nothing_beyond_what_the_bot_calls(
         ("delete", "serviceaccounts", "-n", users),
         ("create", "serviceaccounts", "--subresource=token", "-n", users),
         ("create", "rolebindings", "-n", "some-team"),
+        ("patch", "rolebindings", "-n", "some-team"),  # the expires-at annotation
+        ("patch", "serviceaccounts", "-n", users),
         ("delete", "clusterrolebindings"),
         ("list", "clusterrolebindings"),
         ("get", "namespaces"),
@@ -296,7 +335,7 @@ def test_the_service_account_has_nothing_beyond_what_the_bot_calls(
         ("escalate", "clusterroles"),
         ("create", "clusterroles"),
         ("update", "clusterrolebindings"),
-        ("patch", "rolebindings", "-n", "some-team"),
+        ("patch", "serviceaccounts", "-n", "default"),
         ("impersonate", "users"),
         ("create", "pods", "-n", users),
         ("get", "configmaps", "-n", release.namespace),

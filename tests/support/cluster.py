@@ -86,6 +86,8 @@ class TestCluster:
     pki: TestPKI = field(init=False)
     kubeconfig: Path = field(init=False)
     context: str = "admin"
+    # More kube-apiserver flags, e.g. "--service-account-max-token-expiration=1h".
+    extra_args: tuple[str, ...] = ()
     _procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     # -- lifecycle ---------------------------------------------------------
@@ -151,6 +153,7 @@ class TestCluster:
                 "--allow-privileged=true",
                 "--profiling=false",
                 "--v=0",
+                *self.extra_args,
             ],
         )
         _wait_until(self._ready, "kube-apiserver /readyz", 90, log)
@@ -283,10 +286,46 @@ def _aggregated_rules(role: Any, roles: Any) -> list[Any] | None:
     return rules
 
 
-def start_cluster(name: str, root: Path, bin_dir: Path) -> TestCluster:
+def start_cluster(
+    name: str, root: Path, bin_dir: Path, extra_args: tuple[str, ...] = ()
+) -> TestCluster:
     if root.exists():
         shutil.rmtree(root)
-    return TestCluster(name=name, root=root, bin_dir=bin_dir).start()
+    return TestCluster(name=name, root=root, bin_dir=bin_dir, extra_args=extra_args).start()
+
+
+TrustMode = str  # "data" | "file" | "insecure"
+
+
+def trust_kubeconfig(c: TestCluster, path: Path, mode: TrustMode, context: str, *also: str) -> Path:
+    """An admin kubeconfig whose one context trusts ``c`` the way ``mode`` says.
+
+    ``data``: certificate-authority-data; ``file``: a certificate-authority path
+    relative to the kubeconfig (as kubectl resolves it); ``insecure``:
+    insecure-skip-tls-verify and no CA at all. ``also``: more context names for
+    the same cluster.
+    """
+    doc = c.kubeconfig_dict()
+    entry = doc["clusters"][0]["cluster"]
+    del entry["certificate-authority-data"]
+    if mode == "data":
+        entry["certificate-authority-data"] = base64.b64encode(c.ca_pem).decode()
+    elif mode == "file":
+        ca = path.parent / "pki" / f"{c.name}-ca.crt"
+        ca.parent.mkdir(parents=True, exist_ok=True)
+        ca.write_bytes(c.ca_pem)
+        entry["certificate-authority"] = str(ca.relative_to(path.parent))
+    elif mode == "insecure":
+        entry["insecure-skip-tls-verify"] = True
+    else:
+        raise ValueError(f"unknown trust mode {mode!r}")
+    first = doc["contexts"][0]
+    doc["contexts"] = [{**first, "name": name} for name in (context, *also)]
+    doc["current-context"] = context
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(doc))
+    path.chmod(0o600)
+    return path
 
 
 def combined_kubeconfig(path: Path, contexts: dict[str, TestCluster]) -> Path:
