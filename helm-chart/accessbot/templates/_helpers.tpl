@@ -99,6 +99,27 @@ validates everything else at start (`accessbot check`). */}}
 {{- if and (hasKey $role "clusters") (not (kindIs "slice" (get $role "clusters"))) }}
 {{- fail (printf "policy: roles.%s.clusters must be a list of cluster names" $name) }}
 {{- end }}
+{{- if eq (get $role "scope" | toString) "namespace" }}
+{{- $patterns := get $role "namespaces" }}
+{{- if or (not (kindIs "slice" $patterns)) (not $patterns) }}
+{{- fail (printf "policy: roles.%s (scope: namespace) needs `namespaces:`, a list of namespace patterns like [\"team-*\"]" $name) }}
+{{- end }}
+{{- range $patterns }}
+{{- if or (not (kindIs "string" .)) (not .) }}
+{{- fail (printf "policy: roles.%s.namespaces must be a list of namespace patterns (strings)" $name) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- with get $policy "protected_namespaces" }}
+{{- if not (kindIs "slice" .) }}
+{{- fail "policy: protected_namespaces must be a list of namespace patterns" }}
+{{- end }}
+{{- range . }}
+{{- if or (not (kindIs "string" .)) (not .) }}
+{{- fail "policy: protected_namespaces must be a list of namespace patterns (strings)" }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- toJson $policy }}
 {{- end }}
@@ -149,6 +170,82 @@ without `clusters` is available everywhere, one with `clusters` only on those na
 {{- $clusterRoles | uniq | sortAlpha | toJson }}
 {{- end }}
 
+{{/* The roles available on this cluster (see boundClusterRoles), as a list of role objects. */}}
+{{- define "accessbot.localRoles" -}}
+{{- $policy := include "accessbot.policyObject" . | fromJson }}
+{{- $local := include "accessbot.localClusters" . | fromJsonArray }}
+{{- $roles := list }}
+{{- range $name, $role := $policy.roles }}
+{{- $available := true }}
+{{- if hasKey $role "clusters" }}
+{{- $available = false }}
+{{- range get $role "clusters" }}
+{{- if has (toString .) $local }}
+{{- $available = true }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if $available }}
+{{- $roles = append $roles $role }}
+{{- end }}
+{{- end }}
+{{- $roles | toJson }}
+{{- end }}
+
+{{/* A namespace glob (Python's fnmatchcase, what bot/policy.py matches with: `*` any
+run, `?` one character, `[...]`/`[!...]` a set) as an RE2 fragment, unanchored. */}}
+{{- define "accessbot.globToRegex" -}}
+{{- regexQuoteMeta . | replace "\\*" ".*" | replace "\\?" "." | replace "\\[!" "[^" | replace "\\[" "[" | replace "\\]" "]" }}
+{{- end }}
+
+{{/* Namespaces the bot never binds into, as {"names": [...], "regex": "^(?:...)$" or "",
+"globs": [the policy's patterns]}:
+every in_cluster policy cluster's users' namespace, the Kubernetes system namespaces,
+the release's own namespace, and the policy's `protected_namespaces` patterns. */}}
+{{- define "accessbot.protectedNamespaces" -}}
+{{- $policy := include "accessbot.policyObject" . | fromJson }}
+{{- $names := concat (include "accessbot.usersNamespaces" . | fromJsonArray) (list "kube-system" "kube-public" "kube-node-lease" .Release.Namespace) }}
+{{- $regexes := list }}
+{{- range get $policy "protected_namespaces" | default list }}
+{{- $regexes = append $regexes (include "accessbot.globToRegex" .) }}
+{{- end }}
+{{- $regex := "" }}
+{{- if $regexes }}
+{{- $regex = printf "^(?:%s)$" (join "|" $regexes) }}
+{{- end }}
+{{- dict "names" ($names | uniq | sortAlpha) "regex" $regex "globs" (get $policy "protected_namespaces" | default list) | toJson }}
+{{- end }}
+
+{{/* What each grant binding may reference, from the roles available on this cluster:
+{"cluster": [ClusterRoles of scope-cluster roles], "namespace": {ClusterRole: "^(?:p1|p2)$"},
+"globs": {ClusterRole: [the policy's patterns p1, p2]}}
+(a ClusterRole named by several namespace roles gets the union of their patterns). */}}
+{{- define "accessbot.grantCatalog" -}}
+{{- $cluster := list }}
+{{- $patterns := dict }}
+{{- $globs := dict }}
+{{- range include "accessbot.localRoles" . | fromJsonArray }}
+{{- $name := get . "cluster_role" }}
+{{- if eq (get . "scope" | toString) "cluster" }}
+{{- $cluster = append $cluster $name }}
+{{- else }}
+{{- $list := get $patterns $name | default list }}
+{{- $globList := get $globs $name | default list }}
+{{- range get . "namespaces" }}
+{{- $list = append $list (include "accessbot.globToRegex" .) }}
+{{- $globList = append $globList (toString .) }}
+{{- end }}
+{{- $_ := set $patterns $name ($list | uniq) }}
+{{- $_ := set $globs $name ($globList | uniq) }}
+{{- end }}
+{{- end }}
+{{- $namespace := dict }}
+{{- range $name, $list := $patterns }}
+{{- $_ := set $namespace $name (printf "^(?:%s)$" (join "|" $list)) }}
+{{- end }}
+{{- dict "cluster" ($cluster | uniq | sortAlpha) "namespace" $namespace "globs" $globs | toJson }}
+{{- end }}
+
 {{/* Redis ------------------------------------------------------------------------ */}}
 
 {{- define "accessbot.redisSources" -}}
@@ -167,6 +264,9 @@ without `clusters` is available everywhere, one with `clusters` only on those na
 {{- end }}
 {{- if and (eq $sources 0) (not .Values.slack.existingSecret) }}
 {{- fail "redis: set redis.url (a managed Redis), redis.existingSecret, or redis.bundled.enabled=true; the image has no embedded Redis" }}
+{{- end }}
+{{- if has .Release.Namespace (include "accessbot.usersNamespaces" . | fromJsonArray) }}
+{{- fail (printf "policy: the users' namespace must not be the release namespace (%s): grant ServiceAccounts would live beside the bot's own, and a binding to one of them could be a binding to the bot" .Release.Namespace) }}
 {{- end }}
 {{- if and .Values.redis.url (not (regexMatch "^(redis|rediss|unix)://" .Values.redis.url)) }}
 {{- fail "redis.url must start with redis://, rediss:// or unix://" }}
