@@ -137,9 +137,17 @@ def release(
     policy = parse_policy(config_map.data["policy.yaml"], "installed ConfigMap")
     [users_ns] = {c.namespace for c in policy.clusters.values() if c.in_cluster}
     kubeconfig = token_kubeconfig(cluster, namespace, sa, home / "bot.kubeconfig")
-    wait_until_guarded(cluster, kubeconfig, sorted(r.cluster_role for r in policy.roles.values())[0])
+    bindable = sorted(r.cluster_role for r in policy.roles.values())[0]
+    wait_until_guarded(cluster, kubeconfig, bindable)
     yield Release(
-        name, namespace, policy, users_ns, sa, kubeconfig, bool(case["helm_report"]), notes,
+        name,
+        namespace,
+        policy,
+        users_ns,
+        sa,
+        kubeconfig,
+        bool(case["helm_report"]),
+        notes,
         deployment.metadata.name,
     )
     helm(cluster, home, "uninstall", name, "--namespace", namespace)
@@ -156,10 +164,14 @@ def wait_until_guarded(
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRoleBinding",
             "metadata": {"name": "guard-probe"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                        "name": bindable},  # fmt: skip
-            "subjects": [{"kind": "User", "name": "nobody",
-                          "apiGroup": "rbac.authorization.k8s.io"}],  # fmt: skip
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": bindable,
+            },
+            "subjects": [
+                {"kind": "User", "name": "nobody", "apiGroup": "rbac.authorization.k8s.io"}
+            ],
         }
     )
     deadline = time.monotonic() + timeout
@@ -322,6 +334,12 @@ def test_the_service_account_has_nothing_beyond_what_the_bot_calls(
         ("get", "namespaces"),
         ("list", "nodes"),
         ("create", "selfsubjectrulesreviews"),
+        # Annotations only: the admission policy refuses any other change.
+        ("patch", "rolebindings", "-n", "some-team"),
+        ("patch", "serviceaccounts", "-n", users),
+        # Read-only, for the risk analysis of the catalog.
+        ("get", "clusterroles/admin"),
+        ("list", "clusterroles"),
         *[("bind", f"clusterroles/{r.cluster_role}") for r in local_roles(release).values()],
     ]
     denied = [
@@ -331,8 +349,13 @@ def test_the_service_account_has_nothing_beyond_what_the_bot_calls(
         ("escalate", "clusterroles"),
         ("create", "clusterroles"),
         ("update", "clusterrolebindings"),
-        ("patch", "rolebindings", "-n", "some-team"),
+        ("update", "clusterroles"),
+        ("patch", "clusterroles"),
+        ("patch", "serviceaccounts", "-n", "default"),
         ("impersonate", "users"),
+        ("impersonate", "serviceaccounts"),
+        ("delete", "validatingadmissionpolicies.admissionregistration.k8s.io"),
+        ("update", "validatingadmissionpolicybindings.admissionregistration.k8s.io"),
         ("create", "pods", "-n", users),
         ("get", "configmaps", "-n", release.namespace),
         ("delete", "namespaces"),
@@ -421,7 +444,11 @@ def catalog_of(release: Release, cluster: TestCluster) -> Catalog:
         if r.cluster_role == ns_role.cluster_role
     )
     ensure_namespaces(cluster, allowed, outside)
-    grantee = {"kind": "ServiceAccount", "name": "esc-grantee", "namespace": release.users_namespace}
+    grantee = {
+        "kind": "ServiceAccount",
+        "name": "esc-grantee",
+        "namespace": release.users_namespace,
+    }
     return Catalog(ns_role.cluster_role, allowed, outside, grantee)
 
 
@@ -441,7 +468,11 @@ def binding(
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": kind,
             "metadata": meta,
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": role,
+            },
             "subjects": subjects,
         }
     )
@@ -502,51 +533,93 @@ def test_a_forged_binding_is_refused_by_the_apiserver(
         # The step from the issue, verbatim: RBAC refuses unless the policy names `edit`,
         # and then the guard does (an unlabelled binding, in a protected namespace).
         "issue-edit-in-kube-system-to-the-bot": (
-            ["create", "rolebinding", name, "-n", "kube-system", "--clusterrole=edit",
-             f"--serviceaccount={release.namespace}:{release.service_account}"],
-            None, (), ("rolebinding", "kube-system"),
+            [
+                "create",
+                "rolebinding",
+                name,
+                "-n",
+                "kube-system",
+                "--clusterrole=edit",
+                f"--serviceaccount={release.namespace}:{release.service_account}",
+            ],
+            None,
+            (),
+            ("rolebinding", "kube-system"),
         ),
         "catalog-role-in-kube-system": (
-            [], rb(cat.ns_role, [cat.grantee], "kube-system"), (GUARD, PROTECTED),
+            [],
+            rb(cat.ns_role, [cat.grantee], "kube-system"),
+            (GUARD, PROTECTED),
             ("rolebinding", "kube-system"),
         ),
         "into-the-users-namespace": (
-            [], rb(cat.ns_role, [cat.grantee], release.users_namespace), (GUARD, PROTECTED),
+            [],
+            rb(cat.ns_role, [cat.grantee], release.users_namespace),
+            (GUARD, PROTECTED),
             ("rolebinding", release.users_namespace),
         ),
         "into-the-bots-own-namespace": (
-            [], rb(cat.ns_role, [cat.grantee], release.namespace), (GUARD, PROTECTED),
+            [],
+            rb(cat.ns_role, [cat.grantee], release.namespace),
+            (GUARD, PROTECTED),
             ("rolebinding", release.namespace),
         ),
         "to-the-bots-own-service-account": (
-            [], rb(cat.ns_role, [bot_sa], cat.allowed_ns), (GUARD, ONE_SUBJECT),
+            [],
+            rb(cat.ns_role, [bot_sa], cat.allowed_ns),
+            (GUARD, ONE_SUBJECT),
             ("rolebinding", cat.allowed_ns),
         ),
         "to-a-second-subject": (
-            [], rb(cat.ns_role, [cat.grantee, {"kind": "User", "name": "mallory",
-                                               "apiGroup": "rbac.authorization.k8s.io"}],
-                   cat.allowed_ns),
-            (GUARD, ONE_SUBJECT), ("rolebinding", cat.allowed_ns),
+            [],
+            rb(
+                cat.ns_role,
+                [
+                    cat.grantee,
+                    {"kind": "User", "name": "mallory", "apiGroup": "rbac.authorization.k8s.io"},
+                ],
+                cat.allowed_ns,
+            ),
+            (GUARD, ONE_SUBJECT),
+            ("rolebinding", cat.allowed_ns),
         ),
         "cluster-wide-to-a-group": (
-            [], crb(cat.ns_role, [{"kind": "Group", "name": "system:authenticated",
-                                   "apiGroup": "rbac.authorization.k8s.io"}]),
-            (GUARD, ONE_SUBJECT), ("clusterrolebinding", None),
+            [],
+            crb(
+                cat.ns_role,
+                [
+                    {
+                        "kind": "Group",
+                        "name": "system:authenticated",
+                        "apiGroup": "rbac.authorization.k8s.io",
+                    }
+                ],
+            ),
+            (GUARD, ONE_SUBJECT),
+            ("clusterrolebinding", None),
         ),
         "cluster-wide-with-a-namespace-role": (
-            [], crb(cat.ns_role, [cat.grantee]), (GUARD, CLUSTER_CATALOG),
+            [],
+            crb(cat.ns_role, [cat.grantee]),
+            (GUARD, CLUSTER_CATALOG),
             ("clusterrolebinding", None),
         ),
         "outside-the-roles-patterns": (
-            [], rb(cat.ns_role, [cat.grantee], cat.outside_ns), (GUARD, NS_CATALOG),
+            [],
+            rb(cat.ns_role, [cat.grantee], cat.outside_ns),
+            (GUARD, NS_CATALOG),
             ("rolebinding", cat.outside_ns),
         ),
         "a-role-outside-the-catalog": (
-            [], rb("cluster-admin", [cat.grantee], cat.allowed_ns), (NOT_HELD,),
+            [],
+            rb("cluster-admin", [cat.grantee], cat.allowed_ns),
+            (NOT_HELD,),
             ("rolebinding", cat.allowed_ns),
         ),
         "unlabelled-binding": (
-            [], rb(cat.ns_role, [cat.grantee], cat.allowed_ns, labels={}), (GUARD, UNLABELLED),
+            [],
+            rb(cat.ns_role, [cat.grantee], cat.allowed_ns, labels={}),
+            (GUARD, UNLABELLED),
             ("rolebinding", cat.allowed_ns),
         ),
     }
@@ -584,32 +657,72 @@ def test_objects_it_never_made_are_out_of_its_reach(release: Release, cluster: T
     try:
         messages = [
             # Delete a ClusterRoleBinding (or RoleBinding, ServiceAccount) it never made.
-            assert_refused(as_bot(cluster, release, "delete", "clusterrolebinding", foreign),
-                           GUARD, NOT_OURS),
-            assert_refused(as_bot(cluster, release, "delete", "rolebinding", foreign, "-n",
-                                  cat.allowed_ns), GUARD, NOT_OURS),
-            assert_refused(as_bot(cluster, release, "delete", "serviceaccount", foreign, "-n",
-                                  users), GUARD, NOT_OURS),
+            assert_refused(
+                as_bot(cluster, release, "delete", "clusterrolebinding", foreign), GUARD, NOT_OURS
+            ),
+            assert_refused(
+                as_bot(cluster, release, "delete", "rolebinding", foreign, "-n", cat.allowed_ns),
+                GUARD,
+                NOT_OURS,
+            ),
+            assert_refused(
+                as_bot(cluster, release, "delete", "serviceaccount", foreign, "-n", users),
+                GUARD,
+                NOT_OURS,
+            ),
             # Forge the label onto it, to delete it next.
-            assert_refused(as_bot(cluster, release, "label", "clusterrolebinding", foreign,
-                                  "app.kubernetes.io/managed-by=accessbot"), GUARD, NOT_OURS),
+            assert_refused(
+                as_bot(
+                    cluster,
+                    release,
+                    "label",
+                    "clusterrolebinding",
+                    foreign,
+                    "app.kubernetes.io/managed-by=accessbot",
+                ),
+                GUARD,
+                NOT_OURS,
+            ),
             # Its own ClusterRole: neither escalate it directly nor by impersonating the
             # controller that aggregates ClusterRoles.
-            assert_refused(as_bot(cluster, release, "patch", "clusterrole", release.fullname,
-                                  "--type=json", "-p",
-                                  '[{"op":"add","path":"/rules/0/verbs/-","value":"*"}]'),
-                           "cannot patch resource \"clusterroles\""),
-            assert_refused(as_bot(cluster, release, "--as=system:serviceaccount:kube-system:"
-                                  "clusterrole-aggregation-controller", "get", "clusterroles"),
-                           "cannot impersonate"),
+            assert_refused(
+                as_bot(
+                    cluster,
+                    release,
+                    "patch",
+                    "clusterrole",
+                    release.fullname,
+                    "--type=json",
+                    "-p",
+                    '[{"op":"add","path":"/rules/0/verbs/-","value":"*"}]',
+                ),
+                'cannot patch resource "clusterroles"',
+            ),
+            assert_refused(
+                as_bot(
+                    cluster,
+                    release,
+                    "--as=system:serviceaccount:kube-system:clusterrole-aggregation-controller",
+                    "get",
+                    "clusterroles",
+                ),
+                "cannot impersonate",
+            ),
             # ServiceAccounts and tokens outside the users' namespace.
-            assert_refused(as_bot(cluster, release, "create", "serviceaccount", "esc-sa", "-n",
-                                  "default"), "cannot create resource \"serviceaccounts\""),
-            assert_refused(as_bot(cluster, release, "create", "token", "default", "-n",
-                                  "kube-system"), "cannot create resource \"serviceaccounts/token\""),
+            assert_refused(
+                as_bot(cluster, release, "create", "serviceaccount", "esc-sa", "-n", "default"),
+                'cannot create resource "serviceaccounts"',
+            ),
+            assert_refused(
+                as_bot(cluster, release, "create", "token", "default", "-n", "kube-system"),
+                'cannot create resource "serviceaccounts/token"',
+            ),
             # An unlabelled ServiceAccount where it may make them.
-            assert_refused(as_bot(cluster, release, "create", "serviceaccount", "esc-sa", "-n",
-                                  users), GUARD, UNLABELLED),
+            assert_refused(
+                as_bot(cluster, release, "create", "serviceaccount", "esc-sa", "-n", users),
+                GUARD,
+                UNLABELLED,
+            ),
         ]
         for message in messages:
             print(f"{release.name}: {message}")
@@ -639,9 +752,15 @@ async def test_a_grant_works_end_to_end_and_only_its_annotations_may_change(
         path = release.kubeconfig.with_name(f"{spec.grant_id}.kubeconfig")
         path.write_text(
             render_kubeconfig(
-                KubeconfigSpec(cluster="local", server=cluster.server, ca_pem=cluster.ca_pem,
-                               user="deploy@local", token=token.token, context="local-view",
-                               namespace=cat.allowed_ns)  # fmt: skip
+                KubeconfigSpec(
+                    cluster="local",
+                    server=cluster.server,
+                    ca_pem=cluster.ca_pem,
+                    user="deploy@local",
+                    token=token.token,
+                    context="local-view",
+                    namespace=cat.allowed_ns,
+                )
             )
         )
         pods = kubectl(cluster.bin_dir, path, "get", "pods", check=False, timeout=30)
@@ -649,7 +768,7 @@ async def test_a_grant_works_end_to_end_and_only_its_annotations_may_change(
         assert "No resources found" in pods.stderr
         if cat.ns_role.startswith("accessbot-"):  # a curated role: never Secrets
             secrets = kubectl(cluster.bin_dir, path, "get", "secrets", check=False, timeout=30)
-            assert_refused(secrets, "cannot list resource \"secrets\"")
+            assert_refused(secrets, 'cannot list resource "secrets"')
 
         name, ns = spec.binding_name, cat.allowed_ns
         annotated = as_bot(cluster, release, "annotate", "rolebinding", name, "-n", ns,
@@ -658,13 +777,51 @@ async def test_a_grant_works_end_to_end_and_only_its_annotations_may_change(
         other = {**cat.grantee, "name": "esc-other"}
         repoint = json.dumps([{"op": "replace", "path": "/subjects/0", "value": other}])
         refusals = [
-            assert_refused(as_bot(cluster, release, "patch", "rolebinding", name, "-n", ns,
-                                  "--type=json", "-p", repoint), GUARD, ANNOTATIONS_ONLY),
-            assert_refused(as_bot(cluster, release, "label", "--overwrite", "rolebinding", name,
-                                  "-n", ns, "accessbot.io/grant-id=other"),
-                           GUARD, ANNOTATIONS_ONLY),
-            assert_refused(as_bot(cluster, release, "label", "rolebinding", name, "-n", ns,
-                                  "app.kubernetes.io/managed-by-"), GUARD, UNLABELLED),
+            assert_refused(
+                as_bot(
+                    cluster,
+                    release,
+                    "patch",
+                    "rolebinding",
+                    name,
+                    "-n",
+                    ns,
+                    "--type=json",
+                    "-p",
+                    repoint,
+                ),
+                GUARD,
+                ANNOTATIONS_ONLY,
+            ),
+            assert_refused(
+                as_bot(
+                    cluster,
+                    release,
+                    "label",
+                    "--overwrite",
+                    "rolebinding",
+                    name,
+                    "-n",
+                    ns,
+                    "accessbot.io/grant-id=other",
+                ),
+                GUARD,
+                ANNOTATIONS_ONLY,
+            ),
+            assert_refused(
+                as_bot(
+                    cluster,
+                    release,
+                    "label",
+                    "rolebinding",
+                    name,
+                    "-n",
+                    ns,
+                    "app.kubernetes.io/managed-by-",
+                ),
+                GUARD,
+                UNLABELLED,
+            ),
         ]
         for message in refusals:
             print(f"{release.name}: {message}")
