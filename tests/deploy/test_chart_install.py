@@ -397,6 +397,11 @@ def test_notes_tell_the_operator_what_the_bot_may_do(release: Release) -> None:
     assert f"bind only these ClusterRoles: {roles}" in release.notes
     assert f"grant ServiceAccounts in: {release.users_namespace}" in release.notes
     assert f"kubectl -n {release.namespace} exec deploy/" in release.notes
+    assert f"ValidatingAdmissionPolicy {release.fullname}-guard" in release.notes
+    listed = release.notes.split("never in a protected one:")[1].split("\n   - ")[0]
+    protected = listed.replace(",", " ").split()
+    for ns in ("kube-system", "kube-public", release.namespace, release.users_namespace):
+        assert ns in protected
 
 
 # -- the escalation replay: the apiserver itself refuses, as the chart's ServiceAccount --
@@ -828,3 +833,67 @@ async def test_a_grant_works_end_to_end_and_only_its_annotations_may_change(
     finally:
         deleted = await grants.revoke(bot, spec.grant_id)
     assert len(deleted) == 2, deleted
+
+
+# A policy of its own: the `protected_namespaces` patterns and `namespaces` globs, judged
+# by the apiserver's CEL engine (server-side dry runs as the chart's ServiceAccount).
+GLOB_POLICY = """\
+approvals_channel: C0APPROVALS
+admins: [U0ADMIN]
+protected_namespaces: ["infra-*", "mon?"]
+clusters:
+  here: {in_cluster: true, namespace: glob-grants}
+roles:
+  view: {cluster_role: view, scope: namespace, namespaces: ["t-*", "mon?", "infra-x", "web"],
+         max_duration: 1h}
+  edit: {cluster_role: edit, scope: namespace, namespaces: ["t-?"], max_duration: 1h}
+"""
+
+
+@pytest.mark.parametrize(
+    ("role", "namespace", "refusal"),
+    [
+        ("view", "t-anything", None),
+        ("view", "web", None),
+        ("edit", "t-a", None),
+        ("edit", "t-ab", NS_CATALOG),  # `?` is one character
+        ("view", "webx", NS_CATALOG),  # anchored: no prefix match
+        ("view", "xweb", NS_CATALOG),
+        ("view", "mon1", PROTECTED),  # a role's pattern never wins over a protected one
+        ("view", "infra-x", PROTECTED),
+        ("view", "glob-grants", PROTECTED),
+        ("view", "kube-node-lease", PROTECTED),
+        ("view", "glob-accessbot", PROTECTED),
+        ("admin", "t-a", NOT_HELD),
+    ],
+)  # fmt: skip
+def test_namespace_patterns_are_enforced_by_the_apiserver(
+    glob_release: Path, cluster: TestCluster, role: str, namespace: str, refusal: str | None
+) -> None:
+    ensure_namespaces(cluster, namespace)
+    grantee = {"kind": "ServiceAccount", "name": "g", "namespace": "glob-grants"}
+    manifest = binding("RoleBinding", "glob-probe", role, [grantee], namespace)
+    out = kubectl(cluster.bin_dir, glob_release, "create", "--dry-run=server", "-f", "-",
+                  stdin=manifest, check=False, timeout=30)  # fmt: skip
+    if refusal is None:
+        assert out.returncode == 0, out.stderr
+    else:
+        assert_refused(out, refusal)
+
+
+@pytest.fixture(scope="module")
+def glob_release(cluster: TestCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Install with GLOB_POLICY (the built-in view/edit: the curated roles belong to the
+    other releases of this module); yields a kubeconfig of the chart's ServiceAccount."""
+    home = tmp_path_factory.mktemp("helm-glob")
+    policy = home / "policy.yaml"
+    policy.write_text(GLOB_POLICY)
+    helm(
+        cluster, home, "install", "glob", str(CHART), "--namespace", "glob-accessbot",
+        "--create-namespace", "--set-file", f"policy={policy}",
+        "--set", "rbac.curatedRoles.create=false",
+    )  # fmt: skip
+    kubeconfig = token_kubeconfig(cluster, "glob-accessbot", "glob-accessbot", home / "bot")
+    wait_until_guarded(cluster, kubeconfig, "view")
+    yield kubeconfig
+    helm(cluster, home, "uninstall", "glob", "--namespace", "glob-accessbot")
