@@ -779,6 +779,9 @@ async def test_a_grant_works_end_to_end_and_only_its_annotations_may_change(
         annotated = as_bot(cluster, release, "annotate", "rolebinding", name, "-n", ns,
                            "accessbot.io/note=extended")  # fmt: skip
         assert annotated.returncode == 0, annotated.stderr
+        annotated = as_bot(cluster, release, "annotate", "serviceaccount", spec.sa_name, "-n",
+                           release.users_namespace, "accessbot.io/note=extended")  # fmt: skip
+        assert annotated.returncode == 0, annotated.stderr
         other = {**cat.grantee, "name": "esc-other"}
         repoint = json.dumps([{"op": "replace", "path": "/subjects/0", "value": other}])
         refusals = [
