@@ -775,6 +775,18 @@ async def test_a_grant_works_end_to_end_and_only_its_annotations_may_change(
             secrets = kubectl(cluster.bin_dir, path, "get", "secrets", check=False, timeout=30)
             assert_refused(secrets, 'cannot list resource "secrets"')
 
+        # Tokens no longer than the longest max_duration of the roles here.
+        longest = max(
+            600, *(int(r.max_duration.total_seconds()) for r in local_roles(release).values())
+        )
+        users = release.users_namespace
+        minted = as_bot(cluster, release, "create", "token", spec.sa_name, "-n", users,
+                        f"--duration={longest}s")  # fmt: skip
+        assert minted.returncode == 0, minted.stderr
+        too_long = as_bot(cluster, release, "create", "token", spec.sa_name, "-n", users,
+                          f"--duration={longest + 1}s")  # fmt: skip
+        print(f"{release.name}: {assert_refused(too_long, GUARD, f'at most {longest} seconds')}")
+
         name, ns = spec.binding_name, cat.allowed_ns
         annotated = as_bot(cluster, release, "annotate", "rolebinding", name, "-n", ns,
                            "accessbot.io/note=extended")  # fmt: skip

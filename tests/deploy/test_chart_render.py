@@ -3,6 +3,7 @@ hardening, and every manifest judged by the real apiserver (server-side dry run)
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -541,6 +542,35 @@ def test_admission_policy_carries_the_catalog_and_protected_namespaces(
     cluster_wide = validation(vap, "a ClusterRoleBinding made by AccessBot")
     # cluster-admin is a role of the other cluster only.
     assert 'object.roleRef.name in ["view"]' in cluster_wide
+
+
+@pytest.mark.parametrize(
+    ("durations", "longest"),
+    [
+        (["8h", "1h"], 28800),
+        ([7200, "1h"], 7200),  # whole seconds, as bot/durations.py accepts them
+        (["1d2h3m4s"], 93784),
+        (["5m"], 600),  # the TokenRequest API's floor
+        ([" 3H "], 10800),  # spelled the way the bot tolerates
+    ],
+)
+def test_admission_policy_caps_tokens_at_the_longest_max_duration(
+    testenv_bin: Path, helm_home: Path, durations: list[object], longest: int
+) -> None:
+    roles = ", ".join(
+        f"r{i}: {{cluster_role: view, scope: cluster, max_duration: {json.dumps(d)}}}"
+        for i, d in enumerate(durations)
+    )
+    # A longer role of another cluster needs no token here.
+    policy = (
+        "approvals_channel: C0A\nadmins: [U0A]\n"
+        "clusters: {here: {in_cluster: true}, there: {context: there}}\n"
+        f"roles: {{{roles}, far: {{cluster_role: view, scope: cluster, max_duration: 30d,"
+        " clusters: [there]}}\n"
+    )
+    vap, _ = admission(render(testenv_bin, helm_home, "default", policy=policy))
+    cap = validation(vap, "AccessBot may request tokens of at most")
+    assert cap.endswith(f"object.spec.expirationSeconds <= {longest})")
 
 
 @pytest.mark.parametrize(

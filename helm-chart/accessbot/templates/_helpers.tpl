@@ -246,6 +246,40 @@ the release's own namespace, and the policy's `protected_namespaces` patterns. *
 {{- dict "cluster" ($cluster | uniq | sortAlpha) "namespace" $namespace "globs" $globs | toJson }}
 {{- end }}
 
+{{/* Seconds in a policy duration: text like `30m`, `8h`, `1d`, `1h30m` (bot/durations.py's
+grammar: units d, h, m, s, largest first) or a whole number of seconds. Anything else
+gives 0: the bot refuses such a policy. */}}
+{{- define "accessbot.durationSeconds" -}}
+{{- $text := . | toString | trim | lower }}
+{{- $seconds := 0 }}
+{{- if or (kindIs "float64" .) (kindIs "int64" .) (kindIs "int" .) }}
+{{- $seconds = . | int }}
+{{- else if regexMatch "^([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?$" $text }}
+{{- $size := dict "d" 86400 "h" 3600 "m" 60 "s" 1 }}
+{{- range regexFindAll "[0-9]+[dhms]" $text -1 }}
+{{- $unit := substr (sub (len .) 1 | int) (len .) . }}
+{{- $count := trimSuffix $unit . | atoi }}
+{{- $seconds = add $seconds (mul $count (get $size $unit)) }}
+{{- end }}
+{{- end }}
+{{- $seconds }}
+{{- end }}
+
+{{/* The longest token a grant on this cluster can need, in seconds: the longest
+max_duration of the roles available here (an extension never reaches further from
+now, bot/lifecycle.py new_expiry), and at least the TokenRequest API's 600 s floor
+(k8s/grants.py MIN_TOKEN_SECONDS). */}}
+{{- define "accessbot.maxTokenSeconds" -}}
+{{- $longest := 600 }}
+{{- range include "accessbot.localRoles" . | fromJsonArray }}
+{{- $seconds := include "accessbot.durationSeconds" (get . "max_duration") | int }}
+{{- if gt $seconds $longest }}
+{{- $longest = $seconds }}
+{{- end }}
+{{- end }}
+{{- $longest }}
+{{- end }}
+
 {{/* Redis ------------------------------------------------------------------------ */}}
 
 {{- define "accessbot.redisSources" -}}
