@@ -523,8 +523,9 @@ def test_admission_policy_carries_the_catalog_and_protected_namespaces(
     vap, _ = admission(render(testenv_bin, helm_home, "default", policy=GUARDED_POLICY))
     variables = {v["name"]: v["expression"] for v in vap["spec"]["variables"]}
     assert variables["usersNamespaces"] == '["grants"]'  # this cluster's only
+    # Every cluster's users' namespace, the other cluster's too: one rule everywhere.
     assert yaml.safe_load(variables["protectedNamespaces"]) == [
-        "accessbot", "grants", "kube-node-lease", "kube-public", "kube-system",
+        "accessbot", "elsewhere", "grants", "kube-node-lease", "kube-public", "kube-system",
     ]  # fmt: skip
     # fnmatch globs become anchored RE2: `*` any run, `?` one character, `[!x]` a negated
     # set; everything else literal (the `.` of api.v1 included).

@@ -199,12 +199,15 @@ run, `?` one character, `[...]`/`[!...]` a set) as an RE2 fragment, unanchored. 
 {{- end }}
 
 {{/* Namespaces the bot never binds into, as {"names": [...], "regex": "^(?:...)$" or "",
-"globs": [the policy's patterns]}:
-every in_cluster policy cluster's users' namespace, the Kubernetes system namespaces,
+"globs": [the policy's patterns]}: every policy cluster's users' namespace (of other
+clusters too: the same rule everywhere, as the bot applies it), the Kubernetes system namespaces,
 the release's own namespace, and the policy's `protected_namespaces` patterns. */}}
 {{- define "accessbot.protectedNamespaces" -}}
 {{- $policy := include "accessbot.policyObject" . | fromJson }}
-{{- $names := concat (include "accessbot.usersNamespaces" . | fromJsonArray) (list "kube-system" "kube-public" "kube-node-lease" .Release.Namespace) }}
+{{- $names := list "kube-system" "kube-public" "kube-node-lease" .Release.Namespace }}
+{{- range $name, $cluster := $policy.clusters }}
+{{- $names = append $names (get $cluster "namespace" | default "accessbot-users") }}
+{{- end }}
 {{- $regexes := list }}
 {{- range get $policy "protected_namespaces" | default list }}
 {{- $regexes = append $regexes (include "accessbot.globToRegex" .) }}
