@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from k8s import grants
 from k8s.clients import ClusterClient, ClusterRegistry, ClusterTarget, status_of
 from k8s.errors import ClusterError
 from k8s.helm import helm_report
+from k8s.kubeconfig import KubeconfigSpec, render_kubeconfig
 from k8s.nodes import nodes_report
 from tests.deploy.chart import (
     CHART,
@@ -53,6 +56,7 @@ class Release:
     kubeconfig: Path  # authenticates as the chart's ServiceAccount
     helm_report: bool
     notes: str
+    fullname: str  # the chart's object names, e.g. the bot's ClusterRole
 
 
 CASES = {
@@ -133,10 +137,53 @@ def release(
     policy = parse_policy(config_map.data["policy.yaml"], "installed ConfigMap")
     [users_ns] = {c.namespace for c in policy.clusters.values() if c.in_cluster}
     kubeconfig = token_kubeconfig(cluster, namespace, sa, home / "bot.kubeconfig")
+    bindable = sorted(r.cluster_role for r in policy.roles.values())[0]
+    wait_until_guarded(cluster, kubeconfig, bindable)
     yield Release(
-        name, namespace, policy, users_ns, sa, kubeconfig, bool(case["helm_report"]), notes
+        name,
+        namespace,
+        policy,
+        users_ns,
+        sa,
+        kubeconfig,
+        bool(case["helm_report"]),
+        notes,
+        deployment.metadata.name,
     )
     helm(cluster, home, "uninstall", name, "--namespace", namespace)
+
+
+def wait_until_guarded(
+    cluster: TestCluster, kubeconfig: Path, bindable: str, timeout: float = 60
+) -> None:
+    """The apiserver loads a new ValidatingAdmissionPolicy from its informer, a moment
+    after `helm install` returns: wait until it refuses (a server-side dry run of) an
+    unlabelled binding of a role the bot may bind, as it must from then on."""
+    probe = yaml.safe_dump(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "guard-probe"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": bindable,
+            },
+            "subjects": [
+                {"kind": "User", "name": "nobody", "apiGroup": "rbac.authorization.k8s.io"}
+            ],
+        }
+    )
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        out = kubectl(cluster.bin_dir, kubeconfig, "create", "--dry-run=server", "-f", "-",
+                      stdin=probe, check=False, timeout=30)  # fmt: skip
+        last = out.stderr or out.stdout
+        if "ValidatingAdmissionPolicy" in last:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the chart's admission policy is not enforced after {timeout}s: {last}")
 
 
 @pytest.fixture
@@ -326,6 +373,12 @@ def test_the_service_account_has_nothing_beyond_what_the_bot_calls(
         ("get", "namespaces"),
         ("list", "nodes"),
         ("create", "selfsubjectrulesreviews"),
+        # Annotations only: the admission policy refuses any other change.
+        ("patch", "rolebindings", "-n", "some-team"),
+        ("patch", "serviceaccounts", "-n", users),
+        # Read-only, for the risk analysis of the catalog.
+        ("get", "clusterroles/admin"),
+        ("list", "clusterroles"),
         *[("bind", f"clusterroles/{r.cluster_role}") for r in local_roles(release).values()],
     ]
     denied = [
@@ -335,8 +388,13 @@ def test_the_service_account_has_nothing_beyond_what_the_bot_calls(
         ("escalate", "clusterroles"),
         ("create", "clusterroles"),
         ("update", "clusterrolebindings"),
+        ("update", "clusterroles"),
+        ("patch", "clusterroles"),
         ("patch", "serviceaccounts", "-n", "default"),
         ("impersonate", "users"),
+        ("impersonate", "serviceaccounts"),
+        ("delete", "validatingadmissionpolicies.admissionregistration.k8s.io"),
+        ("update", "validatingadmissionpolicybindings.admissionregistration.k8s.io"),
         ("create", "pods", "-n", users),
         ("get", "configmaps", "-n", release.namespace),
         ("delete", "namespaces"),
@@ -378,3 +436,518 @@ def test_notes_tell_the_operator_what_the_bot_may_do(release: Release) -> None:
     assert f"bind only these ClusterRoles: {roles}" in release.notes
     assert f"grant ServiceAccounts in: {release.users_namespace}" in release.notes
     assert f"kubectl -n {release.namespace} exec deploy/" in release.notes
+    assert f"ValidatingAdmissionPolicy {release.fullname}-guard" in release.notes
+    listed = release.notes.split("never in a protected one:")[1].split("\n   - ")[0]
+    protected = listed.replace(",", " ").split()
+    for ns in ("kube-system", "kube-public", release.namespace, release.users_namespace):
+        assert ns in protected
+
+
+# -- the escalation replay: the apiserver itself refuses, as the chart's ServiceAccount --
+#
+# A compromised bot holds its ServiceAccount token and nothing else. Each attempt below
+# is made with the real kubectl and that token; each is a well-formed grant object
+# except for exactly one thing, so each proves one rule of the chart's
+# ValidatingAdmissionPolicy (or of its RBAC, where RBAC is what refuses).
+
+MANAGED = {"app.kubernetes.io/managed-by": "accessbot", "accessbot.io/grant-id": "esc0001"}
+GUARD = "ValidatingAdmissionPolicy"
+PROTECTED = "AccessBot may not bind in a protected namespace"
+ONE_SUBJECT = "must have exactly one subject, a ServiceAccount in the"
+CLUSTER_CATALOG = "may reference only a ClusterRole of the\npolicy's cluster-wide roles"
+NS_CATALOG = "namespace roles, in a namespace their patterns allow"
+NOT_OURS = "AccessBot may change or delete only objects it made"
+UNLABELLED = "AccessBot may create or keep only objects labelled"
+ANNOTATIONS_ONLY = "AccessBot may change only the annotations of its objects"
+SA_NAMESPACE = "AccessBot may manage ServiceAccounts and request their tokens only"
+NOT_HELD = "is attempting to grant RBAC permissions not currently held"
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Concrete names for one release: a namespace role, where it may and may not go."""
+
+    ns_role: str  # a ClusterRole the policy grants per namespace
+    allowed_ns: str  # a namespace its patterns allow
+    outside_ns: str  # an ordinary namespace no pattern of it allows
+    grantee: dict[str, str]  # a ServiceAccount subject in the users' namespace
+
+
+def catalog_of(release: Release, cluster: TestCluster) -> Catalog:
+    roles = local_roles(release)
+    cluster_wide = {r.cluster_role for r in roles.values() if r.scope == "cluster"}
+    ns_role = next(
+        r for r in roles.values() if r.scope == "namespace" and r.cluster_role not in cluster_wide
+    )
+    allowed = target_namespace(ns_role)
+    assert allowed
+    outside = "esc-outside"
+    assert not any(
+        namespace_allowed(r.namespaces, outside)
+        for r in roles.values()
+        if r.cluster_role == ns_role.cluster_role
+    )
+    ensure_namespaces(cluster, allowed, outside)
+    grantee = {
+        "kind": "ServiceAccount",
+        "name": "esc-grantee",
+        "namespace": release.users_namespace,
+    }
+    return Catalog(ns_role.cluster_role, allowed, outside, grantee)
+
+
+def binding(
+    kind: str,
+    name: str,
+    role: str,
+    subjects: list[dict[str, str]],
+    namespace: str | None = None,
+    labels: dict[str, str] | None = None,
+) -> str:
+    meta: dict[str, object] = {"name": name, "labels": MANAGED if labels is None else labels}
+    if namespace:
+        meta["namespace"] = namespace
+    return yaml.safe_dump(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": kind,
+            "metadata": meta,
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": role,
+            },
+            "subjects": subjects,
+        }
+    )
+
+
+def as_bot(cluster: TestCluster, release: Release, *args: str, stdin: str | None = None
+           ) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    return kubectl(cluster.bin_dir, release.kubeconfig, *args, stdin=stdin, check=False, timeout=30)
+
+
+def as_admin(cluster: TestCluster, *args: str, stdin: str | None = None
+             ) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    return kubectl(cluster.bin_dir, cluster.kubeconfig, *args, stdin=stdin, timeout=30)
+
+
+def assert_refused(out: subprocess.CompletedProcess[str], *fragments: str) -> str:
+    """The apiserver said no, with these words; returns its message for the record."""
+    assert out.returncode != 0, f"the apiserver allowed it:\n{out.stdout}"
+    message = " ".join(out.stderr.split())
+    for fragment in fragments:
+        assert " ".join(fragment.split()) in message, message
+    return message
+
+
+def absent(cluster: TestCluster, kind: str, name: str, namespace: str | None = None) -> bool:
+    args = ["get", kind, name, "--ignore-not-found", "-o", "name"]
+    if namespace:
+        args += ["-n", namespace]
+    return as_admin(cluster, *args).stdout.strip() == ""
+
+
+ESCALATIONS = [
+    "issue-edit-in-kube-system-to-the-bot",
+    "catalog-role-in-kube-system",
+    "into-the-users-namespace",
+    "into-the-bots-own-namespace",
+    "to-the-bots-own-service-account",
+    "to-a-second-subject",
+    "cluster-wide-to-a-group",
+    "cluster-wide-with-a-namespace-role",
+    "outside-the-roles-patterns",
+    "a-role-outside-the-catalog",
+    "unlabelled-binding",
+]
+
+
+@pytest.mark.parametrize("attempt", ESCALATIONS)
+def test_a_forged_binding_is_refused_by_the_apiserver(
+    release: Release, cluster: TestCluster, attempt: str
+) -> None:
+    cat = catalog_of(release, cluster)
+    bot_sa = {"kind": "ServiceAccount", "name": release.service_account,
+              "namespace": release.namespace}  # fmt: skip
+    name = f"esc-{attempt}"[:60]
+    rb = partial(binding, "RoleBinding", name)
+    crb = partial(binding, "ClusterRoleBinding", name)
+    cases: dict[str, tuple[list[str], str | None, tuple[str, ...], tuple[str, str | None]]] = {
+        # The step from the issue, verbatim: RBAC refuses unless the policy names `edit`,
+        # and then the guard does (an unlabelled binding, in a protected namespace).
+        "issue-edit-in-kube-system-to-the-bot": (
+            [
+                "create",
+                "rolebinding",
+                name,
+                "-n",
+                "kube-system",
+                "--clusterrole=edit",
+                f"--serviceaccount={release.namespace}:{release.service_account}",
+            ],
+            None,
+            (),
+            ("rolebinding", "kube-system"),
+        ),
+        "catalog-role-in-kube-system": (
+            [],
+            rb(cat.ns_role, [cat.grantee], "kube-system"),
+            (GUARD, PROTECTED),
+            ("rolebinding", "kube-system"),
+        ),
+        "into-the-users-namespace": (
+            [],
+            rb(cat.ns_role, [cat.grantee], release.users_namespace),
+            (GUARD, PROTECTED),
+            ("rolebinding", release.users_namespace),
+        ),
+        "into-the-bots-own-namespace": (
+            [],
+            rb(cat.ns_role, [cat.grantee], release.namespace),
+            (GUARD, PROTECTED),
+            ("rolebinding", release.namespace),
+        ),
+        "to-the-bots-own-service-account": (
+            [],
+            rb(cat.ns_role, [bot_sa], cat.allowed_ns),
+            (GUARD, ONE_SUBJECT),
+            ("rolebinding", cat.allowed_ns),
+        ),
+        "to-a-second-subject": (
+            [],
+            rb(
+                cat.ns_role,
+                [
+                    cat.grantee,
+                    {"kind": "User", "name": "mallory", "apiGroup": "rbac.authorization.k8s.io"},
+                ],
+                cat.allowed_ns,
+            ),
+            (GUARD, ONE_SUBJECT),
+            ("rolebinding", cat.allowed_ns),
+        ),
+        "cluster-wide-to-a-group": (
+            [],
+            crb(
+                cat.ns_role,
+                [
+                    {
+                        "kind": "Group",
+                        "name": "system:authenticated",
+                        "apiGroup": "rbac.authorization.k8s.io",
+                    }
+                ],
+            ),
+            (GUARD, ONE_SUBJECT),
+            ("clusterrolebinding", None),
+        ),
+        "cluster-wide-with-a-namespace-role": (
+            [],
+            crb(cat.ns_role, [cat.grantee]),
+            (GUARD, CLUSTER_CATALOG),
+            ("clusterrolebinding", None),
+        ),
+        "outside-the-roles-patterns": (
+            [],
+            rb(cat.ns_role, [cat.grantee], cat.outside_ns),
+            (GUARD, NS_CATALOG),
+            ("rolebinding", cat.outside_ns),
+        ),
+        "a-role-outside-the-catalog": (
+            [],
+            rb("cluster-admin", [cat.grantee], cat.allowed_ns),
+            (NOT_HELD,),
+            ("rolebinding", cat.allowed_ns),
+        ),
+        "unlabelled-binding": (
+            [],
+            rb(cat.ns_role, [cat.grantee], cat.allowed_ns, labels={}),
+            (GUARD, UNLABELLED),
+            ("rolebinding", cat.allowed_ns),
+        ),
+    }
+    args, manifest, fragments, (kind, ns) = cases[attempt]
+    try:
+        out = as_bot(cluster, release, *(args or ["create", "-f", "-"]), stdin=manifest)
+        message = assert_refused(out, "forbidden", *fragments)
+        print(f"{release.name} {attempt}: {message}")
+        assert absent(cluster, kind, name, ns)
+    finally:  # a binding that got through must not outlive the failed test
+        as_admin(cluster, "delete", kind, name, "--ignore-not-found",
+                 *(["-n", ns] if ns else []))  # fmt: skip
+
+
+def test_the_well_formed_binding_itself_is_allowed(release: Release, cluster: TestCluster) -> None:
+    """The forged bindings above differ from this one in one point each: it must pass,
+    or the refusals prove nothing."""
+    cat = catalog_of(release, cluster)
+    manifest = binding("RoleBinding", "esc-control", cat.ns_role, [cat.grantee], cat.allowed_ns)
+    as_bot(cluster, release, "create", "-f", "-", stdin=manifest).check_returncode()
+    out = as_bot(cluster, release, "delete", "rolebinding", "esc-control", "-n", cat.allowed_ns)
+    assert out.returncode == 0, out.stderr
+
+
+def test_objects_it_never_made_are_out_of_its_reach(release: Release, cluster: TestCluster) -> None:
+    cat = catalog_of(release, cluster)
+    users = release.users_namespace
+    foreign = f"esc-foreign-{release.name}"
+    # Bindings of a role the bot may bind: RBAC alone would let it touch them.
+    as_admin(cluster, "create", "clusterrolebinding", foreign, f"--clusterrole={cat.ns_role}",
+             "--user=someone")  # fmt: skip
+    as_admin(cluster, "create", "rolebinding", foreign, "-n", cat.allowed_ns,
+             f"--clusterrole={cat.ns_role}", "--user=someone")  # fmt: skip
+    as_admin(cluster, "create", "serviceaccount", foreign, "-n", users)
+    try:
+        messages = [
+            # Delete a ClusterRoleBinding (or RoleBinding, ServiceAccount) it never made.
+            assert_refused(
+                as_bot(cluster, release, "delete", "clusterrolebinding", foreign), GUARD, NOT_OURS
+            ),
+            assert_refused(
+                as_bot(cluster, release, "delete", "rolebinding", foreign, "-n", cat.allowed_ns),
+                GUARD,
+                NOT_OURS,
+            ),
+            assert_refused(
+                as_bot(cluster, release, "delete", "serviceaccount", foreign, "-n", users),
+                GUARD,
+                NOT_OURS,
+            ),
+            # Forge the label onto it, to delete it next.
+            assert_refused(
+                as_bot(
+                    cluster,
+                    release,
+                    "label",
+                    "clusterrolebinding",
+                    foreign,
+                    "app.kubernetes.io/managed-by=accessbot",
+                ),
+                GUARD,
+                NOT_OURS,
+            ),
+            # Its own ClusterRole: neither escalate it directly nor by impersonating the
+            # controller that aggregates ClusterRoles.
+            assert_refused(
+                as_bot(
+                    cluster,
+                    release,
+                    "patch",
+                    "clusterrole",
+                    release.fullname,
+                    "--type=json",
+                    "-p",
+                    '[{"op":"add","path":"/rules/0/verbs/-","value":"*"}]',
+                ),
+                'cannot patch resource "clusterroles"',
+            ),
+            assert_refused(
+                as_bot(
+                    cluster,
+                    release,
+                    "--as=system:serviceaccount:kube-system:clusterrole-aggregation-controller",
+                    "get",
+                    "clusterroles",
+                ),
+                "cannot impersonate",
+            ),
+            # ServiceAccounts and tokens outside the users' namespace.
+            assert_refused(
+                as_bot(cluster, release, "create", "serviceaccount", "esc-sa", "-n", "default"),
+                'cannot create resource "serviceaccounts"',
+            ),
+            assert_refused(
+                as_bot(cluster, release, "create", "token", "default", "-n", "kube-system"),
+                'cannot create resource "serviceaccounts/token"',
+            ),
+            # An unlabelled ServiceAccount where it may make them.
+            assert_refused(
+                as_bot(cluster, release, "create", "serviceaccount", "esc-sa", "-n", users),
+                GUARD,
+                UNLABELLED,
+            ),
+        ]
+        for message in messages:
+            print(f"{release.name}: {message}")
+        assert not absent(cluster, "clusterrolebinding", foreign)
+        assert not absent(cluster, "rolebinding", foreign, cat.allowed_ns)
+        assert not absent(cluster, "serviceaccount", foreign, users)
+        labels = as_admin(cluster, "get", "clusterrolebinding", foreign, "-o",
+                          "jsonpath={.metadata.labels}").stdout  # fmt: skip
+        assert "accessbot" not in labels
+    finally:
+        as_admin(cluster, "delete", "clusterrolebinding", foreign, "--ignore-not-found")
+        as_admin(cluster, "delete", "rolebinding", foreign, "-n", cat.allowed_ns,
+                 "--ignore-not-found")  # fmt: skip
+        as_admin(cluster, "delete", "serviceaccount", foreign, "-n", users, "--ignore-not-found")
+
+
+async def test_a_grant_works_end_to_end_and_only_its_annotations_may_change(
+    release: Release, bot: ClusterClient, cluster: TestCluster
+) -> None:
+    """Approve → provision as the chart's ServiceAccount → kubeconfig → `kubectl get pods`;
+    then the bot may annotate its binding but not re-point it."""
+    cat = catalog_of(release, cluster)
+    role_name = next(n for n, r in local_roles(release).items() if r.cluster_role == cat.ns_role)
+    spec = spec_for(release, role_name, cat.ns_role, "namespace", cat.allowed_ns)
+    token = await grants.provision(bot, spec)
+    try:
+        path = release.kubeconfig.with_name(f"{spec.grant_id}.kubeconfig")
+        path.write_text(
+            render_kubeconfig(
+                KubeconfigSpec(
+                    cluster="local",
+                    server=cluster.server,
+                    ca_pem=cluster.ca_pem,
+                    user="deploy@local",
+                    token=token.token,
+                    context="local-view",
+                    namespace=cat.allowed_ns,
+                )
+            )
+        )
+        pods = kubectl(cluster.bin_dir, path, "get", "pods", check=False, timeout=30)
+        assert pods.returncode == 0, pods.stderr
+        assert "No resources found" in pods.stderr
+        if cat.ns_role.startswith("accessbot-"):  # a curated role: never Secrets
+            secrets = kubectl(cluster.bin_dir, path, "get", "secrets", check=False, timeout=30)
+            assert_refused(secrets, 'cannot list resource "secrets"')
+
+        # Tokens no longer than the longest max_duration of the roles here.
+        longest = max(
+            600, *(int(r.max_duration.total_seconds()) for r in local_roles(release).values())
+        )
+        users = release.users_namespace
+        minted = as_bot(cluster, release, "create", "token", spec.sa_name, "-n", users,
+                        f"--duration={longest}s")  # fmt: skip
+        assert minted.returncode == 0, minted.stderr
+        too_long = as_bot(cluster, release, "create", "token", spec.sa_name, "-n", users,
+                          f"--duration={longest + 1}s")  # fmt: skip
+        print(f"{release.name}: {assert_refused(too_long, GUARD, f'at most {longest} seconds')}")
+
+        name, ns = spec.binding_name, cat.allowed_ns
+        annotated = as_bot(cluster, release, "annotate", "rolebinding", name, "-n", ns,
+                           "accessbot.io/note=extended")  # fmt: skip
+        assert annotated.returncode == 0, annotated.stderr
+        annotated = as_bot(cluster, release, "annotate", "serviceaccount", spec.sa_name, "-n",
+                           release.users_namespace, "accessbot.io/note=extended")  # fmt: skip
+        assert annotated.returncode == 0, annotated.stderr
+        other = {**cat.grantee, "name": "esc-other"}
+        repoint = json.dumps([{"op": "replace", "path": "/subjects/0", "value": other}])
+        refusals = [
+            assert_refused(
+                as_bot(
+                    cluster,
+                    release,
+                    "patch",
+                    "rolebinding",
+                    name,
+                    "-n",
+                    ns,
+                    "--type=json",
+                    "-p",
+                    repoint,
+                ),
+                GUARD,
+                ANNOTATIONS_ONLY,
+            ),
+            assert_refused(
+                as_bot(
+                    cluster,
+                    release,
+                    "label",
+                    "--overwrite",
+                    "rolebinding",
+                    name,
+                    "-n",
+                    ns,
+                    "accessbot.io/grant-id=other",
+                ),
+                GUARD,
+                ANNOTATIONS_ONLY,
+            ),
+            assert_refused(
+                as_bot(
+                    cluster,
+                    release,
+                    "label",
+                    "rolebinding",
+                    name,
+                    "-n",
+                    ns,
+                    "app.kubernetes.io/managed-by-",
+                ),
+                GUARD,
+                UNLABELLED,
+            ),
+        ]
+        for message in refusals:
+            print(f"{release.name}: {message}")
+    finally:
+        deleted = await grants.revoke(bot, spec.grant_id)
+    assert len(deleted) == 2, deleted
+
+
+# A policy of its own: the `protected_namespaces` patterns and `namespaces` globs, judged
+# by the apiserver's CEL engine (server-side dry runs as the chart's ServiceAccount).
+GLOB_POLICY = """\
+approvals_channel: C0APPROVALS
+admins: [U0ADMIN]
+protected_namespaces: ["infra-*", "mon?"]
+clusters:
+  here: {in_cluster: true, namespace: glob-grants}
+roles:
+  view: {cluster_role: view, scope: namespace, namespaces: ["t-*", "mon?", "infra-x", "web"],
+         max_duration: 1h}
+  edit: {cluster_role: edit, scope: namespace, namespaces: ["t-?"], max_duration: 1h}
+"""
+
+
+@pytest.mark.parametrize(
+    ("role", "namespace", "refusal"),
+    [
+        ("view", "t-anything", None),
+        ("view", "web", None),
+        ("edit", "t-a", None),
+        ("edit", "t-ab", NS_CATALOG),  # `?` is one character
+        ("view", "webx", NS_CATALOG),  # anchored: no prefix match
+        ("view", "xweb", NS_CATALOG),
+        ("view", "mon1", PROTECTED),  # a role's pattern never wins over a protected one
+        ("view", "infra-x", PROTECTED),
+        ("view", "glob-grants", PROTECTED),
+        ("view", "kube-node-lease", PROTECTED),
+        ("view", "glob-accessbot", PROTECTED),
+        ("admin", "t-a", NOT_HELD),
+    ],
+)  # fmt: skip
+def test_namespace_patterns_are_enforced_by_the_apiserver(
+    glob_release: Path, cluster: TestCluster, role: str, namespace: str, refusal: str | None
+) -> None:
+    ensure_namespaces(cluster, namespace)
+    grantee = {"kind": "ServiceAccount", "name": "g", "namespace": "glob-grants"}
+    manifest = binding("RoleBinding", "glob-probe", role, [grantee], namespace)
+    out = kubectl(cluster.bin_dir, glob_release, "create", "--dry-run=server", "-f", "-",
+                  stdin=manifest, check=False, timeout=30)  # fmt: skip
+    if refusal is None:
+        assert out.returncode == 0, out.stderr
+    else:
+        assert_refused(out, refusal)
+
+
+@pytest.fixture(scope="module")
+def glob_release(cluster: TestCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Install with GLOB_POLICY (the built-in view/edit: the curated roles belong to the
+    other releases of this module); yields a kubeconfig of the chart's ServiceAccount."""
+    home = tmp_path_factory.mktemp("helm-glob")
+    policy = home / "policy.yaml"
+    policy.write_text(GLOB_POLICY)
+    helm(
+        cluster, home, "install", "glob", str(CHART), "--namespace", "glob-accessbot",
+        "--create-namespace", "--set-file", f"policy={policy}",
+        "--set", "rbac.curatedRoles.create=false",
+    )  # fmt: skip
+    kubeconfig = token_kubeconfig(cluster, "glob-accessbot", "glob-accessbot", home / "bot")
+    wait_until_guarded(cluster, kubeconfig, "view")
+    yield kubeconfig
+    helm(cluster, home, "uninstall", "glob", "--namespace", "glob-accessbot")
