@@ -251,8 +251,11 @@ def ordered(risks: Iterable[Risk]) -> list[Risk]:
 # --- reading ClusterRoles from a cluster -----------------------------------------
 
 
-def _field(rule: Any, snake: str, camel: str) -> tuple[str, ...]:
-    value = rule.get(camel, rule.get(snake)) if isinstance(rule, dict) else getattr(rule, snake)
+def _field(rule: Any, camel: str, *snakes: str) -> tuple[str, ...]:
+    if isinstance(rule, dict):
+        value = rule.get(camel, next((rule[s] for s in snakes if s in rule), None))
+    else:
+        value = next((getattr(rule, s) for s in snakes if hasattr(rule, s)), None)
     return tuple(value or ())
 
 
@@ -261,11 +264,13 @@ def rules_from_api(rules: Iterable[Any] | None) -> list[Rule]:
     return [
         Rule(
             verbs=_field(rule, "verbs", "verbs"),
-            api_groups=_field(rule, "api_groups", "apiGroups"),
+            api_groups=_field(rule, "apiGroups", "api_groups"),
             resources=_field(rule, "resources", "resources"),
-            resource_names=_field(rule, "resource_names", "resourceNames"),
-            # The generated client spells nonResourceURLs this way.
-            non_resource_urls=_field(rule, "non_resource_ur_ls", "nonResourceURLs"),
+            resource_names=_field(rule, "resourceNames", "resource_names"),
+            # Older generated clients spell nonResourceURLs "non_resource_ur_ls".
+            non_resource_urls=_field(
+                rule, "nonResourceURLs", "non_resource_urls", "non_resource_ur_ls"
+            ),
         )
         for rule in rules or ()
     ]
