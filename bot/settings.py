@@ -74,8 +74,8 @@ def bot_namespace(settings: Settings, sa_file: Path = SA_NAMESPACE_FILE) -> str 
 
     Raises ``ConfigError`` when ``ACCESSBOT_NAMESPACE`` is not a namespace name.
     """
-    if settings.accessbot_namespace is not None:
-        value = settings.accessbot_namespace.strip()
+    value = (settings.accessbot_namespace or "").strip()
+    if value:  # empty counts as unset, as for a variable set to nothing
         if _DNS_LABEL.fullmatch(value) is None:
             raise ConfigError(
                 f"ACCESSBOT_NAMESPACE: {value!r} is not a namespace name "
