@@ -210,13 +210,11 @@ def _role_risk_line(
         _line(what, f"ClusterRole {role.cluster_role}: {shown}{note}")
         return []
     paths = "; ".join(f"{r}: {rbac.RISK_MEANINGS[r]}" for r in unaccepted)
-    why = (
-        f"{what}: ClusterRole {role.cluster_role} opens {', '.join(unaccepted)}, which "
-        f"outlive{'s' if len(unaccepted) == 1 else ''} a revoked grant ({paths}). Bind a "
-        f"narrower ClusterRole, or accept with accepts_risks: [{', '.join(unaccepted)}]"
-    )
+    accept = f"accepts_risks: [{', '.join(unaccepted)}]"
+    why = f"{what}: ClusterRole {role.cluster_role} opens {', '.join(unaccepted)} without {accept}"
     _line(what, f"ClusterRole {role.cluster_role}: {shown}", ok=False)
     print(f"    not accepted: {paths}")
+    print(f"    fix: bind a narrower ClusterRole, or add {accept} to role {name}")
     return [why]
 
 
