@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import assume, given
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from bot.durations import format_duration
@@ -488,6 +488,11 @@ def roles(draw: st.DrawFn, cluster_names: list[str]) -> dict[str, Any]:
     return role
 
 
+# Building and validating a whole policy per example is slow on a busy machine; the
+# examples are still generated in full, only the timing health check is off.
+policy_examples = settings(suppress_health_check=[HealthCheck.too_slow])
+
+
 @st.composite
 def policies(draw: st.DrawFn) -> Policy:
     cluster_names = draw(st.lists(dns_labels, min_size=1, max_size=4, unique=True))
@@ -502,6 +507,7 @@ def policies(draw: st.DrawFn) -> Policy:
     return Policy.model_validate(data)
 
 
+@policy_examples
 @given(policies(), st.data())
 def test_self_approval_never_counts(policy: Policy, data: st.DataObject) -> None:
     role = data.draw(st.one_of(st.sampled_from(sorted(policy.roles)), dns_labels))
@@ -515,6 +521,7 @@ def _is_user(principal: str) -> bool:
     return not principal.startswith("@")
 
 
+@policy_examples
 @given(policies(), st.data())
 def test_named_approvers_and_admins_may_approve_others(policy: Policy, data: st.DataObject) -> None:
     role = data.draw(st.sampled_from(sorted(policy.roles)))
@@ -542,6 +549,7 @@ def _valid_spec(policy: Policy, role: str, data: st.DataObject) -> AccessRequest
     )
 
 
+@policy_examples
 @given(policies(), st.data(), st.integers(1, 10**6))
 def test_durations_above_max_are_rejected_naming_the_max(
     policy: Policy, data: st.DataObject, extra: int
@@ -559,6 +567,7 @@ def test_durations_above_max_are_rejected_naming_the_max(
     )
 
 
+@policy_examples
 @given(policies(), dns_labels)
 def test_unknown_role_lists_roles(policy: Policy, role: str) -> None:
     assume(role not in policy.roles)
@@ -567,6 +576,7 @@ def test_unknown_role_lists_roles(policy: Policy, role: str) -> None:
     assert ", ".join(sorted(policy.roles)) in str(info.value)
 
 
+@policy_examples
 @given(policies(), st.data(), dns_labels)
 def test_unknown_or_disallowed_cluster_lists_the_roles_clusters(
     policy: Policy, data: st.DataObject, cluster: str
@@ -580,6 +590,7 @@ def test_unknown_or_disallowed_cluster_lists_the_roles_clusters(
     assert ", ".join(allowed) in str(info.value)
 
 
+@policy_examples
 @given(policies(), st.data(), dns_labels)
 def test_disallowed_namespace_lists_the_patterns(
     policy: Policy, data: st.DataObject, namespace: str
@@ -596,6 +607,7 @@ def test_disallowed_namespace_lists_the_patterns(
     assert ", ".join(config.namespaces) in str(info.value)
 
 
+@policy_examples
 @given(policies(), st.data())
 def test_resolved_requests_obey_the_policy(policy: Policy, data: st.DataObject) -> None:
     role = data.draw(st.sampled_from(sorted(policy.roles)))
@@ -801,6 +813,7 @@ def test_any_namespace_a_protected_pattern_matches_is_refused(
     assert str(info.value).startswith(f"namespace {namespace} is protected")
 
 
+@policy_examples
 @given(policies(), st.data(), dns_labels, st.sampled_from(["namespace", "kube"]))
 def test_no_resolved_request_lands_in_a_protected_namespace(
     policy: Policy, data: st.DataObject, namespace: str, shape: str
