@@ -181,7 +181,9 @@ _PROBES: Final[Mapping[Risk, list[_Probe]]] = {
     + _probes(["impersonate"], [_AUTHN], ["uids", "userextras/scopes"], cluster_wide=True),
     # A RoleBinding that grants bind on clusterroles lets its holder create
     # RoleBindings to any ClusterRole in that namespace, so this is namespaced.
-    "escalation": _probes(["escalate", "bind"], [_RBAC], ["roles", "clusterroles"]),
+    "escalation": _probes(["escalate", "bind"], [_RBAC], ["roles"])
+    + _probes(["bind"], [_RBAC], ["clusterroles"])
+    + _probes(["escalate"], [_RBAC], ["clusterroles"], cluster_wide=True),
     "rbac-write": _probes(_WRITE, [_RBAC], ["roles", "rolebindings"])
     + _probes(_WRITE, [_RBAC], ["clusterroles", "clusterrolebindings"], cluster_wide=True),
     # Creating any Pod-making object runs code as any ServiceAccount of the namespace;
@@ -204,7 +206,7 @@ def _token_secrets(rules: Sequence[Rule], probes: _Filter) -> bool:
     # ServiceAccount is filled by the token controller with a token that never
     # expires; whoever can read it back holds that ServiceAccount for good.
     return _any(rules, probes(_probes(["create"], [_CORE], ["secrets"]))) and _any(
-        rules, probes(_probes(["get"], [_CORE], ["secrets"]))
+        rules, probes(_probes(_READ, [_CORE], ["secrets"]))
     )
 
 

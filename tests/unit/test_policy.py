@@ -844,3 +844,13 @@ def test_no_resolved_request_lands_in_a_protected_namespace(
 
 def _users_namespaces(policy: Policy) -> list[str]:
     return [c.namespace for c in policy.clusters.values()]
+
+
+@given(st.lists(st.sampled_from(RISKS), unique=True), st.text(max_size=20))
+def test_accepts_risks_takes_exactly_the_risk_names(accepted: list[str], other: str) -> None:
+    data = policy_dict()
+    data["roles"]["edit"]["accepts_risks"] = accepted
+    assert parse_policy(yaml.safe_dump(data)).roles["edit"].accepts_risks == accepted
+    assume(other not in RISKS)
+    data["roles"]["edit"]["accepts_risks"] = [*accepted, other]
+    assert f"roles.edit.accepts_risks[{len(accepted)}]: unknown risk" in problems_of(data)

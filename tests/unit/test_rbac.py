@@ -138,6 +138,10 @@ def test_minting_through_a_service_account_token_secret() -> None:
     create, read = rule("create", "-", "secrets"), rule("get", "-", "secrets")
     assert risks(create) == set()
     assert risks(create, read) == {"token-minting", "secrets-read"}
+    assert risks(create, rule("list", "-", "secrets")) == {"token-minting", "secrets-read"}
+    # the creator picks the name, so reading back only that name is enough
+    named = rule("get", "-", "secrets", "my-token")
+    assert risks(create, named) == {"token-minting", "secrets-read"}
 
 
 def test_minting_through_csr_approval_needs_both_halves() -> None:
@@ -166,6 +170,9 @@ def test_a_rolebinding_cannot_reach_what_has_no_namespace() -> None:
     # bind on a ClusterRole is checked in the RoleBinding's namespace
     assert risks(rule("bind", RBAC, "clusterroles"), namespaced=True) == {"escalation"}
     assert risks(rule("get", "-", "nodes/proxy"), namespaced=True) == set()
+    # escalate matters where the (Cluster)Role is written: a ClusterRole has no namespace
+    assert risks(rule("escalate", RBAC, "clusterroles"), namespaced=True) == set()
+    assert risks(rule("escalate", RBAC, "roles"), namespaced=True) == {"escalation"}
 
 
 # --- aggregation --------------------------------------------------------------------
