@@ -13,7 +13,8 @@ Matching follows the RBAC authorizer exactly (kubernetes
 ``pkg/apis/rbac/v1/evaluation_helpers.go``): ``*`` matches any verb, group or
 resource (subresources included), ``*/sub`` matches that subresource of any
 resource, and ``resourceNames`` restricts a rule to requests that carry a name,
-which a ``create`` of a new object or a ``list`` never does.
+which a ``create`` of a new object never does (a ``list`` may, through a
+``metadata.name`` field selector).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ __all__ = [
     "Rule",
     "analyse",
     "cluster_role_rules",
+    "effective_rules",
+    "ordered",
     "rules_from_api",
 ]
 
@@ -118,11 +121,12 @@ class Rule:
 
 @dataclass(frozen=True)
 class _Probe:
-    """One API request; ``named`` says whether it carries an object name.
+    """One API request; ``named`` says whether it may carry an object name.
 
-    ``create`` of an object and ``list``/``watch`` carry none, so a rule limited by
-    ``resourceNames`` never allows them; a ``get``, ``update``, ``patch`` or a
-    subresource ``create`` (``serviceaccounts/token``, ``pods/exec``) does.
+    ``create`` of a new object carries none, so a rule limited by ``resourceNames``
+    never allows it; a subresource ``create`` (``serviceaccounts/token``,
+    ``pods/exec``) does, and so do ``list``/``watch`` with a ``metadata.name`` field
+    selector (the apiserver's RequestInfo takes the name from it).
     ``cluster_wide`` requests have no namespace: a RoleBinding never allows them.
     """
 
@@ -133,9 +137,7 @@ class _Probe:
 
     @property
     def named(self) -> bool:
-        return self.verb not in {"create", "list", "watch", "deletecollection"} or (
-            "/" in self.resource
-        )
+        return self.verb not in {"create", "deletecollection"} or ("/" in self.resource)
 
 
 def _allows(rule: Rule, probe: _Probe) -> bool:
