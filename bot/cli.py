@@ -20,12 +20,13 @@ from bot.core import Core, build_core, cluster_targets
 from bot.lifecycle import LIVE, State
 from bot.logs import setup_logging
 from bot.models import Grant, MessageRef
-from bot.policy import Policy, PolicyError, load_policy
+from bot.policy import Policy, PolicyError, load_policy, role_clusters
 from bot.redis_server import RedisProcess, RedisUnavailable
-from bot.settings import ConfigError, Settings, load_settings
+from bot.settings import ConfigError, Settings, bot_namespace, load_settings
 from bot.workflow import NotAllowed, UnknownGrant, UnknownUser
 from k8s import grants as k8s_grants
-from k8s.clients import ClusterClient, ClusterRegistry
+from k8s import rbac
+from k8s.clients import TRANSIENT_STATUSES, ClusterClient, ClusterRegistry, status_of
 from k8s.errors import ClusterError
 
 EXIT_PROBLEM, EXIT_CONFIG = 1, 2
@@ -96,7 +97,7 @@ async def _check(settings: Settings, _: argparse.Namespace) -> int:
         problems.append(str(exc))
         _line("slack settings", str(exc), ok=False)
     try:
-        policy = load_policy(settings.accessbot_policy)
+        policy = load_policy(settings.accessbot_policy, bot_namespace=bot_namespace(settings))
         _line("policy", f"{settings.accessbot_policy}: {len(policy.roles)} roles, "
               f"{len(policy.clusters)} clusters")  # fmt: skip
     except PolicyError as exc:
@@ -108,6 +109,7 @@ async def _check(settings: Settings, _: argparse.Namespace) -> int:
     warnings: list[str] = []
     if policy is not None:
         problems += await _check_clusters(settings, policy, warnings)
+        problems += await _check_role_risks(settings, policy)
     verdict = "OK" if not problems else f"{len(problems)} problem(s)"
     print(f"\n{verdict}" + (f", {len(warnings)} warning(s)" if warnings else ""))
     return EXIT_PROBLEM if problems else 0
@@ -183,6 +185,67 @@ async def _check_issued_trust(c: ClusterClient, warnings: list[str]) -> list[str
     return []
 
 
+async def _check_role_risks(settings: Settings, policy: Policy) -> list[str]:
+    """List, per catalog role and cluster, the escape paths its ClusterRole opens.
+
+    A problem for each role that opens a blocking risk (``k8s.rbac.BLOCKING_RISKS``)
+    it does not list in ``accepts_risks``, and for each ClusterRole that does not
+    exist. A cluster that cannot be reached was reported by ``_check_clusters``.
+    """
+    problems: list[str] = []
+    try:
+        registry = ClusterRegistry(cluster_targets(policy, settings.kubeconfig))
+    except Exception:  # reported by _check_clusters already
+        return []
+    try:
+        for c in registry:
+            roles = [n for n, r in policy.roles.items() if c.name in role_clusters(policy, n)]
+            wanted = sorted({policy.roles[n].cluster_role for n in roles})
+            try:
+                found = await rbac.cluster_role_rules(c, wanted)
+            except ClusterError as exc:
+                if status_of(exc) in (0, *TRANSIENT_STATUSES):
+                    continue  # unreachable: already one problem for this cluster
+                why = f"cluster {c.name}: cannot read ClusterRoles ({exc}); the bot needs " \
+                      "get and list on clusterroles to tell what each role allows"  # fmt: skip
+                _line(f"role risks on {c.name}", why, ok=False)
+                problems.append(why)
+                continue
+            for name in roles:
+                problems += _role_risk_line(
+                    policy, name, c.name, found[policy.roles[name].cluster_role]
+                )
+    finally:
+        registry.close()
+    return problems
+
+
+def _role_risk_line(
+    policy: Policy, name: str, cluster: str, rules: list[rbac.Rule] | None
+) -> list[str]:
+    role = policy.roles[name]
+    what = f"role {name} on {cluster}"
+    if rules is None:
+        why = f"{what}: ClusterRole {role.cluster_role} does not exist; every grant would fail"
+        _line(what, why.split(": ", 1)[1], ok=False)
+        return [why]
+    risks = rbac.analyse(rules, namespaced=role.scope == "namespace")
+    shown = ", ".join(rbac.ordered(risks)) or "no escape paths"
+    unaccepted = rbac.ordered(risks & rbac.BLOCKING_RISKS - set(role.accepts_risks))
+    if not unaccepted:
+        accepted = [r for r in rbac.ordered(risks) if r in role.accepts_risks]
+        note = f" (accepted: {', '.join(accepted)})" if accepted else ""
+        _line(what, f"ClusterRole {role.cluster_role}: {shown}{note}")
+        return []
+    paths = "; ".join(f"{r}: {rbac.RISK_MEANINGS[r]}" for r in unaccepted)
+    accept = f"accepts_risks: [{', '.join(unaccepted)}]"
+    why = f"{what}: ClusterRole {role.cluster_role} opens {', '.join(unaccepted)} without {accept}"
+    _line(what, f"ClusterRole {role.cluster_role}: {shown}", ok=False)
+    print(f"    not accepted: {paths}")
+    print(f"    fix: bind a narrower ClusterRole, or add {accept} to role {name}")
+    return [why]
+
+
 # -- operator commands -------------------------------------------------------------
 class _QuietNotifier:
     """Used when SLACK_BOT_TOKEN is unset: the CLI still works, nobody is messaged."""
@@ -234,7 +297,7 @@ async def _redis(settings: Settings) -> AsyncIterator[str]:
 
 @asynccontextmanager
 async def _core(settings: Settings) -> AsyncIterator[Core]:
-    policy = load_policy(settings.accessbot_policy)
+    policy = load_policy(settings.accessbot_policy, bot_namespace=bot_namespace(settings))
     async with _redis(settings) as url:
         notifier: Any = _QuietNotifier()
         directory: Any = _NoDirectory()

@@ -15,6 +15,11 @@ Design decisions:
   could never be approved. Usergroups can grow, so they are not counted.
 * A request for a role that has since disappeared from the policy can still be
   approved by admins only, so a policy edit never strands a pending request.
+* Some namespaces are never grantable (``protected_patterns``): whoever can write
+  in a cluster's users' namespace can mint tokens for every grant's
+  ServiceAccount, and ``kube-system`` holds the controllers' ServiceAccounts. A
+  ``scope: namespace`` role must therefore say where it applies; even ``"*"``
+  never matches a protected namespace.
 """
 
 from __future__ import annotations
@@ -36,13 +41,16 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     model_validator,
 )
 
 from bot.durations import Duration, format_duration
+from k8s.rbac import RISKS
 
 __all__ = [
+    "ALWAYS_PROTECTED",
     "DEFAULT_NAMESPACE",
     "MAX_REASON_LENGTH",
     "AccessRequestSpec",
@@ -62,6 +70,8 @@ __all__ = [
     "namespace_allowed",
     "needs_approval",
     "parse_policy",
+    "protected_namespace",
+    "protected_patterns",
     "resolve_request",
     "role_clusters",
 ]
@@ -69,6 +79,10 @@ __all__ = [
 Scope = Literal["namespace", "cluster"]
 DEFAULT_NAMESPACE = "accessbot-users"
 MAX_REASON_LENGTH = 500
+# Never grantable on any cluster: the control plane's own namespaces. kube-system
+# holds the controllers' ServiceAccounts (edit there reaches cluster-admin through
+# them); kube-public and kube-node-lease are written by the control plane only.
+ALWAYS_PROTECTED: tuple[str, ...] = ("kube-system", "kube-public", "kube-node-lease")
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
@@ -180,6 +194,12 @@ def _check_namespace_pattern(value: str) -> str:
     return value
 
 
+def _check_risk(value: str) -> str:
+    if value not in RISKS:
+        raise ValueError(f"unknown risk {value!r}; risks: {', '.join(RISKS)}")
+    return value
+
+
 def _check_https_url(value: str) -> str:
     try:
         parts = urlsplit(value)
@@ -196,6 +216,7 @@ ChannelRef = Annotated[str, AfterValidator(_check_channel)]
 ClusterName = Annotated[str, _check_dns_label("cluster name")]
 RoleName = Annotated[str, AfterValidator(_check_role_name)]
 NamespacePattern = Annotated[str, AfterValidator(_check_namespace_pattern)]
+RiskName = Annotated[str, AfterValidator(_check_risk)]
 
 
 # --- models -------------------------------------------------------------------------
@@ -234,16 +255,30 @@ class RoleConfig(_Model):
     max_duration: Duration
     approvals: Annotated[int, Field(ge=0)] = 1
     approvers: list[Principal] = Field(default_factory=list)
-    namespaces: list[NamespacePattern] = Field(default_factory=lambda: ["*"])
+    # Required for scope "namespace" (checked below); empty for scope "cluster".
+    namespaces: list[NamespacePattern] = Field(default_factory=list)
     clusters: list[str] | None = None
+    # Escape paths of the ClusterRole (k8s.rbac.RISKS) the operator knowingly accepts;
+    # ``accessbot check`` fails on an unaccepted token-minting, impersonation,
+    # escalation or rbac-write.
+    accepts_risks: list[RiskName] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         problems: list[tuple[tuple[str | int, ...], str]] = []
         if self.scope == "cluster" and "namespaces" in self.model_fields_set:
             problems.append((("namespaces",), "a cluster-scoped role takes no namespaces"))
-        if self.scope == "namespace" and not self.namespaces:
-            problems.append((("namespaces",), "empty: no namespace could be requested (use ['*'])"))
+        if self.scope == "namespace" and "namespaces" not in self.model_fields_set:
+            problems.append(
+                (
+                    ("namespaces",),
+                    "required for a namespace-scoped role: list the namespaces it may be "
+                    "granted in, like ['team-*'] ('*' still never matches a protected "
+                    "namespace)",
+                )
+            )
+        elif self.scope == "namespace" and not self.namespaces:
+            problems.append((("namespaces",), "empty: no namespace could be requested"))
         if self.clusters is not None and not self.clusters:
             problems.append((("clusters",), "empty: leave clusters out to allow every cluster"))
         _collect(problems)
@@ -267,10 +302,20 @@ class Policy(_Model):
     clusters: Annotated[dict[ClusterName, ClusterConfig], Field(min_length=1)]
     roles: Annotated[dict[RoleName, RoleConfig], Field(min_length=1)]
     defaults: Defaults = Field(default_factory=Defaults)
+    # Never grantable, in addition to ALWAYS_PROTECTED, every cluster's users'
+    # namespace and the namespace the bot runs in (see protected_patterns).
+    protected_namespaces: list[NamespacePattern] = Field(default_factory=list)
     # Who may run /k8s nodes and /k8s helm. "everyone" by default: node and
     # release status is not secret, and the person who needs it mid-incident
     # often holds no access yet. "approvers" limits it to admins and approvers.
     reports: Literal["everyone", "approvers"] = "everyone"
+    # Where the bot itself runs (not a policy key: given by the process that loads
+    # the policy, from ACCESSBOT_NAMESPACE or the pod's ServiceAccount namespace).
+    _bot_namespace: str | None = PrivateAttr(default=None)
+
+    @property
+    def bot_namespace(self) -> str | None:
+        return self._bot_namespace
 
     @model_validator(mode="after")
     def _cross_check(self) -> Self:
@@ -278,6 +323,7 @@ class Policy(_Model):
         for name, role in self.roles.items():
             problems.extend(_unknown_clusters(self, name, role))
             problems.extend(_unapprovable(self, name, role))
+            problems.extend(_protected_literals(self, name, role))
         _collect(problems)
         return self
 
@@ -292,6 +338,21 @@ def _unknown_clusters(
                 ("roles", name, "clusters", index),
                 f"unknown cluster {cluster!r}; clusters: {known}",
             )
+
+
+def _protected_literals(
+    policy: Policy, name: str, role: RoleConfig
+) -> Iterable[tuple[tuple[str | int, ...], str]]:
+    # A plain name (no glob) that is protected can never be granted: say so now
+    # rather than refuse every request for it later.
+    for index, pattern in enumerate(role.namespaces):
+        if any(c in pattern for c in "*?["):
+            continue
+        for cluster in role.clusters or list(policy.clusters):
+            why = protected_namespace(policy, cluster, pattern)
+            if why is not None:
+                yield (("roles", name, "namespaces", index), f"{why}; it can never be granted")
+                break
 
 
 def _unapprovable(
@@ -314,8 +375,12 @@ def _unapprovable(
 # --- loading ------------------------------------------------------------------------
 
 
-def load_policy(path: Path) -> Policy:
-    """Read and validate the policy file; every problem becomes a ``PolicyError``."""
+def load_policy(path: Path, *, bot_namespace: str | None = None) -> Policy:
+    """Read and validate the policy file; every problem becomes a ``PolicyError``.
+
+    ``bot_namespace`` is the namespace the bot runs in (None outside a cluster); it
+    is protected like the cluster's users' namespace.
+    """
     source = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -327,11 +392,16 @@ def load_policy(path: Path) -> Policy:
         raise PolicyError(f"{source}: not UTF-8 text") from None
     except OSError as exc:
         raise PolicyError(f"{source}: cannot read: {exc.strerror or exc}") from None
-    return parse_policy(text, source)
+    return parse_policy(text, source, bot_namespace=bot_namespace)
 
 
-def parse_policy(text: str, source: str = "<policy>") -> Policy:
-    """Validate policy YAML text; ``source`` names it in error messages."""
+def parse_policy(
+    text: str, source: str = "<policy>", *, bot_namespace: str | None = None
+) -> Policy:
+    """Validate policy YAML text; ``source`` names it in error messages.
+
+    ``bot_namespace``: see ``load_policy``.
+    """
     data = _load_yaml(text, source)
     if data is None:
         raise PolicyError(f"{source}: the policy is empty")
@@ -340,9 +410,19 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
             f"{source}: expected a mapping of keys at the top level, got {_show(data)}"
         )
     try:
-        return Policy.model_validate(data)
+        policy = Policy.model_validate(data)
     except ValidationError as exc:
         raise PolicyError(*(f"{source}: {line}" for line in _describe(exc))) from None
+    if bot_namespace is not None:
+        policy._bot_namespace = bot_namespace
+        problems = [
+            f"{source}: {_join_path(path)}: {text}"
+            for name, role in policy.roles.items()
+            for path, text in _protected_literals(policy, name, role)
+        ]
+        if problems:
+            raise PolicyError(*problems)
+    return policy
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -544,8 +624,45 @@ def role_clusters(policy: Policy, role: str) -> tuple[str, ...]:
 
 
 def namespace_allowed(patterns: Iterable[str], namespace: str) -> bool:
-    """Glob match (case-sensitive, like Kubernetes names) against any pattern."""
+    """Glob match (case-sensitive, like Kubernetes names) against any pattern.
+
+    This is the role's own list only; ``resolve_request`` also refuses a
+    protected namespace (``protected_namespace``), whatever the patterns say.
+    """
     return any(fnmatchcase(namespace, pattern) for pattern in patterns)
+
+
+def protected_patterns(policy: Policy, cluster: str) -> tuple[str, ...]:
+    """Namespaces (names or globs) nothing may ever be granted in on ``cluster``.
+
+    ``ALWAYS_PROTECTED``, every policy cluster's users' namespace (a write there
+    reaches every grant's ServiceAccount; all of them, since one bot identity may
+    serve several clusters), the bot's own namespace and the policy's
+    ``protected_namespaces``.
+    """
+    # The same on every cluster today; ``cluster`` is taken so that a per-cluster
+    # list needs no change at the call sites.
+    own = [c.namespace for c in policy.clusters.values()]
+    bot = [policy.bot_namespace] if policy.bot_namespace else []
+    return tuple(dict.fromkeys([*ALWAYS_PROTECTED, *own, *bot, *policy.protected_namespaces]))
+
+
+def protected_namespace(policy: Policy, cluster: str, namespace: str) -> str | None:
+    """Why ``namespace`` on ``cluster`` may never be granted, or None if it may be."""
+    if namespace in ALWAYS_PROTECTED:
+        return f"namespace {namespace} is protected: it belongs to the Kubernetes control plane"
+    users = sorted(n for n, c in policy.clusters.items() if c.namespace == namespace)
+    if users:
+        return (
+            f"namespace {namespace} is protected: it holds the ServiceAccounts of every "
+            f"AccessBot grant (cluster {', '.join(users)})"
+        )
+    if namespace == policy.bot_namespace:
+        return f"namespace {namespace} is protected: AccessBot itself runs there"
+    for pattern in policy.protected_namespaces:
+        if fnmatchcase(namespace, pattern):
+            return f"namespace {namespace} is protected by the policy ({pattern})"
+    return None
 
 
 def resolve_request(policy: Policy, spec: AccessRequestSpec) -> ResolvedRequest:
@@ -558,8 +675,8 @@ def resolve_request(policy: Policy, spec: AccessRequestSpec) -> ResolvedRequest:
     return ResolvedRequest(
         requester=spec.requester,
         role=spec.role,
-        cluster=_pick_cluster(policy, spec.role, _blank_to_none(spec.cluster)),
-        namespace=_pick_namespace(spec.role, role, _blank_to_none(spec.namespace)),
+        cluster=(cluster := _pick_cluster(policy, spec.role, _blank_to_none(spec.cluster))),
+        namespace=_pick_namespace(policy, cluster, spec.role, role, _blank_to_none(spec.namespace)),
         duration=_pick_duration(policy, spec.role, role, spec.duration),
         reason=_check_reason(spec.reason),
         scope=role.scope,
@@ -595,7 +712,9 @@ def _pick_cluster(policy: Policy, role_name: str, cluster: str | None) -> str:
     return cluster
 
 
-def _pick_namespace(role_name: str, role: RoleConfig, namespace: str | None) -> str | None:
+def _pick_namespace(
+    policy: Policy, cluster: str, role_name: str, role: RoleConfig, namespace: str | None
+) -> str | None:
     if role.scope == "cluster":
         if namespace is not None:
             raise RequestRejected(f"role {role_name} is cluster-wide; do not give a namespace")
@@ -607,6 +726,9 @@ def _pick_namespace(role_name: str, role: RoleConfig, namespace: str | None) -> 
         raise RequestRejected(
             f"{namespace!r} is not a valid namespace name ({DNS_LABEL_RULE} characters)"
         )
+    why = protected_namespace(policy, cluster, namespace)
+    if why is not None:
+        raise RequestRejected(f"{why}; AccessBot never grants access there")
     if not namespace_allowed(role.namespaces, namespace):
         raise RequestRejected(
             f"namespace {namespace} is not allowed for role {role_name}; allowed: {patterns}"

@@ -21,7 +21,7 @@ from bot.lifecycle import State
 from bot.metrics import Metrics
 from bot.policy import Policy, load_policy
 from bot.redis_server import RedisProcess
-from bot.settings import Settings
+from bot.settings import Settings, bot_namespace
 from bot.slack import SlackDirectory, SlackNotifier, build_slack_app, make_slack_client
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ def bolt_http_handler(app: AsyncApp) -> SlackHandler:
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then stop within SHUTDOWN_BUDGET seconds."""
     settings.require_serve()
-    policy = load_policy(settings.accessbot_policy)
+    policy = load_policy(settings.accessbot_policy, bot_namespace=bot_namespace(settings))
     redis = await asyncio.to_thread(Redis.start, settings)
     try:
         core, app = await _build(settings, policy, redis.url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -29,6 +30,10 @@ class Settings(BaseSettings):
     accessbot_http_port: int = Field(8080, ge=0, le=65535)
     accessbot_offboard_secret: SecretStr | None = None
     kubeconfig: str | None = None
+    # Extension: the namespace the bot runs in, which is never grantable. The chart
+    # sets it from the downward API; in a pod without it the ServiceAccount
+    # namespace file is read instead (see bot_namespace).
+    accessbot_namespace: str | None = None
     accessbot_log_format: Literal["json", "console"] = "json"
     accessbot_log_level: str = "INFO"
     # Internal tunables (not part of the contract; useful in tests and drills).
@@ -56,6 +61,32 @@ class Settings(BaseSettings):
                 "SLACK_SIGNING_SECRET is not set (required in HTTP mode; "
                 "set SLACK_APP_TOKEN for Socket Mode instead)"
             )
+
+
+# Mounted into every pod that mounts its ServiceAccount token.
+SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def bot_namespace(settings: Settings, sa_file: Path = SA_NAMESPACE_FILE) -> str | None:
+    """The namespace the bot runs in: ``ACCESSBOT_NAMESPACE``, else the pod's
+    ServiceAccount namespace file, else None (not in a cluster).
+
+    Raises ``ConfigError`` when ``ACCESSBOT_NAMESPACE`` is not a namespace name.
+    """
+    value = (settings.accessbot_namespace or "").strip()
+    if value:  # empty counts as unset, as for a variable set to nothing
+        if _DNS_LABEL.fullmatch(value) is None:
+            raise ConfigError(
+                f"ACCESSBOT_NAMESPACE: {value!r} is not a namespace name "
+                "(lowercase letters, digits and '-')"
+            )
+        return value
+    try:
+        value = sa_file.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return value if _DNS_LABEL.fullmatch(value) else None
 
 
 def load_settings() -> Settings:

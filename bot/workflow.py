@@ -26,6 +26,7 @@ from bot.policy import (
     RequestRejected,
     is_admin,
     may_approve,
+    protected_namespace,
     resolve_request,
 )
 from bot.ports import Directory, Notifier
@@ -323,6 +324,12 @@ class Workflow:
         grant = await self._start_provisioning(grant_id)
         if grant is None:
             return await self.store.get(grant_id)
+        # Requested under an older policy, or one that now protects the namespace:
+        # the rule of resolve_request holds at the moment anything is created.
+        if grant.namespace is not None:
+            why = protected_namespace(self.policy, grant.cluster, grant.namespace)
+            if why is not None:
+                return await self._fail(grant, f"{why}; AccessBot never grants access there")
         try:
             token, content = await self._make_credentials(grant)
             # The end the cluster honours is on record before anyone is told a time.

@@ -22,6 +22,7 @@ from bot.policy import (
     RequestRejected,
     is_dns_label,
     namespace_allowed,
+    protected_namespace,
     resolve_request,
     role_clusters,
 )
@@ -267,7 +268,9 @@ def _role_error(policy: Policy, form: RequestForm) -> str | None:
     return None
 
 
-def _namespace_error(policy: Policy, role: str, namespace: str | None) -> str | None:
+def _namespace_error(
+    policy: Policy, role: str, cluster: str | None, namespace: str | None
+) -> str | None:
     config = policy.roles[role]
     if config.scope == "cluster":
         return None if namespace is None else f"Role {role} is cluster-wide: leave this empty."
@@ -276,6 +279,9 @@ def _namespace_error(policy: Policy, role: str, namespace: str | None) -> str | 
         return f"Role {role} needs a namespace matching: {patterns}."
     if not is_dns_label(namespace):
         return "Not a valid namespace name (lowercase letters, digits and '-')."
+    why = protected_namespace(policy, cluster or "", namespace)
+    if why is not None:
+        return f"{why[0].upper()}{why[1:]}; AccessBot never grants access there."
     if not namespace_allowed(config.namespaces, namespace):
         return f"Not allowed for role {role}; allowed: {patterns}."
     return None
@@ -316,7 +322,7 @@ def validate_request_form(
     if role_error is not None:
         errors[form.role_block] = role_error
     elif form.role is not None:
-        ns_error = _namespace_error(policy, form.role, form.namespace)
+        ns_error = _namespace_error(policy, form.role, form.cluster, form.namespace)
         if ns_error is not None:
             errors[ids.NAMESPACE_BLOCK] = ns_error
     duration, duration_error = _duration(policy, form.role, form.duration)

@@ -64,9 +64,12 @@ roles:
   view:  {cluster_role: view, scope: namespace, max_duration: 8h, approvals: 0,
           namespaces: ["team-*"]}
   edit:  {cluster_role: edit, scope: namespace, max_duration: 4h, approvals: 1,
-          approvers: ["U0LEAD", "@platform-leads"], namespaces: ["team-*"], clusters: [a]}
+          approvers: ["U0LEAD", "@platform-leads"], namespaces: ["team-*"],
+          accepts_risks: [token-minting, impersonation], clusters: [a]}
   cluster-admin: {cluster_role: cluster-admin, scope: cluster, max_duration: 1h,
-                  approvals: 2, approvers: ["U0LEAD", "U0BOSS", "@sre"], clusters: [b]}
+                  approvals: 2, approvers: ["U0LEAD", "U0BOSS", "@sre"],
+                  clusters: [b],
+                  accepts_risks: [token-minting, impersonation, escalation, rbac-write]}
 defaults: {duration: 1h, pending_ttl: 24h, reminder_before: 10s}
 """
 

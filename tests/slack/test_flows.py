@@ -215,6 +215,7 @@ async def test_modal_path(bed: SlackBed) -> None:
     )
     answer = (await bed.submit("access_request_modal", bad_ns, "U0ALICE")).json()
     assert set(answer["errors"]) == {"namespace"}
+    assert answer["errors"]["namespace"].startswith("Namespace kube-system is protected: ")
 
     good = values_for_request(
         cluster="a", role="edit", namespace="team-a", duration="3h", reason="deploy"
@@ -456,6 +457,14 @@ async def test_list_help_and_mistakes(bed: SlackBed) -> None:
     rejected = (await bed.command("request edit -c a -n prod fix", "U0ALICE")).json()
     assert "not allowed for role edit" in json.dumps(rejected)
     assert "/access request ROLE" in json.dumps(rejected)
+
+    for namespace, why in [
+        ("kube-system", "it belongs to the Kubernetes control plane"),
+        ("accessbot-users", "it holds the ServiceAccounts of every AccessBot grant"),
+    ]:
+        protected = (await bed.command(f"request edit -c a -n {namespace} fix", "U0ALICE")).json()
+        assert f"namespace {namespace} is protected: {why}" in json.dumps(protected)
+    assert await bed.core.store.by_user("U0ALICE") == []
 
     several = (await bed.command("request view -n team-a fix", "U0ALICE")).json()
     assert "pick one of: a, b" in json.dumps(several)

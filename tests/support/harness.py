@@ -27,9 +27,11 @@ roles:
   view:  {cluster_role: view, scope: namespace, max_duration: 8h, approvals: 0,
           namespaces: ["team-*"]}
   edit:  {cluster_role: edit, scope: namespace, max_duration: 4h, approvals: 1,
-          approvers: ["U0LEAD", "@platform-leads"], namespaces: ["team-*"]}
+          approvers: ["U0LEAD", "@platform-leads"], namespaces: ["team-*"],
+          accepts_risks: [token-minting, impersonation]}
   cluster-admin: {cluster_role: cluster-admin, scope: cluster, max_duration: 1h,
-                  approvals: 2, approvers: ["U0LEAD", "U0BOSS", "@sre"]}
+                  approvals: 2, approvers: ["U0LEAD", "U0BOSS", "@sre"],
+                  accepts_risks: [token-minting, impersonation, escalation, rbac-write]}
 defaults: {duration: 1h, pending_ttl: 24h, reminder_before: 10m}
 """
 

@@ -164,6 +164,7 @@ def role(approvals: int) -> RoleConfig:
             "max_duration": "4h",
             "approvals": approvals,
             "approvers": ["@leads"],
+            "namespaces": ["team-*"],
         }
     )
 

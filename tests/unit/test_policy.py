@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import assume, given
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from bot.durations import format_duration
@@ -23,12 +23,16 @@ from bot.policy import (
     namespace_allowed,
     needs_approval,
     parse_policy,
+    protected_namespace,
+    protected_patterns,
     resolve_request,
     role_clusters,
 )
+from k8s.rbac import RISKS
 
-# Verbatim from CONTRACT.md, "Policy file".
-CONTRACT_POLICY = """\
+# Verbatim from CONTRACT.md, "Policy file". Its view role predates the rule that a
+# namespace-scoped role lists its namespaces, so CONTRACT_POLICY below adds ["*"].
+CONTRACT_POLICY_VERBATIM = """\
 approvals_channel: C0APPROVALS        # channel ID (or #name) where approval cards go
 audit_channel: C0AUDIT                # optional: every state change is posted here
 admins: ["U0ADMIN", "@platform-admins"]   # may revoke anyone's grant, list all
@@ -46,6 +50,9 @@ roles:
                   approvals: 2, approvers: ["@sre-oncall", "U0BOSS"], clusters: [staging]}
 defaults: {duration: 1h, pending_ttl: 24h, reminder_before: 10m}
 """  # noqa: E501
+CONTRACT_POLICY = CONTRACT_POLICY_VERBATIM.replace(
+    "max_duration: 8h, approvals: 0}", 'max_duration: 8h, approvals: 0, namespaces: ["*"]}'
+)
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +114,8 @@ def test_minimal_policy_gets_defaults() -> None:
     policy = parse_policy(
         "approvals_channel: '#access'\n"
         "clusters: {dev: {in_cluster: true}}\n"
-        "roles: {view: {cluster_role: view, scope: namespace, max_duration: 2h, approvals: 0}}\n"
+        "roles: {view: {cluster_role: view, scope: namespace, max_duration: 2h, approvals: 0,"
+        " namespaces: [team-a]}}\n"
     )
     assert policy.defaults.duration == timedelta(hours=1)
     assert policy.roles["view"].approvers == []
@@ -218,7 +226,8 @@ def test_yaml_merge_keys_still_work() -> None:
     text = (
         "approvals_channel: C0X\n"
         "clusters: {dev: {context: dev}}\n"
-        "base: &base {cluster_role: view, scope: namespace, max_duration: 1h, approvals: 0}\n"
+        "base: &base {cluster_role: view, scope: namespace, max_duration: 1h, approvals: 0,"
+        " namespaces: ['*']}\n"
     )
     # "base" itself is an unknown key; the point is that "<<" plus an override parses.
     text += "roles: {view: {<<: *base, max_duration: 2h}}\n"
@@ -467,11 +476,21 @@ def roles(draw: st.DrawFn, cluster_names: list[str]) -> dict[str, Any]:
     }
     if role["scope"] == "namespace":
         role["namespaces"] = draw(
-            st.lists(st.one_of(dns_labels, dns_labels.map(lambda p: p + "-*")), min_size=1)
+            st.lists(
+                st.one_of(dns_labels, dns_labels.map(lambda p: p + "-*")).filter(
+                    lambda p: p not in ("kube-system", "kube-public", "kube-node-lease")
+                ),
+                min_size=1,
+            )
         )
     if draw(st.booleans()):
         role["clusters"] = draw(st.lists(st.sampled_from(cluster_names), min_size=1, unique=True))
     return role
+
+
+# Building and validating a whole policy per example is slow on a busy machine; the
+# examples are still generated in full, only the timing health check is off.
+policy_examples = settings(suppress_health_check=[HealthCheck.too_slow])
 
 
 @st.composite
@@ -488,6 +507,7 @@ def policies(draw: st.DrawFn) -> Policy:
     return Policy.model_validate(data)
 
 
+@policy_examples
 @given(policies(), st.data())
 def test_self_approval_never_counts(policy: Policy, data: st.DataObject) -> None:
     role = data.draw(st.one_of(st.sampled_from(sorted(policy.roles)), dns_labels))
@@ -501,6 +521,7 @@ def _is_user(principal: str) -> bool:
     return not principal.startswith("@")
 
 
+@policy_examples
 @given(policies(), st.data())
 def test_named_approvers_and_admins_may_approve_others(policy: Policy, data: st.DataObject) -> None:
     role = data.draw(st.sampled_from(sorted(policy.roles)))
@@ -517,6 +538,7 @@ def _valid_spec(policy: Policy, role: str, data: st.DataObject) -> AccessRequest
         pattern = data.draw(st.sampled_from(config.namespaces))
         namespace = pattern.replace("*", data.draw(dns_labels))
         assert namespace_allowed(config.namespaces, namespace)
+        assume(protected_namespace(policy, "", namespace) is None)
     return AccessRequestSpec(
         requester="U0ALICE",
         role=role,
@@ -527,6 +549,7 @@ def _valid_spec(policy: Policy, role: str, data: st.DataObject) -> AccessRequest
     )
 
 
+@policy_examples
 @given(policies(), st.data(), st.integers(1, 10**6))
 def test_durations_above_max_are_rejected_naming_the_max(
     policy: Policy, data: st.DataObject, extra: int
@@ -544,6 +567,7 @@ def test_durations_above_max_are_rejected_naming_the_max(
     )
 
 
+@policy_examples
 @given(policies(), dns_labels)
 def test_unknown_role_lists_roles(policy: Policy, role: str) -> None:
     assume(role not in policy.roles)
@@ -552,6 +576,7 @@ def test_unknown_role_lists_roles(policy: Policy, role: str) -> None:
     assert ", ".join(sorted(policy.roles)) in str(info.value)
 
 
+@policy_examples
 @given(policies(), st.data(), dns_labels)
 def test_unknown_or_disallowed_cluster_lists_the_roles_clusters(
     policy: Policy, data: st.DataObject, cluster: str
@@ -565,6 +590,7 @@ def test_unknown_or_disallowed_cluster_lists_the_roles_clusters(
     assert ", ".join(allowed) in str(info.value)
 
 
+@policy_examples
 @given(policies(), st.data(), dns_labels)
 def test_disallowed_namespace_lists_the_patterns(
     policy: Policy, data: st.DataObject, namespace: str
@@ -574,12 +600,14 @@ def test_disallowed_namespace_lists_the_patterns(
     role = data.draw(st.sampled_from(names))
     config = policy.roles[role]
     assume(not namespace_allowed(config.namespaces, namespace))
+    assume(protected_namespace(policy, "", namespace) is None)
     base = _valid_spec(policy, role, data)
     with pytest.raises(RequestRejected) as info:
         resolve_request(policy, replace(base, namespace=namespace))
     assert ", ".join(config.namespaces) in str(info.value)
 
 
+@policy_examples
 @given(policies(), st.data())
 def test_resolved_requests_obey_the_policy(policy: Policy, data: st.DataObject) -> None:
     role = data.draw(st.sampled_from(sorted(policy.roles)))
@@ -638,3 +666,191 @@ def test_reports_access_defaults_to_everyone_and_accepts_approvers() -> None:
     assert parse_policy(text + "reports: approvers\n").reports == "approvers"
     with pytest.raises(PolicyError, match="reports: must be 'everyone' or 'approvers'"):
         parse_policy(text + "reports: nobody\n", "p.yaml")
+
+
+# --- protected namespaces and accepted risks ---------------------------------------
+
+FIXED_PROTECTED = ("kube-system", "kube-public", "kube-node-lease", "accessbot-users")
+
+
+def test_contract_example_verbatim_names_the_role_without_namespaces() -> None:
+    with pytest.raises(PolicyError) as info:
+        parse_policy(CONTRACT_POLICY_VERBATIM, "policy.yaml")
+    assert str(info.value).startswith("policy.yaml: roles.view.namespaces: required")
+    assert len(info.value.problems) == 1
+
+
+def test_empty_namespaces_is_an_error() -> None:
+    data = policy_dict()
+    data["roles"]["edit"]["namespaces"] = []
+    assert "roles.edit.namespaces: empty" in problems_of(data)
+
+
+@pytest.mark.parametrize("namespace", FIXED_PROTECTED)
+def test_always_protected_even_for_star(policy: Policy, namespace: str) -> None:
+    with pytest.raises(RequestRejected) as info:
+        resolve_request(policy, spec("view", namespace=namespace))
+    message = str(info.value)
+    assert message.startswith(f"namespace {namespace} is protected: ")
+    assert "never grants access there" in message
+
+
+def test_users_namespace_of_every_cluster_is_protected_everywhere() -> None:
+    data = policy_dict()
+    data["clusters"]["staging"]["namespace"] = "grants-staging"
+    policy = parse_policy(yaml.safe_dump(data))
+    for cluster in ("prod", "staging"):
+        with pytest.raises(RequestRejected, match="holds the ServiceAccounts of every"):
+            resolve_request(policy, spec("view", cluster=cluster, namespace="grants-staging"))
+    assert "grants-staging" in protected_patterns(policy, "prod")
+
+
+def test_bot_namespace_is_protected() -> None:
+    policy = parse_policy(CONTRACT_POLICY, bot_namespace="platform-bots")
+    with pytest.raises(RequestRejected, match="namespace platform-bots is protected: AccessBot"):
+        resolve_request(policy, spec("view", namespace="platform-bots"))
+    # Without a bot namespace the same name is an ordinary one.
+    plain = parse_policy(CONTRACT_POLICY)
+    assert resolve_request(plain, spec("view", namespace="platform-bots")).namespace
+
+
+def test_policy_protected_patterns() -> None:
+    data = policy_dict()
+    data["protected_namespaces"] = ["infra-*", "monitoring", "sec-[ab]"]
+    policy = parse_policy(yaml.safe_dump(data))
+    for namespace in ("infra-dns", "monitoring", "sec-a"):
+        with pytest.raises(RequestRejected) as info:
+            resolve_request(policy, spec("view", namespace=namespace))
+        assert f"namespace {namespace} is protected by the policy (" in str(info.value)
+    assert resolve_request(policy, spec("view", namespace="sec-c")).namespace == "sec-c"
+    assert resolve_request(policy, spec("view", namespace="infra")).namespace == "infra"
+
+
+def test_protected_namespaces_are_validated() -> None:
+    data = policy_dict()
+    data["protected_namespaces"] = ["Infra_*"]
+    assert "protected_namespaces[0]: invalid namespace pattern 'Infra_*'" in problems_of(data)
+
+
+@pytest.mark.parametrize("namespace", [*FIXED_PROTECTED, "secret-ns"])
+def test_a_role_listing_a_protected_name_is_a_policy_error(namespace: str) -> None:
+    data = policy_dict()
+    data["protected_namespaces"] = ["secret-*"]
+    data["roles"]["edit"]["namespaces"] = ["payments", namespace]
+    problems = problems_of(data)
+    assert f"roles.edit.namespaces[1]: namespace {namespace} is protected" in problems
+    assert "it can never be granted" in problems
+
+
+def test_a_role_listing_the_bot_namespace_is_a_policy_error() -> None:
+    text = CONTRACT_POLICY.replace('namespaces: ["payments"', 'namespaces: ["accessbot"')
+    assert parse_policy(text).roles["edit"].namespaces[0] == "accessbot"
+    with pytest.raises(PolicyError, match=r"roles\.edit\.namespaces\[0\]: namespace accessbot"):
+        parse_policy(text, bot_namespace="accessbot")
+
+
+def test_accepts_risks() -> None:
+    data = policy_dict()
+    data["roles"]["edit"]["accepts_risks"] = list(RISKS)
+    assert parse_policy(yaml.safe_dump(data)).roles["edit"].accepts_risks == list(RISKS)
+    data["roles"]["edit"]["accepts_risks"] = ["token-minting", "tokens"]
+    problems = problems_of(data)
+    assert "roles.edit.accepts_risks[1]: unknown risk 'tokens'; risks: token-minting," in problems
+    assert "wildcard" in problems
+
+
+def test_risk_names_are_the_contract_ones() -> None:
+    assert RISKS == (
+        "token-minting",
+        "impersonation",
+        "escalation",
+        "rbac-write",
+        "pod-create",
+        "exec",
+        "secrets-read",
+        "node-proxy",
+        "wildcard",
+    )
+
+
+# Patterns as an operator writes them: names, prefixes, suffixes, ? and classes.
+pattern_parts = st.one_of(dns_labels, st.just("*"), st.just("?"), st.just("[a-c]"))
+patterns = (
+    st.lists(pattern_parts, min_size=1, max_size=4).map("".join).filter(lambda p: len(p) <= 63)
+)
+
+
+def _instance(pattern: str, data: st.DataObject) -> str:
+    """A namespace name the glob ``pattern`` matches."""
+    out = ""
+    i = 0
+    while i < len(pattern):
+        if pattern[i] == "*":
+            out += data.draw(st.sampled_from(["", "x", "a-1", "team"]))
+        elif pattern[i] == "?":
+            out += data.draw(st.sampled_from("a0z"))
+        elif pattern.startswith("[a-c]", i):
+            out += data.draw(st.sampled_from("abc"))
+            i += 4
+        else:
+            out += pattern[i]
+        i += 1
+    return out
+
+
+@given(st.lists(patterns, min_size=1, max_size=3), st.data())
+def test_any_namespace_a_protected_pattern_matches_is_refused(
+    protected: list[str], data: st.DataObject
+) -> None:
+    raw = policy_dict()
+    raw["protected_namespaces"] = protected
+    raw["roles"]["edit"]["namespaces"] = ["*"]  # a literal there might be protected now
+    policy = parse_policy(yaml.safe_dump(raw))
+    namespace = _instance(data.draw(st.sampled_from(protected)), data)
+    assume(is_dns_label(namespace))
+    with pytest.raises(RequestRejected) as info:
+        resolve_request(policy, spec("view", namespace=namespace))
+    assert str(info.value).startswith(f"namespace {namespace} is protected")
+
+
+@policy_examples
+@given(policies(), st.data(), dns_labels, st.sampled_from(["namespace", "kube"]))
+def test_no_resolved_request_lands_in_a_protected_namespace(
+    policy: Policy, data: st.DataObject, namespace: str, shape: str
+) -> None:
+    """Whatever the role's patterns, a granted namespace is never a protected one."""
+    names = sorted(n for n, r in policy.roles.items() if r.scope == "namespace")
+    assume(names)
+    role = data.draw(st.sampled_from(names))
+    if shape == "kube":
+        namespace = data.draw(st.sampled_from([*FIXED_PROTECTED, *_users_namespaces(policy)]))
+    raw = policy.model_dump(exclude_unset=True)
+    raw["roles"][role]["namespaces"] = ["*"]
+    widened = Policy.model_validate(raw)
+    request = replace(_valid_spec(widened, role, data), namespace=namespace)
+    if shape == "kube":
+        with pytest.raises(RequestRejected, match=f"^namespace {namespace} is protected: "):
+            resolve_request(widened, request)
+        return
+    try:
+        resolved = resolve_request(widened, request)
+    except RequestRejected:
+        # Refused only because it is protected: the role itself allows "*".
+        assert namespace_allowed(protected_patterns(widened, request.cluster or ""), namespace)
+        return
+    assert resolved.namespace == namespace
+    assert not namespace_allowed(protected_patterns(widened, resolved.cluster), namespace)
+
+
+def _users_namespaces(policy: Policy) -> list[str]:
+    return [c.namespace for c in policy.clusters.values()]
+
+
+@given(st.lists(st.sampled_from(RISKS), unique=True), st.text(max_size=20))
+def test_accepts_risks_takes_exactly_the_risk_names(accepted: list[str], other: str) -> None:
+    data = policy_dict()
+    data["roles"]["edit"]["accepts_risks"] = accepted
+    assert parse_policy(yaml.safe_dump(data)).roles["edit"].accepts_risks == accepted
+    assume(other not in RISKS)
+    data["roles"]["edit"]["accepts_risks"] = [*accepted, other]
+    assert f"roles.edit.accepts_risks[{len(accepted)}]: unknown risk" in problems_of(data)
