@@ -38,11 +38,12 @@ class ReconcileReport:
     revoked: list[str] = field(default_factory=list)  # cleanup due now
     deferred: list[str] = field(default_factory=list)  # cleanup scheduled at expiry
     rescheduled: list[str] = field(default_factory=list)  # missing jobs restored
+    repaired: list[str] = field(default_factory=list)  # objects given the record's facts
     errors: list[str] = field(default_factory=list)
 
     @property
     def actions(self) -> int:
-        return len(self.revoked) + len(self.deferred) + len(self.rescheduled)
+        return len(self.revoked) + len(self.deferred) + len(self.rescheduled) + len(self.repaired)
 
 
 @dataclass
@@ -69,9 +70,9 @@ class Reconciler:
         await self._restore_jobs(report)
         if report.actions or report.errors:
             log.info(
-                "reconciled: %d revoked, %d deferred, %d jobs restored, %d errors",
+                "reconciled: %d revoked, %d deferred, %d jobs restored, %d repaired, %d errors",
                 len(report.revoked), len(report.deferred),
-                len(report.rescheduled), len(report.errors),
+                len(report.rescheduled), len(report.repaired), len(report.errors),
             )  # fmt: skip
         if self.on_report is not None:
             self.on_report(report)
@@ -89,7 +90,13 @@ class Reconciler:
         grants = {g.id: g for g in await self.store.many(by_grant)}
         now = self.clock()
         for grant_id, objs in by_grant.items():
-            due = self._cleanup_due(grants.get(grant_id), objs, now)
+            grant = grants.get(grant_id)
+            if grant is not None and grant.state == State.ACTIVE and grant.kind == "access":
+                # The record is the truth for a live grant (an extension, say):
+                # its objects get the record's facts, never a delete by stale ones.
+                await self._repair(name, grant, objs, report)
+                continue
+            due = self._cleanup_due(grant, objs, now)
             if due is None:
                 continue
             await self.scheduler.schedule(
@@ -97,6 +104,35 @@ class Reconciler:
                     data={"cluster": name, "by": "label"})
             )  # fmt: skip
             (report.revoked if due <= now else report.deferred).append(grant_id)
+
+    async def _repair(
+        self,
+        name: str,
+        grant: Grant,
+        objs: list[k8s_grants.ManagedObject],
+        report: ReconcileReport,
+    ) -> None:
+        if grant.expires_at is None:
+            return
+        expires = grant.expires_at.replace(microsecond=0)
+        stale = [
+            o
+            for o in objs
+            if o.expires_at != expires
+            or o.approved_by != grant.approvals
+            or o.requester != grant.requester
+        ]
+        if not stale:
+            return
+        facts = k8s_grants.grant_annotations(
+            grant.requester, grant.role, grant.expires_at, grant.approvals
+        )
+        try:
+            await k8s_grants.annotate(self.clusters[name], grant.id, facts)
+        except ClusterError as exc:
+            report.errors.append(str(exc))
+            return
+        report.repaired.append(grant.id)
 
     @staticmethod
     def _cleanup_due(
@@ -134,6 +170,9 @@ class Reconciler:
         if grant.state == State.PENDING:
             return Job(timeout_job(grant.id), "timeout", grant.pending_until.timestamp())
         if grant.kind == "extend":
+            # An approved extension whose job was lost still gets applied.
+            if grant.state == State.APPROVED:
+                return Job(provision_job(grant.id), "provision", utcnow().timestamp())
             return None
         if grant.state in (State.APPROVED, State.PROVISIONING):
             return Job(provision_job(grant.id), "provision", utcnow().timestamp())

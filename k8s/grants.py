@@ -79,6 +79,23 @@ class ManagedObject:
     grant_id: str
     requester: str
     expires_at: dt.datetime | None
+    approved_by: tuple[str, ...] = ()
+
+
+def facts(spec: GrantSpec) -> dict[str, str]:
+    """The facts every object of a grant carries (contract: "Kubernetes objects")."""
+    return grant_annotations(spec.requester, spec.role, spec.expires_at, spec.approved_by)
+
+
+def grant_annotations(
+    requester: str, role: str, expires_at: dt.datetime, approved_by: Sequence[str]
+) -> dict[str, str]:
+    return {
+        names.REQUESTER: requester,
+        names.ROLE: role,
+        names.EXPIRES_AT: rfc3339(expires_at),
+        names.APPROVED_BY: ",".join(approved_by),
+    }
 
 
 def _metadata(spec: GrantSpec, name: str, namespace: str | None) -> client.V1ObjectMeta:
@@ -86,13 +103,35 @@ def _metadata(spec: GrantSpec, name: str, namespace: str | None) -> client.V1Obj
         name=name,
         namespace=namespace,
         labels={names.MANAGED_BY: names.MANAGED_BY_VALUE, names.GRANT_ID: spec.grant_id},
-        annotations={
-            names.REQUESTER: spec.requester,
-            names.ROLE: spec.role,
-            names.EXPIRES_AT: rfc3339(spec.expires_at),
-            names.APPROVED_BY: ",".join(spec.approved_by),
-        },
+        annotations=facts(spec),
     )
+
+
+async def annotate(c: ClusterClient, grant_id: str, facts: dict[str, str]) -> list[str]:
+    """Set these annotations on every object of the grant (found by label).
+
+    A JSON merge patch of ``metadata.annotations`` only: labels, subjects and
+    the role stay as they are. Idempotent. Returns ``Kind namespace/name`` of
+    each object patched; an object deleted meanwhile is skipped.
+    """
+    selector = names.grant_selector(grant_id)
+    body = {"metadata": {"annotations": facts}}
+    patched: list[str] = []
+    for sa in await list_all(c, _sa_lister(c), selector):
+        meta = sa.metadata
+        sa_call = partial(c.core.patch_namespaced_service_account, meta.name, meta.namespace, body)
+        if await _ignore_404(c.call(sa_call)):
+            patched.append(f"ServiceAccount {meta.namespace}/{meta.name}")
+    for rb in await list_all(c, c.rbac.list_role_binding_for_all_namespaces, selector):
+        meta = rb.metadata
+        rb_call = partial(c.rbac.patch_namespaced_role_binding, meta.name, meta.namespace, body)
+        if await _ignore_404(c.call(rb_call)):
+            patched.append(f"RoleBinding {meta.namespace}/{meta.name}")
+    for crb in await list_all(c, c.rbac.list_cluster_role_binding, selector):
+        name = crb.metadata.name
+        if await _ignore_404(c.call(partial(c.rbac.patch_cluster_role_binding, name, body))):
+            patched.append(f"ClusterRoleBinding {name}")
+    return patched
 
 
 def rfc3339(at: dt.datetime) -> str:
@@ -361,14 +400,15 @@ async def list_all(
 def _managed(kind: Any, obj: Any) -> ManagedObject:
     meta = obj.metadata
     labels = meta.labels or {}
-    annotations = meta.annotations or {}
+    found = meta.annotations or {}
     return ManagedObject(
         kind=kind,
         namespace=meta.namespace,
         name=meta.name,
         grant_id=labels.get(names.GRANT_ID, ""),
-        requester=annotations.get(names.REQUESTER, ""),
-        expires_at=parse_rfc3339(annotations.get(names.EXPIRES_AT)),
+        requester=found.get(names.REQUESTER, ""),
+        expires_at=parse_rfc3339(found.get(names.EXPIRES_AT)),
+        approved_by=tuple(a for a in found.get(names.APPROVED_BY, "").split(",") if a),
     )
 
 
