@@ -19,11 +19,12 @@ from datetime import datetime
 from bot.lifecycle import State
 from bot.models import Grant, utcnow
 from bot.scheduler import Job, Scheduler
-from bot.store import Store
+from bot.store import Change, Store
 from bot.workflow import (
     cleanup_job,
     expire_job,
     provision_job,
+    remind_job,
     timeout_job,
 )
 from k8s import grants as k8s_grants
@@ -39,11 +40,15 @@ class ReconcileReport:
     deferred: list[str] = field(default_factory=list)  # cleanup scheduled at expiry
     rescheduled: list[str] = field(default_factory=list)  # missing jobs restored
     repaired: list[str] = field(default_factory=list)  # objects given the record's facts
+    vanished: list[str] = field(default_factory=list)  # active grants whose objects are gone
     errors: list[str] = field(default_factory=list)
 
     @property
     def actions(self) -> int:
-        return len(self.revoked) + len(self.deferred) + len(self.rescheduled) + len(self.repaired)
+        return (
+            len(self.revoked) + len(self.deferred) + len(self.rescheduled)
+            + len(self.repaired) + len(self.vanished)
+        )  # fmt: skip
 
 
 @dataclass
@@ -79,6 +84,7 @@ class Reconciler:
         return report
 
     async def _cluster(self, name: str, report: ReconcileReport) -> None:
+        listed_at = self.clock()
         try:
             objects = await k8s_grants.list_managed(self.clusters[name])
         except ClusterError as exc:
@@ -104,6 +110,47 @@ class Reconciler:
                     data={"cluster": name, "by": "label"})
             )  # fmt: skip
             (report.revoked if due <= now else report.deferred).append(grant_id)
+        await self._vanished(name, by_grant, listed_at, report)
+
+    async def _vanished(
+        self,
+        name: str,
+        by_grant: dict[str, list[k8s_grants.ManagedObject]],
+        listed_at: datetime,
+        report: ReconcileReport,
+    ) -> None:
+        """An active grant whose ServiceAccount or binding is gone grants nothing: say so.
+
+        Only grants activated before the listing began count (their objects
+        existed before activation, so the listing must have seen them). The
+        grant is revoked, which tells its owner, and its remains are cleaned up.
+        """
+        now = self.clock()
+        why = "its ServiceAccount or binding was deleted outside AccessBot"
+        for grant in await self.store.by_state(State.ACTIVE):
+            if grant.cluster != name or grant.kind != "access":
+                continue
+            kinds = {o.kind for o in by_grant.get(grant.id, [])}
+            if "ServiceAccount" in kinds and kinds & {"RoleBinding", "ClusterRoleBinding"}:
+                continue
+            activated = next((s.at for s in reversed(grant.history)
+                              if s.to_state == State.ACTIVE and s.event is None), None)  # fmt: skip
+            if activated is None or activated >= listed_at:
+                continue
+            version = grant.version
+
+            def decide(g: Grant, version: int = version) -> Change | None:
+                if g.state != State.ACTIVE or g.version != version:
+                    return None
+                sweep = Job(cleanup_job(g.id), "cleanup", now.timestamp(), {"cluster": name})
+                return Change(
+                    g.moved(State.REVOKED, "reconciler", now, why),
+                    schedule=[sweep],
+                    cancel=[expire_job(g.id), remind_job(g.id)],
+                )
+
+            if await self.store.update(grant.id, decide) is not None:
+                report.vanished.append(grant.id)
 
     async def _repair(
         self,

@@ -996,15 +996,19 @@ class Workflow:
         """
         cluster = self.clusters[cluster_name]
 
-        async def mine() -> set[str]:
-            found = await k8s_grants.list_managed(cluster)
-            return {o.grant_id for o in found if o.grant_id in grant_ids or o.requester == user}
+        async def mine() -> dict[str, list[k8s_grants.ObjectRef]]:
+            found: dict[str, list[k8s_grants.ObjectRef]] = {}
+            for o in await k8s_grants.list_managed(cluster):
+                if o.grant_id in grant_ids or o.requester == user:
+                    found.setdefault(o.grant_id, []).append(o.ref)
+            return found
 
-        for grant_id in sorted(await mine()):
-            current = await self.store.get(grant_id)
-            if current is not None and not current.ended:
-                raise ClusterError(f"grant {grant_id} has not ended", cluster=cluster_name)
-            await k8s_grants.revoke(cluster, grant_id)
+        found = await mine()
+        for current in await self.store.many(found):
+            if not current.ended:
+                raise ClusterError(f"grant {current.id} has not ended", cluster=cluster_name)
+        # Exactly what was listed, pinned by UID, grants in parallel (the pool bounds it).
+        await asyncio.gather(*(k8s_grants.revoke_objects(cluster, refs) for refs in found.values()))
         left = await mine()
         if left:
             raise ClusterError(

@@ -80,6 +80,11 @@ class ManagedObject:
     requester: str
     expires_at: dt.datetime | None
     approved_by: tuple[str, ...] = ()
+    uid: str = ""
+
+    @property
+    def ref(self) -> ObjectRef:
+        return ObjectRef(self.kind, self.namespace, self.name, self.uid)
 
 
 def facts(spec: GrantSpec) -> dict[str, str]:
@@ -409,6 +414,7 @@ def _managed(kind: Any, obj: Any) -> ManagedObject:
         requester=found.get(names.REQUESTER, ""),
         expires_at=parse_rfc3339(found.get(names.EXPIRES_AT)),
         approved_by=tuple(a for a in found.get(names.APPROVED_BY, "").split(",") if a),
+        uid=meta.uid or "",
     )
 
 

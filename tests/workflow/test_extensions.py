@@ -187,3 +187,23 @@ async def test_reconciler_writes_the_records_facts_onto_stale_objects(harness: H
     objs = await objects_of(harness, grant.id)
     assert len(objs) == 2
     assert {o.expires_at for o in objs} == {extended.expires_at}
+
+
+async def test_active_grant_whose_service_account_was_deleted_is_not_shown_active(
+    harness: Harness, cluster: TestCluster
+) -> None:
+    grant = await harness.workflow.submit(spec("view"))
+    await harness.wait_state(grant.id, State.ACTIVE)
+    (sa,) = [o for o in await objects_of(harness, grant.id) if o.kind == "ServiceAccount"]
+    # Someone removes it by hand: the record would go on saying "active".
+    await asyncio.to_thread(cluster.kubectl, "delete", "serviceaccount", "-n", str(sa.namespace),
+                            sa.name)  # fmt: skip
+    report = await harness.core.reconciler.reconcile()
+    assert report.vanished == [grant.id]
+    revoked = await harness.wait_state(grant.id, State.REVOKED)
+    assert "deleted outside AccessBot" in revoked.history[-1].reason
+    deadline = asyncio.get_running_loop().time() + 30
+    while await objects_of(harness, grant.id):  # the orphaned binding goes too
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.2)
+    assert (await harness.core.reconciler.reconcile()).vanished == []
