@@ -658,16 +658,20 @@ class Workflow:
             self.backoff,
         )
         await self.scheduler.cancel(cleanup_job(grant_id))
-        await self._mark_gone(grant_id, self.clock())
+        await self._mark_gone(grant_id, self.clock(), again=bool(deleted))
         return deleted
 
-    async def _mark_gone(self, grant_id: str, at: datetime) -> None:
-        """Record that an ended grant's objects were deleted (a fact the webhook reports)."""
+    async def _mark_gone(self, grant_id: str, at: datetime, *, again: bool = False) -> None:
+        """Record that an ended grant's objects were deleted (a fact the webhook reports).
+
+        ``again``: objects were found and deleted after an earlier confirmation
+        (a provisioning attempt that raced the end): the later time is the truth.
+        """
         await self.store.update(
             grant_id,
             lambda g: (
                 Change(g.model_copy(update={"objects_gone_at": at}))
-                if g.ended and g.kind == "access" and g.objects_gone_at is None
+                if g.ended and g.kind == "access" and (g.objects_gone_at is None or again)
                 else None
             ),
         )
@@ -691,9 +695,9 @@ class Workflow:
         # The reconciler asks by label: it saw objects the recorded UIDs may not cover.
         objects = None if grant is None or job.data.get("by") == "label" else grant.objects
         if cluster is not None:
-            await self._revoke(grant_id, cluster, objects)
+            deleted = await self._revoke(grant_id, cluster, objects)
             if grant is not None:
-                await self._mark_gone(grant_id, self.clock())
+                await self._mark_gone(grant_id, self.clock(), again=bool(deleted))
 
     async def _job_expire(self, job: Job) -> None:
         grant_id = job.id.split(":", 1)[1]
