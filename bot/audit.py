@@ -20,7 +20,7 @@ def audit_entry(grant: Grant, step: Step) -> dict[str, str]:
     return {
         "grant_id": grant.id,
         "kind": grant.kind,
-        "event": str(step.to_state),
+        "event": step.event or str(step.to_state),
         "from": str(step.from_state),
         "actor": step.actor,
         "at": step.at.isoformat(),

@@ -371,10 +371,12 @@ async def _offboard(settings: Settings, args: argparse.Namespace) -> int:
         def progress(grant: Grant, what: str) -> None:
             print(f"  {grant.cluster}/{grant.id} ({grant.role}): {what}", flush=True)
 
-        try:
-            result = await wf.offboard(user, _operator(), args.reason, progress=progress)
-        except ClusterError as exc:
-            print(f"accessbot: {exc}; cleanup jobs will finish it", file=sys.stderr)
+        result = await wf.offboard(user, _operator(), args.reason, progress=progress)
+        if not result.done:
+            for p in result.pending:
+                print(f"  {p.cluster}/{p.grant}: objects may still exist", file=sys.stderr)
+            print(f"accessbot: offboarding {user} is not finished; cleanup jobs keep at it, "
+                  "run this again to check", file=sys.stderr)  # fmt: skip
             return EXIT_PROBLEM
         took = (datetime.now(UTC) - started).total_seconds()
         print(f"done in {took:.1f}s: revoked {len(result.revoked)}, "

@@ -7,7 +7,7 @@ job cannot move a request somewhere it must not go: they all ask ``transition``.
     pending ──▶ approved ──▶ provisioning ──▶ active ──▶ expired
        │           │              │             │
        ├▶ denied   └──────────────┴─────────────┴──▶ revoked
-       ├▶ cancelled
+       ├▶ cancelled            (an extension request: approved ──▶ applied)
        └▶ timed_out            (any non-terminal state ──▶ failed)
 """
 
@@ -51,10 +51,21 @@ class State(StrEnum):
     CANCELLED = "cancelled"
     TIMED_OUT = "timed_out"
     FAILED = "failed"
+    # An extension request whose extension now lives on the grant it extended:
+    # it ends there, so it can never be revoked (or cleaned up) into its parent.
+    APPLIED = "applied"
 
 
 TERMINAL: frozenset[State] = frozenset(
-    {State.EXPIRED, State.REVOKED, State.DENIED, State.CANCELLED, State.TIMED_OUT, State.FAILED}
+    {
+        State.EXPIRED,
+        State.REVOKED,
+        State.DENIED,
+        State.CANCELLED,
+        State.TIMED_OUT,
+        State.FAILED,
+        State.APPLIED,
+    }
 )
 # States in which access exists or is about to: these must be revoked on offboarding.
 LIVE: frozenset[State] = frozenset({State.APPROVED, State.PROVISIONING, State.ACTIVE})
@@ -65,7 +76,7 @@ ALLOWED_TRANSITIONS: Mapping[State, frozenset[State]] = {
     ),
     # A grant can be revoked before its credentials exist (e.g. offboarding right
     # after approval), so revoked is reachable from every live state.
-    State.APPROVED: frozenset({State.PROVISIONING, State.FAILED, State.REVOKED}),
+    State.APPROVED: frozenset({State.PROVISIONING, State.FAILED, State.REVOKED, State.APPLIED}),
     State.PROVISIONING: frozenset({State.ACTIVE, State.FAILED, State.REVOKED}),
     State.ACTIVE: frozenset({State.EXPIRED, State.REVOKED, State.FAILED}),
     **{state: frozenset() for state in TERMINAL},
@@ -149,6 +160,10 @@ class Tally:
         if user_id in self.approvers:
             return self
         return Tally(self.required, (*self.approvers, user_id))
+
+    def without(self, users: frozenset[str] | set[str]) -> Tally:
+        """The tally with these users' approvals no longer counted (e.g. offboarded)."""
+        return Tally(self.required, tuple(a for a in self.approvers if a not in users))
 
     def __contains__(self, user_id: object) -> bool:
         return user_id in self.approvers

@@ -39,6 +39,9 @@ class Step(BaseModel):
     actor: str
     at: datetime
     reason: str = ""
+    # Set for a recorded event that is not a state change (an extension of an
+    # active grant): the audit stream names it instead of the unchanged state.
+    event: str | None = None
 
 
 class MessageRef(BaseModel):
@@ -103,6 +106,9 @@ class Grant(BaseModel):
     # the grant) short, and whether the issued file skips TLS verification.
     token_cap_s: int | None = None
     tls_insecure: bool = False
+    # When the bot last confirmed that none of this grant's objects exist on
+    # its cluster (deleted and looked for): "revoked" as a fact, not a hope.
+    objects_gone_at: datetime | None = None
     history: tuple[Step, ...] = ()
     version: int = 0
 
@@ -129,6 +135,15 @@ class Grant(BaseModel):
         return is_terminal(self.state)
 
     @property
+    def may_have_objects(self) -> bool:
+        """Objects may exist on the cluster: provisioning began, removal is unconfirmed."""
+        if self.kind != "access" or self.objects_gone_at is not None:
+            return False
+        return self.objects is not None or any(
+            s.to_state == State.PROVISIONING for s in self.history
+        )
+
+    @property
     def kubeconfig_filename(self) -> str:
         return f"{self.cluster}-{self.role}.kubeconfig"
 
@@ -141,6 +156,14 @@ class Grant(BaseModel):
                 "history": (*self.history, Step(**step.__dict__)),
             }
         )
+
+    def noted(self, event: str, actor: str, at: datetime, reason: str) -> Grant:
+        """This grant with an audited event that leaves its state as it is."""
+        step = Step(
+            from_state=self.state, to_state=self.state, actor=actor, at=at, reason=reason,
+            event=event,
+        )  # fmt: skip
+        return self.model_copy(update={"history": (*self.history, step)})
 
     def last_actor(self) -> str:
         return self.history[-1].actor if self.history else self.requester

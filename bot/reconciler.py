@@ -19,11 +19,12 @@ from datetime import datetime
 from bot.lifecycle import State
 from bot.models import Grant, utcnow
 from bot.scheduler import Job, Scheduler
-from bot.store import Store
+from bot.store import Change, Store
 from bot.workflow import (
     cleanup_job,
     expire_job,
     provision_job,
+    remind_job,
     timeout_job,
 )
 from k8s import grants as k8s_grants
@@ -38,11 +39,16 @@ class ReconcileReport:
     revoked: list[str] = field(default_factory=list)  # cleanup due now
     deferred: list[str] = field(default_factory=list)  # cleanup scheduled at expiry
     rescheduled: list[str] = field(default_factory=list)  # missing jobs restored
+    repaired: list[str] = field(default_factory=list)  # objects given the record's facts
+    vanished: list[str] = field(default_factory=list)  # active grants whose objects are gone
     errors: list[str] = field(default_factory=list)
 
     @property
     def actions(self) -> int:
-        return len(self.revoked) + len(self.deferred) + len(self.rescheduled)
+        return (
+            len(self.revoked) + len(self.deferred) + len(self.rescheduled)
+            + len(self.repaired) + len(self.vanished)
+        )  # fmt: skip
 
 
 @dataclass
@@ -69,15 +75,16 @@ class Reconciler:
         await self._restore_jobs(report)
         if report.actions or report.errors:
             log.info(
-                "reconciled: %d revoked, %d deferred, %d jobs restored, %d errors",
+                "reconciled: %d revoked, %d deferred, %d jobs restored, %d repaired, %d errors",
                 len(report.revoked), len(report.deferred),
-                len(report.rescheduled), len(report.errors),
+                len(report.rescheduled), len(report.repaired), len(report.errors),
             )  # fmt: skip
         if self.on_report is not None:
             self.on_report(report)
         return report
 
     async def _cluster(self, name: str, report: ReconcileReport) -> None:
+        listed_at = self.clock()
         try:
             objects = await k8s_grants.list_managed(self.clusters[name])
         except ClusterError as exc:
@@ -89,7 +96,13 @@ class Reconciler:
         grants = {g.id: g for g in await self.store.many(by_grant)}
         now = self.clock()
         for grant_id, objs in by_grant.items():
-            due = self._cleanup_due(grants.get(grant_id), objs, now)
+            grant = grants.get(grant_id)
+            if grant is not None and grant.state == State.ACTIVE and grant.kind == "access":
+                # The record is the truth for a live grant (an extension, say):
+                # its objects get the record's facts, never a delete by stale ones.
+                await self._repair(name, grant, objs, report)
+                continue
+            due = self._cleanup_due(grant, objs, now)
             if due is None:
                 continue
             await self.scheduler.schedule(
@@ -97,6 +110,76 @@ class Reconciler:
                     data={"cluster": name, "by": "label"})
             )  # fmt: skip
             (report.revoked if due <= now else report.deferred).append(grant_id)
+        await self._vanished(name, by_grant, listed_at, report)
+
+    async def _vanished(
+        self,
+        name: str,
+        by_grant: dict[str, list[k8s_grants.ManagedObject]],
+        listed_at: datetime,
+        report: ReconcileReport,
+    ) -> None:
+        """An active grant whose ServiceAccount or binding is gone grants nothing: say so.
+
+        Only grants activated before the listing began count (their objects
+        existed before activation, so the listing must have seen them). The
+        grant is revoked, which tells its owner, and its remains are cleaned up.
+        """
+        now = self.clock()
+        why = "its ServiceAccount or binding was deleted outside AccessBot"
+        for grant in await self.store.by_state(State.ACTIVE):
+            if grant.cluster != name or grant.kind != "access":
+                continue
+            kinds = {o.kind for o in by_grant.get(grant.id, [])}
+            if "ServiceAccount" in kinds and kinds & {"RoleBinding", "ClusterRoleBinding"}:
+                continue
+            activated = next((s.at for s in reversed(grant.history)
+                              if s.to_state == State.ACTIVE and s.event is None), None)  # fmt: skip
+            if activated is None or activated >= listed_at:
+                continue
+            version = grant.version
+
+            def decide(g: Grant, version: int = version) -> Change | None:
+                if g.state != State.ACTIVE or g.version != version:
+                    return None
+                sweep = Job(cleanup_job(g.id), "cleanup", now.timestamp(), {"cluster": name})
+                return Change(
+                    g.moved(State.REVOKED, "reconciler", now, why),
+                    schedule=[sweep],
+                    cancel=[expire_job(g.id), remind_job(g.id)],
+                )
+
+            if await self.store.update(grant.id, decide) is not None:
+                report.vanished.append(grant.id)
+
+    async def _repair(
+        self,
+        name: str,
+        grant: Grant,
+        objs: list[k8s_grants.ManagedObject],
+        report: ReconcileReport,
+    ) -> None:
+        if grant.expires_at is None:
+            return
+        expires = grant.expires_at.replace(microsecond=0)
+        stale = [
+            o
+            for o in objs
+            if o.expires_at != expires
+            or o.approved_by != grant.approvals
+            or o.requester != grant.requester
+        ]
+        if not stale:
+            return
+        facts = k8s_grants.grant_annotations(
+            grant.requester, grant.role, grant.expires_at, grant.approvals
+        )
+        try:
+            await k8s_grants.annotate(self.clusters[name], grant.id, facts)
+        except ClusterError as exc:
+            report.errors.append(str(exc))
+            return
+        report.repaired.append(grant.id)
 
     @staticmethod
     def _cleanup_due(
@@ -134,6 +217,9 @@ class Reconciler:
         if grant.state == State.PENDING:
             return Job(timeout_job(grant.id), "timeout", grant.pending_until.timestamp())
         if grant.kind == "extend":
+            # An approved extension whose job was lost still gets applied.
+            if grant.state == State.APPROVED:
+                return Job(provision_job(grant.id), "provision", utcnow().timestamp())
             return None
         if grant.state in (State.APPROVED, State.PROVISIONING):
             return Job(provision_job(grant.id), "provision", utcnow().timestamp())

@@ -46,6 +46,19 @@ class Change:
 
 
 Decide = Callable[[Grant], Change | None]
+# Like Decide, also told which of the people involved are offboarded, as read
+# in the same transaction: a concurrent offboarding aborts and re-runs it.
+CheckedDecide = Callable[[Grant, frozenset[str]], Change | None]
+
+
+class RequesterOffboarded(PermissionError):
+    """The record's requester is offboarded: nothing may be created for them."""
+
+    def __init__(self, user: str) -> None:
+        super().__init__(f"{user} is offboarded")
+        self.user = user
+
+
 AfterCommit = Callable[[Grant, Grant], Awaitable[None]]
 
 
@@ -112,12 +125,40 @@ class Store:
 
     # -- writes --------------------------------------------------------------
     async def create(self, grant: Grant, schedule: Sequence[Job] = ()) -> Grant:
-        """Store a new record; its creation is audited like any other step."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            self._write(pipe, None, Change(grant, schedule))
-            await pipe.execute()
+        """Store a new record; its creation is audited like any other step.
+
+        Raises RequesterOffboarded if the requester is offboarded. The check
+        and the write are one transaction (the offboarding hash is WATCHed),
+        so a request racing its requester's offboarding is either seen by the
+        offboarding or refused here; it never slips between the two.
+        """
+        while True:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(self._offboarded_key)
+                    if await pipe.hexists(self._offboarded_key, grant.requester):  # type: ignore[misc]
+                        raise RequesterOffboarded(grant.requester)
+                    pipe.multi()
+                    self._write(pipe, None, Change(grant, schedule))
+                    await pipe.execute()
+                except WatchError:
+                    continue
+            break
         await self._after(None, grant)
         return grant
+
+    async def update_checked(
+        self,
+        grant_id: str,
+        decide: CheckedDecide,
+        *,
+        also: Sequence[str] = (),
+        patience: float = 0.0,
+    ) -> Grant | None:
+        """``update``, with ``decide`` also told who is offboarded among the record's
+        requester, its approvers and ``also``, read inside the same transaction."""
+        return await self._retrying(grant_id, lambda: self._update_once(grant_id, decide, also),
+                                    patience)  # fmt: skip
 
     async def update(self, grant_id: str, decide: Decide, *, patience: float = 0.0) -> Grant | None:
         """Apply ``decide`` to the current record atomically.
@@ -131,27 +172,45 @@ class Store:
         Since a lost reply may hide a committed write, ``decide`` must treat
         "already done" as done.
         """
+        return await self._retrying(
+            grant_id, lambda: self._update_once(grant_id, lambda g, _: decide(g), None), patience
+        )
+
+    async def _retrying(
+        self, grant_id: str, once: Callable[[], Awaitable[Grant | None]], patience: float
+    ) -> Grant | None:
         deadline = time.monotonic() + patience
         while True:
             try:
-                return await self._update_once(grant_id, decide)
+                return await once()
             except (RedisConnectionError, RedisTimeoutError):
                 if time.monotonic() >= deadline:
                     raise
                 log.warning("Redis unreachable; retrying the write of %s", grant_id)
                 await asyncio.sleep(0.2)
 
-    async def _update_once(self, grant_id: str, decide: Decide) -> Grant | None:
+    async def _update_once(
+        self, grant_id: str, decide: CheckedDecide, also: Sequence[str] | None
+    ) -> Grant | None:
+        """One optimistic transaction; ``also`` None: offboarding is not consulted."""
         key = self._grant_key(grant_id)
         while True:
             async with self.redis.pipeline(transaction=True) as pipe:
                 try:
-                    await pipe.watch(key)
+                    if also is None:
+                        await pipe.watch(key)
+                    else:
+                        await pipe.watch(key, self._offboarded_key)
                     raw = await pipe.get(key)
                     if not raw:
                         return None
                     before = Grant.model_validate_json(raw)
-                    change = decide(before)
+                    blocked: frozenset[str] = frozenset()
+                    if also is not None:
+                        people = list(dict.fromkeys([before.requester, *before.approvals, *also]))
+                        found = await pipe.hmget(self._offboarded_key, people)  # type: ignore[misc]
+                        blocked = frozenset(p for p, f in zip(people, found, strict=True) if f)
+                    change = decide(before, blocked)
                     if change is None:
                         return None
                     after = change.grant.model_copy(update={"version": before.version + 1})
@@ -208,6 +267,14 @@ class Store:
             self._offboarded_key, record.user, record.model_dump_json()
         )
         return bool(added)
+
+    async def offboarded_among(self, users: Sequence[str]) -> frozenset[str]:
+        """Which of ``users`` are offboarded (one round trip)."""
+        people = list(dict.fromkeys(users))
+        if not people:
+            return frozenset()
+        found = await self.redis.hmget(self._offboarded_key, people)  # type: ignore[misc]
+        return frozenset(p for p, f in zip(people, found, strict=True) if f)
 
     async def reenable(self, user: str) -> bool:
         return bool(await self.redis.hdel(self._offboarded_key, user))  # type: ignore[misc]

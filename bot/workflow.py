@@ -32,7 +32,7 @@ from bot.policy import (
 from bot.ports import Directory, Notifier
 from bot.retry import Backoff, retrying
 from bot.scheduler import Job, RetryLater, Scheduler
-from bot.store import Change, Store
+from bot.store import Change, RequesterOffboarded, Store
 from k8s import grants as k8s_grants
 from k8s.clients import ClusterRegistry
 from k8s.errors import ClusterError
@@ -41,6 +41,9 @@ from k8s.kubeconfig import KubeconfigSpec, kubeconfig_names, render_kubeconfig
 log = logging.getLogger(__name__)
 
 SYSTEM = "accessbot"  # the actor for changes nobody clicked
+OFFBOARDED = "you were offboarded; an admin must re-enable you before you can use AccessBot"
+REQUESTER_OFFBOARDED = "the requester was offboarded"
+APPROVER_OFFBOARDED = "an approval came from someone since offboarded and no longer counts"
 
 
 class NotAllowed(PermissionError):
@@ -70,10 +73,30 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class PendingCleanup:
+    grant: str
+    cluster: str
+
+
+@dataclass(frozen=True)
 class OffboardResult:
+    """What offboarding achieved so far, derived from the store and the clusters.
+
+    ``revoked``/``cancelled``: the user's grants and requests ended since they
+    were offboarded (the same lists on every call). ``pending``: grants whose
+    objects may still exist, by cluster. ``verified``: per cluster the user had
+    access on, when the bot last confirmed none of their objects remain.
+    """
+
     user: str
     revoked: list[str]
     cancelled: list[str]
+    pending: list[PendingCleanup] = field(default_factory=list)
+    verified: dict[str, datetime] = field(default_factory=dict)
+
+    @property
+    def done(self) -> bool:
+        return not self.pending
 
 
 # -- job ids: meaningful, so scheduling again moves and cancelling is exact ------
@@ -145,14 +168,37 @@ class Workflow:
         return grant
 
     async def is_admin(self, user: str) -> bool:
+        """Whether ``user`` holds admin rights now (an offboarded admin holds none)."""
+        if await self.store.offboarding(user) is not None:
+            return False
         return is_admin(self.policy, user, await self.directory.groups_of(user))
 
     async def may_decide(self, grant: Grant, user: str) -> bool:
+        """Whether ``user`` may approve or deny ``grant`` (see ``_why_not_decider``)."""
+        return await self._why_not_decider(grant, user) is None
+
+    async def _why_not_decider(self, grant: Grant, user: str) -> str | None:
+        if await self.store.offboarding(user) is not None:
+            return OFFBOARDED
+        if user == grant.requester:
+            return "you cannot approve or deny your own request"
+        if grant.kind == "extend" and grant.extends:
+            parent = await self.store.get(grant.extends)
+            if parent is not None and parent.requester == user:
+                return "you cannot approve or deny an extension of your own grant"
         groups = await self.directory.groups_of(user)
-        return may_approve(self.policy, grant.role, user, groups, grant.requester)
+        if not may_approve(self.policy, grant.role, user, groups, grant.requester):
+            return f"you are not an approver for role {grant.role}"
+        return None
+
+    async def require_enabled(self, user: str, action: str, grant: Grant | None = None) -> None:
+        """Raise an audited NotAllowed if ``user`` was offboarded: they may do nothing."""
+        if await self.store.offboarding(user) is not None:
+            raise await self._refuse(user, action, grant, OFFBOARDED)
 
     async def list_grants(self, user: str, *, everyone: bool = False) -> list[Grant]:
         """A user's live and pending grants; admins may ask for everyone's."""
+        await self.require_enabled(user, "list --all" if everyone else "list")
         shown = (State.PENDING, *LIVE)
         if everyone:
             if not await self.is_admin(user):
@@ -162,20 +208,32 @@ class Workflow:
 
     async def awaiting(self, user: str) -> list[Grant]:
         """Pending requests this user could approve now."""
+        await self.require_enabled(user, "list requests awaiting approval")
         groups = await self.directory.groups_of(user)
-        return [
+        candidates = [
             g
             for g in await self.store.by_state(State.PENDING)
             if user not in g.approvals
             and may_approve(self.policy, g.role, user, groups, g.requester)
         ]
+        parents = {
+            p.id: p for p in await self.store.many(g.extends for g in candidates if g.extends)
+        }
+        return [
+            g
+            for g in candidates
+            if g.extends is None or getattr(parents.get(g.extends), "requester", None) != user
+        ]
 
     # -- request -------------------------------------------------------------
     async def submit(self, spec: AccessRequestSpec) -> Grant:
-        """Validate and store a request; post its card or approve it at once."""
-        blocked = await self.store.offboarding(spec.requester)
-        if blocked is not None:
-            raise NotAllowed("you were offboarded; an admin must re-enable you first")
+        """Validate and store a request; post its card or approve it at once.
+
+        Raises NotAllowed (audited) for an offboarded requester, also when the
+        offboarding lands while this request is on its way (the store checks
+        inside the transaction that creates the record).
+        """
+        await self.require_enabled(spec.requester, "request")
         resolved = resolve_request(self.policy, spec)
         now = self.clock()
         grant = new_grant(
@@ -188,7 +246,7 @@ class Workflow:
             grant = grant.model_copy(update={"tls_insecure": True})  # warned on the card
         if resolved.approvals_required == 0:
             grant = grant.moved(State.APPROVED, SYSTEM, now, "auto-approved by policy")
-            return await self.store.create(grant, [_job(provision_job(grant.id), now)])
+            return await self._create(grant, [_job(provision_job(grant.id), now)])
         grant = await self._create_pending(grant)
         await self._post_card(grant)
         return await self.get(grant.id)
@@ -196,13 +254,19 @@ class Workflow:
     async def _create_pending(self, grant: Grant) -> Grant:
         # The card job is a safety net: if we die before the card is posted and
         # recorded, it posts the card later instead of leaving approvers unaware.
-        return await self.store.create(
+        return await self._create(
             grant,
             [
                 _job(timeout_job(grant.id), grant.pending_until),
                 _job(card_job(grant.id), self.clock() + self.card_retry),
             ],
         )
+
+    async def _create(self, grant: Grant, jobs: list[Job]) -> Grant:
+        try:
+            return await self.store.create(grant, jobs)
+        except RequesterOffboarded:
+            raise await self._refuse(grant.requester, "request", None, OFFBOARDED) from None
 
     async def _post_card(self, grant: Grant) -> None:
         card = await self.notifier.post_card(grant)
@@ -222,11 +286,13 @@ class Workflow:
 
     async def require_decider(self, grant: Grant, user: str, action: str) -> None:
         """Raise an audited NotAllowed unless ``user`` may approve or deny ``grant``."""
-        if not await self.may_decide(grant, user):
-            raise await self._refuse(user, action, grant, self._why_not_approver(grant, user))
+        why = await self._why_not_decider(grant, user)
+        if why is not None:
+            raise await self._refuse(user, action, grant, why)
 
     async def require_owner_or_admin(self, grant: Grant, user: str, action: str) -> None:
         """Raise an audited NotAllowed unless ``user`` owns ``grant`` or is an admin."""
+        await self.require_enabled(user, action, grant)
         if user != grant.requester and not await self.is_admin(user):
             why = f"only the grant's owner or an admin can {action} it"
             raise await self._refuse(user, action, grant, why)
@@ -236,15 +302,22 @@ class Workflow:
         await self.require_decider(grant, approver, "approve")
         now = self.clock()
         result: dict[str, Outcome] = {}
+        refused: list[str] = []
 
-        def decide(g: Grant) -> Change | None:
+        def decide(g: Grant, offboarded: frozenset[str]) -> Change | None:
+            # Offboarding is read in this same transaction: an approver or a
+            # requester offboarded a moment ago cannot slip an approval through.
             if g.state != State.PENDING:
                 result["o"] = Outcome.ALREADY_DECIDED
+                return None
+            if approver in offboarded or g.requester in offboarded:
+                refused.append(OFFBOARDED if approver in offboarded else REQUESTER_OFFBOARDED)
                 return None
             if approver in g.approvals:
                 result["o"] = Outcome.ALREADY_COUNTED
                 return None
-            tally = g.tally.add(approver)
+            # Approvals of people offboarded since no longer count (or show).
+            tally = g.tally.without(offboarded).add(approver)
             g = g.model_copy(update={"approvals": tally.approvers})
             if not tally.satisfied:
                 result["o"] = Outcome.RECORDED
@@ -252,7 +325,9 @@ class Workflow:
             result["o"] = Outcome.APPROVED
             return self._approved(g, approver, now)
 
-        updated = await self.store.update(grant_id, decide)
+        updated = await self.store.update_checked(grant_id, decide, also=(approver,))
+        if refused:
+            raise await self._refuse(approver, "approve", grant, refused[0])
         return Decision(result["o"], updated or await self.get(grant_id))
 
     def _approved(self, g: Grant, approver: str, now: datetime) -> Change:
@@ -263,16 +338,11 @@ class Workflow:
             cancel=[timeout_job(g.id)],
         )
 
-    async def _refuse(self, actor: str, action: str, grant: Grant, why: str) -> NotAllowed:
+    async def _refuse(self, actor: str, action: str, grant: Grant | None, why: str) -> NotAllowed:
         """Audit a refused attempt (it changes nothing) and return the error to raise."""
         entry = refusal_entry(actor, action, grant, why, self.clock().isoformat())
         await self.store.audit_event(entry)
         return NotAllowed(why)
-
-    def _why_not_approver(self, grant: Grant, user: str) -> str:
-        if user == grant.requester:
-            return "you cannot approve or deny your own request"
-        return f"you are not an approver for role {grant.role}"
 
     async def deny(self, grant_id: str, user: str, reason: str = "") -> Decision:
         grant = await self.get(grant_id)
@@ -292,6 +362,7 @@ class Workflow:
 
     async def cancel(self, grant_id: str, user: str, reason: str = "") -> Grant | None:
         grant = await self.get(grant_id)
+        await self.require_enabled(user, "cancel", grant)
         if user != grant.requester and not await self.is_admin(user):
             raise await self._refuse(
                 user, "cancel", grant, "only the requester or an admin can cancel a request"
@@ -336,10 +407,18 @@ class Workflow:
             grant = await self._record_token(grant, token)
             if grant.delivered_file:
                 delivery = grant.delivered_file
-            elif await self._claim_delivery(grant.id):
-                delivery = await self._deliver(grant, content)
             else:
-                raise RetryLater(self.delivery_claim_seconds / 2, "another attempt is delivering")
+                claim = await self._claim_delivery(grant.id)
+                if claim == "ended":
+                    # Revoked (say, offboarded) while we made the objects: no
+                    # kubeconfig goes out, and what we made is taken back.
+                    await self._cleanup(grant.id, grant.cluster)
+                    return await self.store.get(grant.id)
+                if claim == "busy":
+                    raise RetryLater(
+                        self.delivery_claim_seconds / 2, "another attempt is delivering"
+                    )
+                delivery = await self._deliver(grant, content)
         except (ClusterError, OSError, ValueError) as exc:
             return await self._fail(grant, _user_reason(exc))
         return await self._activate(grant, delivery, _records(token.objects))
@@ -362,33 +441,64 @@ class Workflow:
             update={"expires_at": ends}
         )
 
-    async def _claim_delivery(self, grant_id: str) -> bool:
+    async def _claim_delivery(self, grant_id: str) -> str:
         """Become the one attempt allowed to send this grant's kubeconfig.
 
-        A claim older than ``delivery_claim_seconds`` belongs to an attempt
-        presumed dead (its process crashed before recording the delivery), so
-        a crash at that exact point costs a delay, never a second file.
+        Returns "claimed", "busy" (another live attempt holds the claim) or
+        "ended" (the grant is no longer provisioning). A claim older than
+        ``delivery_claim_seconds`` belongs to an attempt presumed dead (its
+        process crashed before recording the delivery), so a crash at that
+        exact point costs a delay, never a second file. The requester's
+        offboarding is re-checked in this transaction: none is delivered to
+        someone offboarded meanwhile.
         """
         attempt, now = new_id(), self.clock()
         stale = timedelta(seconds=self.delivery_claim_seconds)
+        verdict = ["ended"]
 
-        def decide(g: Grant) -> Change | None:
+        def decide(g: Grant, offboarded: frozenset[str]) -> Change | None:
             if g.state != State.PROVISIONING:
                 return None
+            blocked = self._blocked(g, offboarded, now)
+            if blocked is not None:
+                return blocked
             if g.delivery_claimed_at is not None and now - g.delivery_claimed_at < stale:
+                verdict[0] = "busy"
                 return None
+            verdict[0] = "claimed"
             return Change(
                 g.model_copy(update={"delivery_attempt": attempt, "delivery_claimed_at": now})
             )
 
-        return await self.store.update(grant_id, decide) is not None
+        await self.store.update_checked(grant_id, decide)
+        return verdict[0]
+
+    def _blocked(self, g: Grant, offboarded: frozenset[str], now: datetime) -> Change | None:
+        """End a grant on its way to active whose requester, or whose only approvals, are
+        offboarded: revoked for the former, failed (request again) for the latter."""
+        if g.requester in offboarded:
+            ended = g.moved(State.REVOKED, SYSTEM, now, REQUESTER_OFFBOARDED)
+        elif not g.tally.without(offboarded).satisfied:
+            ended = g.moved(State.FAILED, SYSTEM, now, APPROVER_OFFBOARDED).model_copy(
+                update={"failure": APPROVER_OFFBOARDED}
+            )
+        else:
+            return None
+        return Change(
+            ended,
+            schedule=[self._cleanup_safety_net(g, now)],
+            cancel=[expire_job(g.id), remind_job(g.id), provision_job(g.id)],
+        )
 
     async def _start_provisioning(self, grant_id: str) -> Grant | None:
         now = self.clock()
 
-        def decide(g: Grant) -> Change | None:
+        def decide(g: Grant, offboarded: frozenset[str]) -> Change | None:
             if g.state != State.APPROVED:
                 return None
+            blocked = self._blocked(g, offboarded, now)
+            if blocked is not None:
+                return blocked
             # Whole seconds: the expires-at annotation has no fractions, and the
             # record and the objects must agree on when access ends.
             expires = _ceil_second(now + g.duration)
@@ -396,8 +506,8 @@ class Workflow:
                 g.moved(State.PROVISIONING, SYSTEM, now).model_copy(update={"expires_at": expires})
             )
 
-        started = await self.store.update(grant_id, decide)
-        if started is not None:
+        started = await self.store.update_checked(grant_id, decide)
+        if started is not None and started.state == State.PROVISIONING:
             return started
         current = await self.store.get(grant_id)
         # A crash mid-saga leaves the grant in provisioning: resume it.
@@ -464,9 +574,12 @@ class Workflow:
     ) -> Grant | None:
         now = self.clock()
 
-        def decide(g: Grant) -> Change | None:
+        def decide(g: Grant, offboarded: frozenset[str]) -> Change | None:
             if g.state != State.PROVISIONING:
                 return None
+            blocked = self._blocked(g, offboarded, now)
+            if blocked is not None:
+                return blocked
             active = g.moved(State.ACTIVE, SYSTEM, now).model_copy(
                 update={"delivered_file": delivery, "objects": objects}
             )
@@ -474,7 +587,9 @@ class Workflow:
 
         # The file is already in the user's DM: wait out a Redis blip rather
         # than fail the job and have a retry send it again.
-        activated = await self.store.update(grant.id, decide, patience=self.record_patience)
+        activated = await self.store.update_checked(grant.id, decide, patience=self.record_patience)
+        if activated is not None and activated.state != State.ACTIVE:
+            activated = None  # ended here: offboarded while the file was on its way
         if activated is None:
             current = await self.store.get(grant.id)
             if current is not None and current.delivered_file == delivery:
@@ -517,7 +632,12 @@ class Workflow:
     async def revoke(
         self, grant_id: str, actor: str, reason: str = "", *, operator: bool = False
     ) -> Grant:
-        """End a grant (or cancel a pending request). ``operator``: the CLI, already trusted."""
+        """End a grant (or cancel a pending request). ``operator``: the CLI, already trusted.
+
+        An extension request is only ever cancelled or (approved, not yet
+        applied) revoked on its own: it has no objects, and revoking it never
+        touches the grant it extends. Once applied it has ended.
+        """
         grant = await self.get(grant_id)
         if not operator:
             await self.require_owner_or_admin(grant, actor, "revoke")
@@ -536,6 +656,14 @@ class Workflow:
         inline cleanup that normally cancels it. ``running``: the job calling
         us, which finishes by itself and must not be cancelled under its feet.
         """
+        ended = await self._end_state(grant_id, target, actor, reason, running=running)
+        if ended is not None and ended.kind == "access":
+            await self._cleanup(ended.id, ended.cluster, ended.objects)
+        return ended
+
+    async def _end_state(
+        self, grant_id: str, target: State, actor: str, reason: str, *, running: str = ""
+    ) -> Grant | None:
         now = self.clock()
 
         def decide(g: Grant) -> Change | None:
@@ -543,6 +671,9 @@ class Workflow:
                 return None
             if target == State.EXPIRED and g.state != State.ACTIVE:
                 return None
+            if g.kind == "extend":
+                # Its objects are its parent's: there is nothing of its own to remove.
+                return Change(g.moved(target, actor, now, reason), cancel=[provision_job(g.id)])
             jobs = [expire_job(g.id), remind_job(g.id), provision_job(g.id)]
             return Change(
                 g.moved(target, actor, now, reason),
@@ -550,10 +681,7 @@ class Workflow:
                 cancel=[j for j in jobs if j != running],
             )
 
-        ended = await self.store.update(grant_id, decide)
-        if ended is not None:
-            await self._cleanup(ended.id, ended.cluster, ended.objects)
-        return ended
+        return await self.store.update(grant_id, decide)
 
     def _cleanup_safety_net(self, g: Grant, now: datetime) -> Job:
         return _job(cleanup_job(g.id), now + self.cleanup_grace, cluster=g.cluster)
@@ -567,7 +695,23 @@ class Workflow:
             self.backoff,
         )
         await self.scheduler.cancel(cleanup_job(grant_id))
+        await self._mark_gone(grant_id, self.clock(), again=bool(deleted))
         return deleted
+
+    async def _mark_gone(self, grant_id: str, at: datetime, *, again: bool = False) -> None:
+        """Record that an ended grant's objects were deleted (a fact the webhook reports).
+
+        ``again``: objects were found and deleted after an earlier confirmation
+        (a provisioning attempt that raced the end): the later time is the truth.
+        """
+        await self.store.update(
+            grant_id,
+            lambda g: (
+                Change(g.model_copy(update={"objects_gone_at": at}))
+                if g.ended and g.kind == "access" and (g.objects_gone_at is None or again)
+                else None
+            ),
+        )
 
     async def _revoke(
         self, grant_id: str, cluster_name: str, objects: tuple[ClusterObject, ...] | None
@@ -582,11 +726,15 @@ class Workflow:
     async def _job_cleanup(self, job: Job) -> None:
         grant_id = job.id.split(":", 1)[1]
         grant = await self.store.get(grant_id)
+        if grant is not None and grant.kind != "access":
+            return  # an extension request owns no objects; never touch its parent's
         cluster = job.data.get("cluster") or (grant.cluster if grant else None)
         # The reconciler asks by label: it saw objects the recorded UIDs may not cover.
         objects = None if grant is None or job.data.get("by") == "label" else grant.objects
         if cluster is not None:
-            await self._revoke(grant_id, cluster, objects)
+            deleted = await self._revoke(grant_id, cluster, objects)
+            if grant is not None:
+                await self._mark_gone(grant_id, self.clock(), again=bool(deleted))
 
     async def _job_expire(self, job: Job) -> None:
         grant_id = job.id.split(":", 1)[1]
@@ -623,10 +771,15 @@ class Workflow:
     async def extend(self, grant_id: str, user: str, by: timedelta) -> Grant:
         """Extend an active grant: at once for auto-approved roles, else via approval.
 
-        Returns the grant when extended directly, or the pending extension request.
+        Returns the grant when extended directly, or the pending extension
+        request. The request is ``user``'s own (they asked; they can never
+        approve it, nor can the grant's owner) and carries nothing of its
+        parent's objects or delivery.
         """
         grant = await self.get(grant_id)
         await self.require_owner_or_admin(grant, user, "extend")
+        if grant.kind != "access":
+            raise RequestRejected(f"{grant_id} is an extension request; extend the grant itself")
         if grant.state != State.ACTIVE or grant.expires_at is None:
             raise RequestRejected(f"grant {grant_id} is {grant.state}; only active grants extend")
         role = self.policy.roles[grant.role]
@@ -636,69 +789,105 @@ class Workflow:
         except ExtensionRejected as exc:
             raise RequestRejected(str(exc)) from exc
         if role.approvals == 0:
-            return await self._apply_extension(grant_id, by, user)
-        request = grant.model_copy(
-            update={
-                "id": new_id(),
-                "kind": "extend",
-                "state": State.PENDING,
-                "extends": grant.id,
-                "duration_s": int(by.total_seconds()),
-                "approvals": (),
-                "history": (),
-                "card": None,
-                "delivered_file": None,
-                "created_at": now,
-                "pending_until": now + self.policy.defaults.pending_ttl,
-                "reason": f"extend {grant.id} by {int(by.total_seconds())}s: {grant.reason}",
-                "version": 0,
-            }
+            return await self._apply_extension(grant_id, by, user, "policy (auto-approved)")
+        request = Grant(
+            id=new_id(),
+            kind="extend",
+            state=State.PENDING,
+            requester=user,
+            handle=await self.directory.handle_of(user),
+            role=grant.role,
+            cluster=grant.cluster,
+            namespace=grant.namespace,
+            scope=grant.scope,
+            cluster_role=grant.cluster_role,
+            duration_s=int(by.total_seconds()),
+            reason=f"extend {grant.id} (of {grant.requester}) by {format_duration(by)}: "
+            f"{grant.reason}",
+            approvals_required=role.approvals,
+            created_at=now,
+            pending_until=now + self.policy.defaults.pending_ttl,
+            extends=grant.id,
         )
         request = await self._create_pending(request)
         await self._post_card(request)
         return await self.get(request.id)
 
     async def apply_approved_extension(self, request: Grant) -> Grant | None:
-        """Apply an approved extension request to its grant, once."""
+        """Apply an approved extension request to its grant, once; the request then ends."""
         if request.kind != "extend" or request.extends is None:
             return None
         if request.state != State.APPROVED:
             return None
+        now = self.clock()
+        offboarded = await self.store.offboarded_among([request.requester, *request.approvals])
         try:
-            return await self._apply_extension(
-                request.extends, request.duration, request.last_actor(), request.id
+            if request.requester in offboarded:
+                raise RequestRejected(REQUESTER_OFFBOARDED)
+            if not request.tally.without(offboarded).satisfied:
+                raise RequestRejected(APPROVER_OFFBOARDED)
+            approvers = ", ".join(request.approvals) or request.last_actor()
+            updated = await self._apply_extension(
+                request.extends, request.duration, request.requester, approvers, request.id
             )
         except RequestRejected as exc:
-            now, why = self.clock(), str(exc)
+            why = str(exc)
             await self.store.update(
                 request.id,
                 lambda g: (
-                    Change(g.moved(State.FAILED, SYSTEM, now, why))
+                    Change(
+                        g.moved(State.FAILED, SYSTEM, now, why).model_copy(update={"failure": why})
+                    )
                     if g.state == State.APPROVED
                     else None
                 ),
             )
             return None
+        assert updated.expires_at is not None
+        done = f"applied to {updated.id}: now expires {k8s_grants.rfc3339(updated.expires_at)}"
+        await self.store.update(
+            request.id,
+            lambda g: (
+                Change(g.moved(State.APPLIED, SYSTEM, now, done))
+                if g.state == State.APPROVED
+                else None
+            ),
+        )
+        return updated
 
     async def _apply_extension(
-        self, grant_id: str, by: timedelta, actor: str, request_id: str | None = None
+        self,
+        grant_id: str,
+        by: timedelta,
+        asked_by: str,
+        approved_by: str,
+        request_id: str | None = None,
     ) -> Grant:
         """Extend by ``by`` as far as a fresh token lets the cluster honour it.
 
         The token comes first: its real expiry caps the new end (the user is
-        told), then the objects' annotation, the record and its jobs follow,
-        and the verified kubeconfig is delivered last.
+        told). Then the record moves (audited, with who asked and who
+        approved), the new facts are written onto the objects, and the
+        verified kubeconfig is delivered last, so the objects never undercut
+        what the user is told. A crash after the record is repaired by the
+        job's retry, which finds the extension recorded and finishes its work,
+        and by the reconciler, which writes a live grant's facts onto its objects.
+
+        Raises RequestRejected when the grant cannot be extended (the message
+        is for the user).
         """
         now = self.clock()
         current = await self.get(grant_id)
         max_duration = self.policy.roles[current.role].max_duration
         marker = request_id or new_id()
-        if (
-            current.state != State.ACTIVE
-            or current.expires_at is None
-            or marker in current.extensions
-        ):
+        if current.state != State.ACTIVE or current.expires_at is None:
             raise RequestRejected(f"grant {grant_id} is no longer active")
+        if marker in current.extensions:
+            # Recorded by an earlier attempt that died before delivering.
+            _, content = await self._renew_credentials(current, self._spec(current), resumed=True)
+            await self._write_facts(current)
+            await self._deliver(current, content)
+            return current
         try:
             wanted = new_expiry(current.expires_at, by, now, max_duration)
         except ExtensionRejected as exc:
@@ -715,33 +904,51 @@ class Workflow:
         ends = token.ends_at or wanted
         cap = token.lifetime_seconds if token.shortened else None
 
-        def decide(g: Grant) -> Change | None:
+        def decide(g: Grant, offboarded: frozenset[str]) -> Change | None:
             if g.state != State.ACTIVE or g.expires_at != before or marker in g.extensions:
                 return None
+            if g.requester in offboarded or asked_by in offboarded:
+                return None
+            why = (
+                f"extended by {format_duration(by)} to {k8s_grants.rfc3339(ends)}; "
+                f"asked by {asked_by}; approved by {approved_by}"
+            )
             extended = g.model_copy(
                 update={
                     "expires_at": ends,
                     "extensions": (*g.extensions, marker),
                     "token_cap_s": cap,
                 }
-            )
+            ).noted("extended", asked_by, now, why)
             return Change(extended, schedule=self._expiry_jobs(extended))
 
-        updated = await self.store.update(grant_id, decide)
+        updated = await self.store.update_checked(grant_id, decide, also=(asked_by,))
         if updated is None:
             raise RequestRejected(f"grant {grant_id} is no longer active")
+        await self._write_facts(updated)
         # The old token dies at the old end: the extension needs the fresh file.
         await self._deliver(updated, content)
-        log.info("grant %s extended by %s", grant_id, actor, extra={"grant_id": grant_id})
+        log.info("grant %s extended by %s", grant_id, asked_by, extra={"grant_id": grant_id})
         return updated
 
+    async def _write_facts(self, grant: Grant) -> None:
+        """Write what the record says (expiry, approvers) onto the grant's objects."""
+        cluster = self.clusters[grant.cluster]
+        facts = k8s_grants.facts(self._spec(grant))
+        await retrying(
+            f"annotate {grant.id}",
+            lambda: k8s_grants.annotate(cluster, grant.id, facts),
+            self.backoff,
+        )
+
     async def _renew_credentials(
-        self, grant: Grant, spec: k8s_grants.GrantSpec
+        self, grant: Grant, spec: k8s_grants.GrantSpec, *, resumed: bool = False
     ) -> tuple[k8s_grants.IssuedToken, str]:
-        """A fresh token for ``spec.expires_at``, its file verified, the objects re-annotated.
+        """A fresh token for ``spec.expires_at`` and its kubeconfig, verified.
 
         Raises RequestRejected when the token's real expiry would not move the
-        grant's end at all, ClusterError when the cluster fails us.
+        grant's end at all (unless ``resumed``: finishing an extension already
+        recorded), ClusterError when the cluster fails us.
         """
         assert grant.expires_at is not None
         cluster = self.clusters[grant.cluster]
@@ -751,7 +958,7 @@ class Workflow:
             self.backoff,
         )
         ends = token.ends_at or spec.expires_at
-        if ends <= grant.expires_at:
+        if ends <= grant.expires_at and not resumed:
             raise RequestRejected(
                 f"cluster {grant.cluster} caps tokens at "
                 f"{format_duration(timedelta(seconds=token.lifetime_seconds))}; "
@@ -761,12 +968,6 @@ class Workflow:
         await retrying(
             f"verify {grant.id}",
             lambda: k8s_grants.verify(cluster, spec, token, content),
-            self.backoff,
-        )
-        refs = _refs(grant.objects) if grant.objects is not None else None
-        await retrying(
-            f"annotate {grant.id}",
-            lambda: k8s_grants.set_expiry(cluster, refs or k8s_grants.grant_refs(spec), ends),
             self.backoff,
         )
         return token, content
@@ -796,46 +997,122 @@ class Workflow:
         *,
         progress: Callable[[Grant, str], object] | None = None,
     ) -> OffboardResult:
-        """Revoke everything the user holds on every cluster and block new requests.
+        """Block the user, end everything they hold or asked for, and remove their objects.
 
-        Idempotent: a second call finds nothing live and returns empty lists.
-        ``progress`` hears about each grant as it is done (the CLI prints it).
+        Each call makes progress and reports the truth: ``pending`` names every
+        grant whose objects may still exist (a cluster did not answer); the
+        durable cleanup jobs keep at it meanwhile. Repeating a finished call
+        returns the same answer without touching the clusters again.
+        ``progress`` hears about each grant as it is ended (the CLI prints it).
         """
         now = self.clock()
         await self.store.mark_offboarded(Offboarding(user=user, at=now, by=actor, reason=reason))
-        grants = await self.store.by_user(user)
+        record = await self.store.offboarding(user)
+        since = record.at if record is not None else now
         why = reason or "offboarded"
-        live = [g for g in grants if g.state in LIVE and g.kind == "access"]
-        pending = [g for g in grants if g.state == State.PENDING]
+        for g in await self.store.by_user(user):
+            if g.state == State.PENDING:
+                await self._cancel(g.id, actor, why)
+            elif g.state in LIVE:
+                result = await self._end_state(g.id, State.REVOKED, actor, why)
+                if progress is not None and g.kind == "access":
+                    progress(g, "revoked" if result is not None else "already ended")
+        await self._withdraw_approvals(user)
+        pending, verified = await self._sweep(user)
+        grants = await self.store.by_user(user)
 
-        async def end(g: Grant) -> Grant | None:
-            result = await self._end(g.id, State.REVOKED, actor, why)
-            if progress is not None:
-                progress(g, "revoked" if result is not None else "already ended")
-            return result
+        def ended_since(g: Grant, state: State) -> bool:
+            step = g.history[-1] if g.history else None
+            return g.state == state and step is not None and step.at >= since
 
-        ended = await asyncio.gather(*(end(g) for g in live), return_exceptions=True)
-        cancelled = [await self._cancel(g.id, actor, why) for g in pending]
-        failures = [e for e in ended if isinstance(e, BaseException)]
-        if failures:
-            # States are revoked and durable cleanup jobs exist, so the objects
-            # will go; but "done" would be a lie, so the caller hears about it.
-            log.error("offboarding %s: %d cleanups deferred to jobs", user, len(failures))
-            raise ClusterError(f"offboarding {user}: {len(failures)} cleanups still pending")
         return OffboardResult(
             user=user,
-            revoked=[g.id for g, e in zip(live, ended, strict=True) if e is not None],
-            cancelled=[g.id for g, c in zip(pending, cancelled, strict=True) if c is not None],
+            revoked=[g.id for g in grants if g.kind == "access" and ended_since(g, State.REVOKED)],
+            cancelled=[g.id for g in grants if ended_since(g, State.CANCELLED)],
+            pending=pending,
+            verified=verified,
         )
 
+    async def _withdraw_approvals(self, user: str) -> None:
+        """An offboarded person's approvals on pending requests stop counting (and showing)."""
+        for g in await self.store.by_state(State.PENDING):
+            if user in g.approvals:
+                await self.store.update(
+                    g.id,
+                    lambda c: (
+                        Change(
+                            c.model_copy(update={"approvals": c.tally.without({user}).approvers})
+                        )
+                        if c.state == State.PENDING and user in c.approvals
+                        else None
+                    ),
+                )
+
+    async def _sweep(self, user: str) -> tuple[list[PendingCleanup], dict[str, datetime]]:
+        """Delete and look for the user's objects on each cluster not yet confirmed clean."""
+        by_cluster: dict[str, list[Grant]] = {}
+        for g in await self.store.by_user(user):
+            if g.kind == "access" and (g.may_have_objects or g.objects_gone_at is not None):
+                by_cluster.setdefault(g.cluster, []).append(g)
+        pending: list[PendingCleanup] = []
+        verified: dict[str, datetime] = {}
+
+        async def one(cluster: str, grants: list[Grant]) -> None:
+            open_ = [g for g in grants if g.may_have_objects]
+            if not open_:
+                verified[cluster] = max(g.objects_gone_at for g in grants if g.objects_gone_at)
+                return
+            try:
+                at = await self._confirm_gone(cluster, user, {g.id for g in grants})
+            except ClusterError as exc:
+                log.warning("offboarding %s: cluster %s not clean yet: %s", user, cluster, exc)
+                pending.extend(PendingCleanup(g.id, cluster) for g in open_)
+                return
+            for g in open_:
+                await self._mark_gone(g.id, at)
+            verified[cluster] = at
+
+        await asyncio.gather(*(one(c, gs) for c, gs in sorted(by_cluster.items())))
+        pending.sort(key=lambda p: (p.cluster, p.grant))
+        return pending, verified
+
+    async def _confirm_gone(self, cluster_name: str, user: str, grant_ids: set[str]) -> datetime:
+        """Delete every object of these grants (or naming ``user``), then look again.
+
+        One attempt, no backoff: the caller (an HR system) retries, and the
+        cleanup jobs retry durably. Raises ClusterError while anything remains.
+        """
+        cluster = self.clusters[cluster_name]
+
+        async def mine() -> dict[str, list[k8s_grants.ObjectRef]]:
+            found: dict[str, list[k8s_grants.ObjectRef]] = {}
+            for o in await k8s_grants.list_managed(cluster):
+                if o.grant_id in grant_ids or o.requester == user:
+                    found.setdefault(o.grant_id, []).append(o.ref)
+            return found
+
+        found = await mine()
+        for current in await self.store.many(found):
+            if not current.ended:
+                raise ClusterError(f"grant {current.id} has not ended", cluster=cluster_name)
+        # Exactly what was listed, pinned by UID, grants in parallel (the pool bounds it).
+        await asyncio.gather(*(k8s_grants.revoke_objects(cluster, refs) for refs in found.values()))
+        left = await mine()
+        if left:
+            raise ClusterError(
+                f"cluster {cluster_name}: objects of {', '.join(sorted(left))} remain",
+                cluster=cluster_name,
+                transient=True,
+            )
+        return self.clock()
+
     async def reenable(self, user: str, actor: str) -> bool:
+        await self.require_enabled(actor, "re-enable")
         if not await self.is_admin(actor):
-            raise NotAllowed("only AccessBot admins can re-enable an offboarded user")
+            raise await self._refuse(
+                actor, "re-enable", None, "only AccessBot admins can re-enable an offboarded user"
+            )
         return await self.store.reenable(user)
-
-
-def _refs(objects: tuple[ClusterObject, ...]) -> tuple[k8s_grants.ObjectRef, ...]:
-    return tuple(k8s_grants.ObjectRef(o.kind, o.namespace, o.name, o.uid) for o in objects)
 
 
 def _records(refs: tuple[k8s_grants.ObjectRef, ...]) -> tuple[ClusterObject, ...]:

@@ -106,6 +106,28 @@ class ManagedObject:
     grant_id: str
     requester: str
     expires_at: dt.datetime | None
+    approved_by: tuple[str, ...] = ()
+    uid: str = ""
+
+    @property
+    def ref(self) -> ObjectRef:
+        return ObjectRef(self.kind, self.namespace, self.name, self.uid)
+
+
+def facts(spec: GrantSpec) -> dict[str, str]:
+    """The facts every object of a grant carries (contract: "Kubernetes objects")."""
+    return grant_annotations(spec.requester, spec.role, spec.expires_at, spec.approved_by)
+
+
+def grant_annotations(
+    requester: str, role: str, expires_at: dt.datetime, approved_by: Sequence[str]
+) -> dict[str, str]:
+    return {
+        names.REQUESTER: requester,
+        names.ROLE: role,
+        names.EXPIRES_AT: rfc3339(expires_at),
+        names.APPROVED_BY: ",".join(approved_by),
+    }
 
 
 def _metadata(spec: GrantSpec, name: str, namespace: str | None) -> client.V1ObjectMeta:
@@ -113,13 +135,25 @@ def _metadata(spec: GrantSpec, name: str, namespace: str | None) -> client.V1Obj
         name=name,
         namespace=namespace,
         labels={names.MANAGED_BY: names.MANAGED_BY_VALUE, names.GRANT_ID: spec.grant_id},
-        annotations={
-            names.REQUESTER: spec.requester,
-            names.ROLE: spec.role,
-            names.EXPIRES_AT: rfc3339(spec.expires_at),
-            names.APPROVED_BY: ",".join(spec.approved_by),
-        },
+        annotations=facts(spec),
     )
+
+
+async def annotate(c: ClusterClient, grant_id: str, facts: dict[str, str]) -> list[str]:
+    """Set these annotations on every object of the grant (found by label).
+
+    Idempotent. Returns ``Kind namespace/name`` of each object patched; an
+    object deleted meanwhile is skipped. Raises ClusterError otherwise.
+    """
+    selector = names.grant_selector(grant_id)
+    refs: list[ObjectRef] = []
+    for sa in await list_all(c, _sa_lister(c), selector):
+        refs.append(ObjectRef("ServiceAccount", sa.metadata.namespace, sa.metadata.name, ""))
+    for rb in await list_all(c, c.rbac.list_role_binding_for_all_namespaces, selector):
+        refs.append(ObjectRef("RoleBinding", rb.metadata.namespace, rb.metadata.name, ""))
+    for crb in await list_all(c, c.rbac.list_cluster_role_binding, selector):
+        refs.append(ObjectRef("ClusterRoleBinding", None, crb.metadata.name, ""))
+    return await annotate_objects(c, refs, facts)
 
 
 def rfc3339(at: dt.datetime) -> str:
@@ -297,17 +331,23 @@ def _jwt_lifetime(token: str) -> int | None:
         return None
 
 
-async def set_expiry(c: ClusterClient, refs: Sequence[ObjectRef], at: dt.datetime) -> None:
-    """Rewrite the ``accessbot.io/expires-at`` annotation of a grant's objects.
+async def annotate_objects(
+    c: ClusterClient, refs: Sequence[ObjectRef], annotations: dict[str, str]
+) -> list[str]:
+    """Merge ``annotations`` into each object's ``metadata.annotations``.
 
+    A JSON merge patch of annotations only: labels, subjects and the role stay
+    as they are (the chart's admission policy allows the bot nothing more).
     Used when the cluster shortened a token or a grant was extended, so the
     objects say what the record says (the reconciler trusts the annotation).
     A ref with a UID is pinned: a same-name object made by someone else since
     is refused by the apiserver (UIDs are immutable) and left alone, as is a
-    deleted one. Raises ClusterError for anything else.
+    deleted one. Returns ``Kind namespace/name`` of each object patched;
+    raises ClusterError for anything else.
     """
+    patched: list[str] = []
     for ref in refs:
-        meta: dict[str, Any] = {"annotations": {names.EXPIRES_AT: rfc3339(at)}}
+        meta: dict[str, Any] = {"annotations": annotations}
         if ref.uid:
             meta["uid"] = ref.uid
         body = {"metadata": meta}
@@ -327,16 +367,10 @@ async def set_expiry(c: ClusterClient, refs: Sequence[ObjectRef], at: dt.datetim
         except ClusterError as exc:
             if status_of(exc) not in (404, 409, 422):
                 raise
-
-
-def grant_refs(spec: GrantSpec) -> tuple[ObjectRef, ...]:
-    """The objects a grant's names point at, unpinned (for records made before UIDs)."""
-    binding: ObjectRef
-    if spec.scope == "cluster":
-        binding = ObjectRef("ClusterRoleBinding", None, spec.binding_name, "")
-    else:
-        binding = ObjectRef("RoleBinding", _target_namespace(spec), spec.binding_name, "")
-    return (ObjectRef("ServiceAccount", spec.sa_namespace, spec.sa_name, ""), binding)
+            continue
+        where = f"{ref.namespace}/{ref.name}" if ref.namespace else ref.name
+        patched.append(f"{ref.kind} {where}")
+    return patched
 
 
 async def provision(
@@ -361,7 +395,7 @@ async def provision(
     token = await issue_token(c, spec, now or dt.datetime.now(dt.UTC))
     if token.ends_at is not None and token.ends_at != spec.expires_at:
         # The cluster capped the token: the grant ends with it, and so do the objects.
-        await set_expiry(c, (sa, binding), token.ends_at)
+        await annotate_objects(c, (sa, binding), {names.EXPIRES_AT: rfc3339(token.ends_at)})
     _step(on_step, "token")
     return replace(token, objects=(sa, binding))
 
@@ -467,14 +501,16 @@ async def list_all(
 def _managed(kind: Any, obj: Any) -> ManagedObject:
     meta = obj.metadata
     labels = meta.labels or {}
-    annotations = meta.annotations or {}
+    found = meta.annotations or {}
     return ManagedObject(
         kind=kind,
         namespace=meta.namespace,
         name=meta.name,
         grant_id=labels.get(names.GRANT_ID, ""),
-        requester=annotations.get(names.REQUESTER, ""),
-        expires_at=parse_rfc3339(annotations.get(names.EXPIRES_AT)),
+        requester=found.get(names.REQUESTER, ""),
+        expires_at=parse_rfc3339(found.get(names.EXPIRES_AT)),
+        approved_by=tuple(a for a in found.get(names.APPROVED_BY, "").split(",") if a),
+        uid=meta.uid or "",
     )
 
 

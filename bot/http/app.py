@@ -16,7 +16,7 @@ from bot.core import Core
 from bot.http import openapi, signing
 from bot.metrics import CONTENT_TYPE, Metrics
 from bot.workflow import UnknownUser
-from k8s.errors import ClusterError
+from k8s.grants import rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -130,13 +130,20 @@ class HttpService:
             user = await wf.resolve_user(email=body.email, user_id=body.slack_user_id)
         except UnknownUser as exc:
             return _error(404, str(exc))
-        try:
-            result = await wf.offboard(user, "hr-webhook", body.reason or "offboarded by HR")
-        except ClusterError as exc:
-            log.error("offboarding %s incomplete: %s", user, exc)
-            return _error(503, "offboarding started but a cluster did not answer; retry")
+        result = await wf.offboard(user, "hr-webhook", body.reason or "offboarded by HR")
+        if not result.done:
+            # The truth, not a promise: these grants' objects may still exist.
+            # Cleanup jobs keep at it; each retry of this call re-attempts them.
+            log.error("offboarding %s incomplete: %d grants pending", user, len(result.pending))
+            pending = [{"grant": p.grant, "cluster": p.cluster} for p in result.pending]
+            return web.json_response({"user": result.user, "pending": pending}, status=503)
         return web.json_response(
-            {"user": result.user, "revoked": result.revoked, "cancelled": result.cancelled}
+            {
+                "user": result.user,
+                "revoked": result.revoked,
+                "cancelled": result.cancelled,
+                "verified": {c: rfc3339(at) for c, at in sorted(result.verified.items())},
+            }
         )
 
 

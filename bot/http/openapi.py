@@ -49,8 +49,30 @@ def document() -> dict[str, Any]:
             "user": {"type": "string"},
             "revoked": {"type": "array", "items": {"type": "string"}},
             "cancelled": {"type": "array", "items": {"type": "string"}},
+            "verified": {
+                "type": "object",
+                "description": "Per cluster the user had access on: when the bot confirmed "
+                "none of the user's objects remain there (RFC 3339 UTC).",
+                "additionalProperties": {"type": "string", "format": "date-time"},
+            },
         },
-        "required": ["user", "revoked", "cancelled"],
+        "required": ["user", "revoked", "cancelled", "verified"],
+    }
+    pending = {
+        "type": "object",
+        "properties": {
+            "user": {"type": "string"},
+            "pending": {
+                "type": "array",
+                "description": "Grants whose objects may still exist; retry the call.",
+                "items": {
+                    "type": "object",
+                    "properties": {"grant": {"type": "string"}, "cluster": {"type": "string"}},
+                    "required": ["grant", "cluster"],
+                },
+            },
+        },
+        "required": ["user", "pending"],
     }
     return {
         "openapi": "3.0.3",
@@ -65,7 +87,16 @@ def document() -> dict[str, Any]:
                         "content": {"application/json": {"schema": offboard_body}},
                     },
                     "responses": {
-                        "200": _json(result, "Revocations done (repeating is harmless)"),
+                        "200": _json(
+                            result,
+                            "Every grant of the user is gone on every cluster "
+                            "(repeating is harmless)",
+                        ),
+                        "503": _json(
+                            pending,
+                            "Not finished: these grants' objects may still exist; the user "
+                            "is blocked and cleanup continues; retry (each retry makes progress)",
+                        ),
                         "400": _json(_ERROR, "Malformed body"),
                         "401": _json(_ERROR, "Bad or stale signature"),
                         "404": _json(_ERROR, "Unknown user (or the webhook is disabled)"),

@@ -64,6 +64,7 @@ from bot.slack.forms import (
     validate_extension,
     validate_request_form,
 )
+from bot.slack.gate import OffboardGate
 from bot.slack.notifier import SlackNotifier
 from bot.slack.reports import ReportAccess, may_run_reports, run_report
 from bot.slack.text import code, escape, unescape
@@ -124,6 +125,7 @@ class _Listeners:
 
     def register(self, app: AsyncApp) -> None:
         app.middleware(self.dedupe_events)
+        app.middleware(OffboardGate(self.workflow, self.notifier).check)
         app.command("/access")(self.access_command)
         app.command("/k8s")(self.k8s_command)
         app.action(ids.APPROVE)(self.approve_click)

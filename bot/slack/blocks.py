@@ -219,6 +219,7 @@ def _card_status(grant: Grant) -> list[JSON]:
         State.REVOKED: f":lock: Approved, then revoked by {by}",
         State.EXPIRED: ":lock: Approved; the access has expired",
         State.FAILED: ":x: Failed",
+        State.APPLIED: ":white_check_mark: Approved; extension applied",
     }
     blocks = [section(md(texts[state]))]
     if state in (State.DENIED, State.REVOKED, State.CANCELLED, State.FAILED) and step:

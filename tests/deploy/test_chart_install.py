@@ -24,7 +24,7 @@ import yaml
 from kubernetes import client
 
 from bot.policy import Policy, RoleConfig, namespace_allowed, parse_policy
-from k8s import grants
+from k8s import grants, names
 from k8s.clients import ClusterClient, ClusterRegistry, ClusterTarget, status_of
 from k8s.errors import ClusterError
 from k8s.helm import helm_report
@@ -269,7 +269,7 @@ async def test_every_policy_role_provisions_verifies_and_revokes(
         assert verified.rules > 0
         # An extension (or a capped token) moves the objects' own expiry.
         later = spec.expires_at + dt.timedelta(hours=1)
-        await grants.set_expiry(bot, token.objects, later)
+        await grants.annotate_objects(bot, token.objects, {names.EXPIRES_AT: grants.rfc3339(later)})
         moved = [o for o in await grants.list_managed(bot) if o.grant_id == spec.grant_id]
         assert [o.expires_at for o in moved] == [later.replace(microsecond=0)] * 2
 

@@ -41,10 +41,13 @@ async def request_edit(bed: SlackBed, user: str = "U0ALICE", text: str = "fixing
     reply = await bed.command(f"request edit -n team-a -d 2h {text}", user)
     assert reply.status == 200
     grant = await bed.only_grant(user)
+    # This request's own card: an earlier card must not satisfy the wait.
     await bed.emu.wait_for(
         "chat.postMessage",
         timeout=30,
-        predicate=lambda c: c.ok and c.params.get("channel") == APPROVALS,
+        predicate=lambda c: (
+            c.ok and c.params.get("channel") == APPROVALS and grant.id in json.dumps(c.params)
+        ),
     )
     return grant.id
 

@@ -27,7 +27,7 @@ S = State
 
 EXPECTED = {
     S.PENDING: {S.APPROVED, S.DENIED, S.CANCELLED, S.TIMED_OUT, S.FAILED},
-    S.APPROVED: {S.PROVISIONING, S.FAILED, S.REVOKED},
+    S.APPROVED: {S.PROVISIONING, S.FAILED, S.REVOKED, S.APPLIED},
     S.PROVISIONING: {S.ACTIVE, S.FAILED, S.REVOKED},
     S.ACTIVE: {S.EXPIRED, S.REVOKED, S.FAILED},
 }
@@ -45,13 +45,16 @@ def test_state_values_are_lowercase_names() -> None:
         "cancelled",
         "timed_out",
         "failed",
+        "applied",
     ]
     assert State("timed_out") is State.TIMED_OUT
     assert f"{State.TIMED_OUT}" == "timed_out"
 
 
 def test_state_sets() -> None:
-    assert {S.EXPIRED, S.REVOKED, S.DENIED, S.CANCELLED, S.TIMED_OUT, S.FAILED} == TERMINAL
+    assert {
+        S.EXPIRED, S.REVOKED, S.DENIED, S.CANCELLED, S.TIMED_OUT, S.FAILED, S.APPLIED
+    } == TERMINAL  # fmt: skip
     assert {S.APPROVED, S.PROVISIONING, S.ACTIVE} == LIVE
     assert set(ALLOWED_TRANSITIONS) == set(State)
     assert all(is_terminal(s) == (s in TERMINAL) for s in State)
@@ -230,3 +233,12 @@ def test_new_expiry_never_exceeds_max_from_now(left: int, extend: int, maximum: 
     else:
         assert result == expiry + timedelta(seconds=extend)
         assert result - NOW <= timedelta(seconds=maximum)
+
+
+def test_tally_without_offboarded_approvers() -> None:
+    tally = Tally(2, ("U1", "U2"))
+    assert tally.satisfied
+    less = tally.without({"U2"})
+    assert less.approvers == ("U1",)
+    assert not less.satisfied
+    assert less.remaining == 1

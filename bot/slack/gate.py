@@ -1,0 +1,97 @@
+"""Refuse everything an offboarded person sends, before any listener runs.
+
+The workflow refuses an offboarded actor in every use case; this gate makes the
+Slack surface say so uniformly, including for what never reaches a use case
+(``/access help``, the request form, cluster reports, App Home). Each refusal
+is audited by :meth:`bot.workflow.Workflow.require_enabled`.
+
+It answers within Slack's 3 s ack: a slash command gets the ephemeral refusal
+as its response, a modal submission has its modal replaced by the refusal, a
+click is acknowledged and the refusal goes to the person's DM. ``user_change``
+events always pass: that is how a deactivated account gets offboarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from redis.exceptions import RedisError
+from slack_bolt.response import BoltResponse
+
+from bot.slack.blocks import error_message
+from bot.slack.notifier import SlackNotifier
+from bot.workflow import NotAllowed, Workflow
+
+log = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+
+
+def _sender(body: JSON) -> tuple[str, str]:
+    """(what the person did, their user ID); ("", "") for what the gate lets through."""
+    if "command" in body and "user_id" in body:
+        return f"{body['command']} {body.get('text') or ''}".strip(), str(body["user_id"])
+    kind = str(body.get("type") or "")
+    user = str((body.get("user") or {}).get("id") or "")
+    if kind == "block_actions":
+        actions = body.get("actions") or [{}]
+        return f"click {actions[0].get('action_id') or ''}".strip(), user
+    if kind in ("view_submission", "view_closed", "block_suggestion"):
+        callback = (body.get("view") or {}).get("callback_id") or ""
+        return f"{kind} {callback}".strip(), user
+    event = body.get("event") or {}
+    if kind == "event_callback" and event.get("type") == "app_home_opened":
+        return "open App Home", str(event.get("user") or "")
+    return "", ""
+
+
+class OffboardGate:
+    def __init__(self, workflow: Workflow, notifier: SlackNotifier) -> None:
+        self.workflow = workflow
+        self.notifier = notifier
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def check(self, body: JSON, next_: Callable[[], Awaitable[None]]) -> BoltResponse | None:
+        what, user = _sender(body)
+        if not user:
+            await next_()
+            return None
+        try:
+            await self.workflow.require_enabled(user, what)
+        except NotAllowed as exc:
+            return self._refusal(body, user, f"{_sentence(exc)}. Nothing was changed.")
+        except RedisError:
+            # The use cases check again (and fail closed) when Redis is back.
+            log.warning("offboarding check skipped for %s: Redis unavailable", user)
+        await next_()
+        return None
+
+    def _refusal(self, body: JSON, user: str, text: str) -> BoltResponse:
+        message = error_message(text)
+        if "command" in body:
+            payload = {**message.as_kwargs(), "response_type": "ephemeral"}
+            return BoltResponse(status=200, body=payload)
+        kind = body.get("type")
+        if kind == "view_submission":
+            view = {
+                "type": "modal",
+                "title": {"type": "plain_text", "text": "AccessBot"},
+                "blocks": message.blocks,
+            }
+            payload = {"response_action": "update", "view": view}
+            return BoltResponse(status=200, body=payload)
+        if kind == "block_suggestion":
+            return BoltResponse(status=200, body={"options": []})
+        if kind == "block_actions":
+            task = asyncio.create_task(self.notifier.send_dm(user, message))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return BoltResponse(status=200, body="")
+
+
+def _sentence(exc: BaseException) -> str:
+    text = str(exc)
+    return text[:1].upper() + text[1:]
