@@ -14,7 +14,7 @@ from k8s import grants, rbac
 from k8s.clients import ClusterClient, ClusterRegistry, ClusterTarget
 from k8s.kubeconfig import KubeconfigSpec, render_kubeconfig
 from tests.support.cluster import TestCluster, ensure_namespaces
-from tests.support.curated_roles import apply_cluster_role, apply_curated
+from tests.support.curated_roles import apply_cluster_role, curated_roles
 
 pytestmark = pytest.mark.cluster
 NS = "risk-team"
@@ -43,11 +43,11 @@ MEASURED: dict[tuple[str, bool], list[str]] = {
 @pytest.fixture
 def kc(cluster: TestCluster) -> Iterator[ClusterClient]:
     ensure_namespaces(cluster, SA_NS, NS)
-    apply_curated(cluster.api_client())
     registry = ClusterRegistry(
         {"t": ClusterTarget(name="t", context="admin", kubeconfig=str(cluster.kubeconfig))}
     )
-    yield registry["t"]
+    with curated_roles(cluster):
+        yield registry["t"]
     registry.close()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from kubernetes import client
 
 from tests.service.test_cli import accessbot
 from tests.support.cluster import REPO, TestCluster, combined_kubeconfig, ensure_namespaces
-from tests.support.curated_roles import apply_curated
+from tests.support.curated_roles import curated_roles
 
 pytestmark = pytest.mark.cluster
 
@@ -34,7 +33,6 @@ def run_check(
     kubeconfig: Path | None = None,
 ) -> tuple[int, str]:
     ensure_namespaces(cluster, "accessbot-users")
-    apply_curated(cluster.api_client())
     if kubeconfig is None:
         kubeconfig = combined_kubeconfig(tmp_path / "kubeconfig", {"a": cluster})
     (tmp_path / "policy.yaml").write_text(HEAD + roles)
@@ -44,7 +42,8 @@ def run_check(
         "SLACK_BOT_TOKEN": "xoxb-t",
         "SLACK_SIGNING_SECRET": "s",
     }
-    r = accessbot("check", env=env, cwd=tmp_path)
+    with curated_roles(cluster):
+        r = accessbot("check", env=env, cwd=tmp_path)
     assert "Traceback" not in r.stdout + r.stderr
     return r.returncode, r.stdout
 
@@ -144,12 +143,8 @@ def test_an_identity_that_cannot_read_cluster_roles_is_told_what_it_needs(
 
 
 CHART_VALUES = REPO / "helm-chart" / "accessbot" / "values.yaml"
-CHART_ROLES = REPO / "helm-chart" / "accessbot" / "templates" / "clusterroles.yaml"
 
 
-@pytest.mark.skipif(
-    not CHART_ROLES.exists(), reason="the chart's curated ClusterRoles are not in this tree"
-)
 def test_the_charts_default_policy_passes(
     tmp_path: Path, redis_url: str, cluster: TestCluster
 ) -> None:
@@ -158,22 +153,6 @@ def test_the_charts_default_policy_passes(
     The curated ClusterRoles are rendered from the chart itself and applied, and the
     policy's in-cluster cluster is reached through a kubeconfig context instead.
     """
-    rendered = cluster.helm(
-        "template", "accessbot", str(CHART_VALUES.parent), "--namespace", "accessbot"
-    ).stdout
-    roles = [
-        d for d in yaml.safe_load_all(rendered)
-        if d and d.get("kind") == "ClusterRole" and d["metadata"]["name"].startswith("accessbot-")
-        and "grant-role" in (d["metadata"].get("labels") or {}).values()
-    ]  # fmt: skip
-    assert {d["metadata"]["name"] for d in roles} >= {"accessbot-view", "accessbot-edit"}
-    rbac = client.RbacAuthorizationV1Api(cluster.api_client())
-    for doc in roles:
-        name = doc["metadata"]["name"]
-        doc["metadata"] = {"name": name}
-        with contextlib.suppress(client.exceptions.ApiException):
-            rbac.delete_cluster_role(name)
-        rbac.create_cluster_role(doc)
     policy = yaml.safe_load(yaml.safe_load(CHART_VALUES.read_text())["policy"])
     for entry in policy["clusters"].values():
         entry.pop("in_cluster", None)
@@ -183,6 +162,8 @@ def test_the_charts_default_policy_passes(
     (tmp_path / "policy.yaml").write_text(yaml.safe_dump(policy))
     env = {"REDIS_URL": redis_url, "KUBECONFIG": str(kubeconfig),
            "SLACK_BOT_TOKEN": "xoxb-t", "SLACK_SIGNING_SECRET": "s"}  # fmt: skip
-    r = accessbot("check", env=env, cwd=tmp_path)
+    with curated_roles(cluster) as names:
+        assert set(names) >= {"accessbot-view", "accessbot-edit"}
+        r = accessbot("check", env=env, cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "✗" not in r.stdout

@@ -1,66 +1,24 @@
 """The chart's curated grant ClusterRoles, as tests outside the chart need them.
 
-Same rules as helm-chart/accessbot/templates/clusterroles.yaml (the built-in view and
-edit without Secrets, ServiceAccount writes and tokens, impersonation or RBAC writes),
-so `accessbot check` and the risk analysis can be tested without installing the chart.
+Rendered from helm-chart/accessbot/templates/clusterroles.yaml with the real `helm`,
+so `accessbot check` and the risk analysis are tested on exactly what the chart ships,
+without installing the chart.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-READ = ["get", "list", "watch"]
-WRITE = ["create", "update", "patch", "delete", "deletecollection"]
+from tests.support.cluster import TestCluster
 
-_VIEW_RULES: list[dict[str, Any]] = [
-    {"apiGroups": [""], "verbs": READ, "resources": [
-        "pods", "replicationcontrollers", "replicationcontrollers/scale", "serviceaccounts",
-        "services", "services/status", "endpoints", "persistentvolumeclaims",
-        "persistentvolumeclaims/status", "configmaps", "limitranges", "resourcequotas",
-        "bindings", "pods/status", "resourcequotas/status", "namespaces/status",
-        "replicationcontrollers/status", "pods/log", "namespaces"]},
-    {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": READ},
-    {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": READ},
-    {"apiGroups": ["apps"], "verbs": READ, "resources": [
-        "controllerrevisions", "statefulsets", "statefulsets/status", "statefulsets/scale",
-        "daemonsets", "daemonsets/status", "deployments", "deployments/status",
-        "deployments/scale", "replicasets", "replicasets/status", "replicasets/scale"]},
-    {"apiGroups": ["autoscaling"], "verbs": READ,
-     "resources": ["horizontalpodautoscalers", "horizontalpodautoscalers/status"]},
-    {"apiGroups": ["batch"], "verbs": READ,
-     "resources": ["jobs", "cronjobs", "cronjobs/status", "jobs/status"]},
-    {"apiGroups": ["policy"], "verbs": READ,
-     "resources": ["poddisruptionbudgets", "poddisruptionbudgets/status"]},
-    {"apiGroups": ["networking.k8s.io"], "verbs": READ,
-     "resources": ["networkpolicies", "ingresses", "ingresses/status"]},
-]  # fmt: skip
-
-_EDIT_EXTRA: list[dict[str, Any]] = [
-    {"apiGroups": [""], "verbs": READ, "resources": [
-        "pods/attach", "pods/proxy", "pods/exec", "pods/portforward", "services/proxy"]},
-    {"apiGroups": [""], "verbs": WRITE, "resources": [
-        "pods", "pods/attach", "pods/proxy", "pods/exec", "pods/portforward",
-        "replicationcontrollers", "replicationcontrollers/scale", "services",
-        "services/proxy", "persistentvolumeclaims", "configmaps", "events"]},
-    {"apiGroups": [""], "resources": ["pods/eviction"], "verbs": ["create"]},
-    {"apiGroups": ["apps"], "verbs": WRITE, "resources": [
-        "statefulsets", "statefulsets/scale", "daemonsets", "deployments", "deployments/scale",
-        "deployments/rollback", "replicasets", "replicasets/scale"]},
-    {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": WRITE},
-    {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": WRITE},
-    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": WRITE},
-    {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies", "ingresses"],
-     "verbs": WRITE},
-    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": READ + WRITE},
-]  # fmt: skip
-
-CURATED: dict[str, list[dict[str, Any]]] = {
-    "accessbot-view": _VIEW_RULES,
-    "accessbot-edit": _VIEW_RULES + _EDIT_EXTRA,
-}
+CHART = Path(__file__).resolve().parents[2] / "helm-chart" / "accessbot"
 
 
 def apply_cluster_role(
@@ -90,6 +48,33 @@ def apply_cluster_role(
         rbac.replace_cluster_role(name, body)
 
 
-def apply_curated(api: client.ApiClient) -> None:
-    for name, rules in CURATED.items():
-        apply_cluster_role(api, name, rules)
+def chart_curated_roles(helm: Callable[..., Any]) -> list[dict[str, Any]]:
+    """The curated ClusterRoles exactly as the chart renders them (name and rules)."""
+    rendered = helm("template", "accessbot", str(CHART), "--namespace", "accessbot").stdout
+    return [
+        {"name": d["metadata"]["name"], "rules": d.get("rules") or []}
+        for d in yaml.safe_load_all(rendered)
+        if d
+        and d.get("kind") == "ClusterRole"
+        and (d["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "grant-role"
+    ]
+
+
+@contextlib.contextmanager
+def curated_roles(cluster: TestCluster) -> Iterator[list[str]]:
+    """Create the chart's curated ClusterRoles for the duration of the block.
+
+    They are removed afterwards: a chart installed later in the same session
+    must be able to own them (Helm refuses to adopt objects it did not make).
+    """
+    api = cluster.api_client()
+    roles = chart_curated_roles(cluster.helm)
+    for role in roles:
+        apply_cluster_role(api, role["name"], role["rules"])
+    try:
+        yield [r["name"] for r in roles]
+    finally:
+        rbac = client.RbacAuthorizationV1Api(api)
+        for role in roles:
+            with contextlib.suppress(ApiException):
+                rbac.delete_cluster_role(role["name"])
