@@ -1001,6 +1001,7 @@ class SlackEmulator(_WebApi):
         self.socket_acks: dict[str, SocketAck] = {}
         self._faults: defaultdict[str, deque[_Fault]] = defaultdict(deque)
         self._delays: dict[str, float] = {}
+        self._started: defaultdict[str, int] = defaultdict(int)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -1160,9 +1161,22 @@ class SlackEmulator(_WebApi):
 
     # ------------------------------------------------------------------ HTTP handlers
 
+    async def wait_started(self, method: str, count: int = 1, timeout: float = 10.0) -> None:
+        """Until ``count`` calls of ``method`` have arrived (answered or not yet).
+
+        With ``delay`` this finds a moment when the bot has a call in flight.
+        """
+        await self._wait_until(
+            lambda: True if self._started[method] >= count else None,
+            timeout,
+            lambda: f"{method} started {self._started[method]} times, not {count}",
+        )
+
     async def _handle_api(self, request: web.Request) -> web.Response:
         at = time.time()
         method = request.match_info["method"]
+        self._started[method] += 1
+        self._notify()
         params = await _read_params(request)
         param_token = params.pop("token", None)
         token = _bearer_token(request) or (str(param_token) if param_token else None)
