@@ -20,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
+from urllib.parse import parse_qs
 
 from aiohttp import web
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -127,9 +128,17 @@ def build_slack_app(
     return app
 
 
-async def _unexpected_error(error: Exception, body: JSON) -> BoltResponse:
-    """A bug before the ack answers 200 with an apology, never a 5xx and a retry."""
+async def _unexpected_error(
+    error: Exception, body: JSON, response: BoltResponse | None
+) -> BoltResponse | None:
+    """A bug before the ack answers 200 with an apology, never a 5xx and a retry.
+
+    ``response`` is None when the ack has gone out already; then there is
+    nothing left to answer and the error is only logged.
+    """
     log.error("unexpected error handling a Slack request: %r", error, exc_info=error)
+    if response is None:
+        return None
     if body.get("command"):
         apology = error_message("Something went wrong on our side; it has been logged.")
         return BoltResponse(status=200, body=json.dumps(_ephemeral(apology)))
@@ -158,6 +167,8 @@ def slack_http_handler(
     async def handle(request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         headers = request.headers
+        if _is_ssl_check(raw):
+            return web.Response(status=200)  # carries no action; Bolt skips verifying it too
         if not verify_slack(
             signing_secret,
             headers.get("X-Slack-Request-Timestamp"),
@@ -657,6 +668,14 @@ def _delivery_key(body: JSON) -> str:
         return f"slack-event:{str(event_id)[:100]}" if event_id else ""
     trigger = body.get("trigger_id")
     return f"slack-trigger:{str(trigger)[:200]}" if trigger else ""
+
+
+def _is_ssl_check(raw: bytes) -> bool:
+    """Slack's periodic certificate probe of a slash command URL (``ssl_check=1``)."""
+    if len(raw) > 1000 or b"ssl_check=1" not in raw:
+        return False
+    fields = parse_qs(raw.decode("utf-8", "replace"))
+    return fields.get("ssl_check") == ["1"] and not ({"command", "payload"} & fields.keys())
 
 
 def _why(exc: BaseException) -> str:

@@ -238,3 +238,12 @@ async def test_distinct_commands_are_not_mistaken_for_replays(bed: SlackBed) -> 
         reply = await bed.command("list", "U0ALICE")
         assert reply.status == 200
     await bed.emu.wait_for("response_url", 2, timeout=30)
+
+
+async def test_ssl_check_is_answered_but_cannot_carry_a_command(bed: SlackBed) -> None:
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    status, _ = await _raw_post(bed, b"ssl_check=1&token=legacy", form)
+    assert status == 200
+    smuggled = b"ssl_check=1&command=%2Faccess&text=list&user_id=U0ALICE"
+    status, _ = await _raw_post(bed, smuggled, form)
+    assert status == 401
