@@ -8,6 +8,7 @@ timeout: a delivery without an HTTP answer within it has failed.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -27,6 +28,8 @@ from tests.support.slack_signing import (
     retry_headers,
     sign,
     slash_command_body,
+    text_input,
+    view_submission_body,
 )
 
 NO_ANSWER = 10.0  # seconds: Slack gives up after 3; this only detects "never"
@@ -90,6 +93,14 @@ async def test_deliveries_answered_while_redis_hangs_and_offboarding_resumes(
                 "/access", "list", "U0BOB", response_url=bed.emu.new_response_url()
             )
             assert await post(bed, listing) == 200
+            # A form whose check reads Redis before its ack: answered all the same.
+            extend = view_submission_body(
+                "access_extend_modal",
+                {"duration": {"value": text_input("1h")}},
+                "U0BOB",
+                private_metadata=json.dumps({"grant": grant.id}),
+            )
+            assert await post(bed, extend) == 200
             # The offboarding has found Redis hung (not merely queued behind it).
             await wait_logged(caplog, "offboarding U0ALICE waits for Redis", timeout=60)
         finally:
