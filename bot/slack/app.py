@@ -187,16 +187,31 @@ def slack_http_handler(
             log.warning("unparseable Slack request: %s", exc.__class__.__name__)
             return web.json_response({"error": "malformed request body"}, status=400)
         dispatch = asyncio.ensure_future(app.async_dispatch(bolt_request))
+        # Held until done: it may outlive this request (and asyncio keeps only weak
+        # references to tasks).
+        background.add(dispatch)
+        dispatch.add_done_callback(_settled(background))
         try:
             response = await asyncio.wait_for(asyncio.shield(dispatch), answer_within)
         except TimeoutError:
             log.warning("Slack request not answered in %.1fs; acknowledging it now", answer_within)
-            background.add(dispatch)
-            dispatch.add_done_callback(background.discard)
+            return web.Response(status=200)
+        except Exception:  # Bolt answers its own errors; this would be a bug of ours
             return web.Response(status=200)
         return await to_aiohttp_response(response)
 
     return handle
+
+
+def _settled(
+    background: set[asyncio.Task[BoltResponse]],
+) -> Callable[[asyncio.Task[BoltResponse]], None]:
+    def done(task: asyncio.Task[BoltResponse]) -> None:
+        background.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("Slack request failed: %r", exc, exc_info=exc)
+
+    return done
 
 
 def _ephemeral(message: Message) -> JSON:

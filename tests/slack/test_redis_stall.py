@@ -53,8 +53,10 @@ def _pid(redis: RedisProcess) -> int | None:
 async def post(bed: SlackBed, body: bytes, headers: dict[str, str] | None = None) -> int:
     timeout = aiohttp.ClientTimeout(total=NO_ANSWER)
     all_headers = {**sign(SECRET, body), **(headers or {})}
+    started = time.monotonic()
     async with bed.http.post(bed.url, data=body, headers=all_headers, timeout=timeout) as resp:
         await resp.read()
+        print(f"answered {resp.status} after {time.monotonic() - started:.2f}s with Redis stopped")
         return resp.status
 
 
