@@ -128,6 +128,11 @@ async def test_uppercase_hex_of_the_right_signature_and_a_good_one(bed: SlackBed
         b"payload=%5B%5D",
         b"",
         b"command=%2Faccess&text=list",  # no user at all
+        b"[" * 50_000,  # json.loads raises RecursionError, not ValueError
+        b"payload=" + b"%5B" * 20_000,
+        b'{"type": "event_callback", "event_id": "Ev1", "event": {"type": "user_change", '
+        b'"user": "U0ALICE"}}',
+        b'{"n": ' + b"9" * 5000 + b"}",  # int() digit limit inside the JSON parser
     ],
 )
 async def test_signed_garbage_is_a_4xx_never_a_5xx(bed: SlackBed, body: bytes) -> None:
