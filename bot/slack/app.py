@@ -300,6 +300,13 @@ class _Listeners:
             message = error_message(f"{_words(exc)}. Nothing was changed.")
         except (RequestRejected, UnknownGrant) as exc:
             message = error_message(_words(exc))
+        except SlackClientError as exc:
+            # Only when Slack failed and nothing was cached to fall back on.
+            log.warning("%s by %s needed Slack, which failed: %s", what, user, error_code(exc))
+            message = error_message(
+                f"Slack did not answer a lookup AccessBot needed ({error_code(exc)}); "
+                "please try again in a minute."
+            )
         except Exception:
             log.exception("%s by %s failed (grant %s)", what, user, grant_id or "-")
             message = error_message("Something went wrong on our side; it has been logged.")

@@ -51,6 +51,24 @@ async def test_status_change_and_usergroups_outage_do_not_break_approvals(bed: S
     assert len(bed.emu.calls_to("usergroups.list")) == lists_before
 
 
+async def test_no_usergroup_data_at_all_refuses_with_a_clear_reply(bed: SlackBed) -> None:
+    grant_id = await request_edit(bed)
+    bed.emu.server_error("usergroups.list", 503, times=50)
+    await approve(bed, grant_id, "U0PL1")  # an approver only through @platform-leads
+    reply = await bed.wait_response("Slack did not answer")
+    assert "try again" in json.dumps(reply.params)
+    assert "http_503" in json.dumps(reply.params)
+    pending = await bed.core.store.get(grant_id)
+    assert pending is not None
+    assert pending.state == State.PENDING  # fails closed
+
+    card = bed.card_for(grant_id)
+    bed.emu.reset()  # Slack is back (and forgets what it recorded)
+    reply2 = await bed.click("access_approve", grant_id, "U0PL1", card, APPROVALS)
+    assert reply2.status == 200
+    await bed.wait_grant(grant_id, State.ACTIVE)
+
+
 async def test_membership_events_apply_at_once(bed: SlackBed) -> None:
     first, second = await two_requests(bed)
     await approve(bed, first, "U0PL1")
