@@ -10,6 +10,9 @@ from datetime import timedelta
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bot.policy import Policy
 from bot.ports import Directory, Notifier
@@ -21,6 +24,34 @@ from bot.workflow import Workflow
 from k8s.clients import ClusterRegistry, ClusterTarget
 
 log = logging.getLogger(__name__)
+
+# Every Redis command the bot sends is bounded: a hung server (SIGSTOP, a stalled
+# disk under AOF fsync, a network black hole) turns into redis.exceptions.TimeoutError
+# after this long instead of a call that never returns. Our commands and Lua scripts
+# are small (bounded batches), so 5 s is generous; a URL query such as
+# ``?socket_timeout=10`` overrides it.
+REDIS_SOCKET_TIMEOUT = 5.0
+REDIS_CONNECT_TIMEOUT = 3.0
+
+
+def redis_client(url: str) -> Redis:
+    """The Redis client every part of the bot shares, with bounded waits.
+
+    Only connection errors are retried (twice, with jittered backoff up to 1 s):
+    a command that timed out may have run, and re-sending a ``SET NX`` or an
+    ``XADD`` would not be harmless.
+    """
+    return Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=REDIS_SOCKET_TIMEOUT,
+        socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
+        retry=Retry(
+            ExponentialWithJitterBackoff(base=0.1, cap=1.0),
+            retries=2,
+            supported_errors=(RedisConnectionError,),
+        ),
+    )
 
 
 def cluster_targets(policy: Policy, kubeconfig: str | None) -> dict[str, ClusterTarget]:
@@ -82,7 +113,7 @@ async def build_core(
     backoff: Backoff | None = None,
     scheduler_options: dict[str, Any] | None = None,
 ) -> Core:
-    redis = Redis.from_url(redis_url, decode_responses=True)
+    redis = redis_client(redis_url)
     registry = clusters or ClusterRegistry(cluster_targets(policy, kubeconfig))
     scheduler = Scheduler(redis, **(scheduler_options or {}))
     store = Store(redis, scheduler)

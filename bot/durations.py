@@ -17,9 +17,19 @@ __all__ = ["Duration", "DurationError", "format_duration", "parse_duration"]
 ACCEPTED_FORMAT = "use e.g. 30m, 2h, 1d, 1h30m"
 
 # Units must appear at most once and largest first, so "1h30m" is accepted while
-# the ambiguous-looking "30m1h" and "1h1h" are not.
-_PATTERN = re.compile(r"(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?")
+# the ambiguous-looking "30m1h" and "1h1h" are not. ASCII digits only: ``\d`` and
+# ``int()`` would also take Arabic-Indic or full-width digits.
+_PATTERN = re.compile(
+    r"(?:(?P<d>[0-9]+)d)?(?:(?P<h>[0-9]+)h)?(?:(?P<m>[0-9]+)m)?(?:(?P<s>[0-9]+)s)?"
+)
 _UNIT_SECONDS = (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1))
+# timedelta tops out near 8.6e13 s (999,999,999 days): a number with more digits can
+# only be "far too long". Checking the length first also keeps int() away from
+# Python's 4,300-digit conversion limit, whose ValueError is not a DurationError.
+_MAX_DIGITS = 15
+# Error messages echo what was typed; a pasted novel is cut short so the reply
+# still fits a Slack message.
+_ECHO_LIMIT = 40
 
 
 class DurationError(ValueError):
@@ -28,7 +38,13 @@ class DurationError(ValueError):
 
 def _invalid(text: object, why: str = "") -> DurationError:
     detail = f"{why}; {ACCEPTED_FORMAT}" if why else ACCEPTED_FORMAT
-    return DurationError(f"invalid duration {text!r} ({detail})")
+    try:
+        shown = repr(text)
+    except ValueError:  # an int past Python's digit limit cannot even be printed
+        shown = "a number of over 4,300 digits"
+    if len(shown) > _ECHO_LIMIT:
+        shown = shown[: _ECHO_LIMIT - 1] + "…"
+    return DurationError(f"invalid duration {shown} ({detail})")
 
 
 def parse_duration(text: str) -> timedelta:
@@ -36,10 +52,16 @@ def parse_duration(text: str) -> timedelta:
 
     Surrounding whitespace and upper case are tolerated because people type these
     into Slack by hand; anything else is an error rather than a guess.
+
+    Raises :class:`DurationError` (and nothing else) for any text that is not a
+    positive duration timedelta can hold; its message quotes at most the first
+    ~40 characters of the input.
     """
     match = _PATTERN.fullmatch(text.strip().lower())
     if match is None or not any(match.groupdict().values()):
         raise _invalid(text)
+    if any(len(digits) > _MAX_DIGITS for digits in match.groupdict().values() if digits):
+        raise _invalid(text, "far too long")
     seconds = sum(int(match[unit] or 0) * size for unit, size in _UNIT_SECONDS)
     if seconds <= 0:
         raise _invalid(text, "must be longer than zero")
@@ -76,7 +98,10 @@ def _coerce_duration(value: object) -> timedelta:
     if isinstance(value, int) and not isinstance(value, bool):
         if value <= 0:
             raise _invalid(value, "must be longer than zero")
-        return timedelta(seconds=value)
+        try:
+            return timedelta(seconds=value)
+        except OverflowError:
+            raise _invalid(value, "far too long") from None
     if isinstance(value, timedelta):
         if value <= timedelta(0):
             raise _invalid(str(value), "must be longer than zero")

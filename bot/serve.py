@@ -11,7 +11,6 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 
@@ -23,6 +22,7 @@ from bot.policy import Policy, load_policy
 from bot.redis_server import RedisProcess
 from bot.settings import Settings, bot_namespace
 from bot.slack import SlackDirectory, SlackNotifier, build_slack_app, make_slack_client
+from bot.slack.app import slack_http_handler
 
 log = logging.getLogger(__name__)
 
@@ -84,14 +84,13 @@ async def _build(
         len(r.revoked), len(r.deferred), len(r.rescheduled)
     )
     metrics.set_active([g for g in await core.store.by_state(State.ACTIVE) if g.kind == "access"])
+    signing_secret = (
+        settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
+    )
     slack = build_slack_app(
         core=core,
         client=client,
-        signing_secret=(
-            settings.slack_signing_secret.get_secret_value()
-            if settings.slack_signing_secret
-            else None
-        ),
+        signing_secret=signing_secret,
         socket_mode=settings.socket_mode,
         report_access=policy.reports,
     )
@@ -103,7 +102,7 @@ async def _build(
             if settings.accessbot_offboard_secret
             else None
         ),
-        slack_handler=None if settings.socket_mode else bolt_http_handler(slack),
+        slack_handler=None if settings.socket_mode else bolt_http_handler(slack, signing_secret),
     )
     app = http.build()
     app["service"] = http
@@ -112,14 +111,14 @@ async def _build(
     return core, app
 
 
-def bolt_http_handler(app: AsyncApp) -> SlackHandler:
-    """Bolt inside our own aiohttp app; Bolt verifies the signature of every request."""
+def bolt_http_handler(app: AsyncApp, signing_secret: str | None) -> SlackHandler | None:
+    """Bolt inside our own aiohttp app (HTTP mode only: None without a signing secret).
 
-    async def handle(request: web.Request) -> web.Response:
-        response = await app.async_dispatch(await to_bolt_request(request))
-        return await to_aiohttp_response(response)
-
-    return handle
+    ``slack_http_handler`` verifies every signature and answers within Slack's 3 s.
+    """
+    if not signing_secret:
+        return None
+    return slack_http_handler(app, signing_secret)
 
 
 async def serve(settings: Settings) -> None:

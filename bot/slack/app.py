@@ -13,18 +13,28 @@ none (App Home, modals) the user gets a DM.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import parse_qs
 
+from aiohttp import web
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core import Core
+from bot.http.signing import verify_slack
 from bot.lifecycle import State
 from bot.models import Grant, utcnow
 from bot.policy import AccessRequestSpec, RequestRejected, resolve_request
@@ -71,12 +81,25 @@ from bot.slack.text import code, escape, unescape
 from bot.workflow import NotAllowed, Outcome, UnknownGrant, Workflow
 from k8s.errors import ClusterError
 
-__all__ = ["ReportAccess", "build_slack_app"]
+__all__ = ["ReportAccess", "build_slack_app", "slack_http_handler"]
 
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
-EVENT_DEDUPE_TTL = 3600  # Slack retries a delivery for a few minutes at most
+T = TypeVar("T")
+# Slack retries an event for a few minutes at most, and accepts a signed request for
+# five: an hour covers both replays and retries.
+DEDUPE_TTL = 3600
+# Slack wants an answer to every delivery within 3 s. These budgets keep what runs
+# before the answer inside it whatever Redis does: the de-duplication check gets
+# DEDUPE_PATIENCE, a read before an ack PRE_ACK_PATIENCE, and the HTTP layer answers
+# at ANSWER_DEADLINE in any case (seconds).
+DEDUPE_PATIENCE = 1.5
+PRE_ACK_PATIENCE = 0.8
+ANSWER_DEADLINE = 2.5
+# Work that must happen (a deactivation's offboarding) waits for Redis this long
+# between attempts, at most (seconds).
+REDIS_RETRY_CAP = 10.0
 # response_url accepts 5 posts in 30 minutes; keep one for a final note.
 RESPONSES_PER_COMMAND = 4
 OFFBOARD_ACTOR = "slack"
@@ -102,7 +125,94 @@ def build_slack_app(
         name="accessbot",
     )
     _Listeners(core, client, report_access).register(app)
+    app.error(_unexpected_error)
     return app
+
+
+async def _unexpected_error(
+    error: Exception, body: JSON, response: BoltResponse | None
+) -> BoltResponse | None:
+    """A bug before the ack answers 200 with an apology, never a 5xx and a retry.
+
+    ``response`` is None when the ack has gone out already; then there is
+    nothing left to answer and the error is only logged.
+    """
+    log.error("unexpected error handling a Slack request: %r", error, exc_info=error)
+    if response is None:
+        return None
+    if body.get("command"):
+        apology = error_message("Something went wrong on our side; it has been logged.")
+        return BoltResponse(status=200, body=json.dumps(_ephemeral(apology)))
+    return BoltResponse(status=200, body="")
+
+
+def slack_http_handler(
+    app: AsyncApp,
+    signing_secret: str,
+    *,
+    clock: Callable[[], float] = time.time,
+    answer_within: float = ANSWER_DEADLINE,
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """``POST /slack/events`` for aiohttp: verify, parse, dispatch, answer in time.
+
+    The signature is checked on the raw bytes before anything parses them (401 for
+    any malformed or wrong header; see ``bot.http.signing``); a signed body that is
+    not a Slack payload is a 400. Bolt acks commands and clicks as soon as the
+    listener calls ``ack()``; should anything before that take longer than
+    ``answer_within`` seconds (a hung Redis), Slack gets an empty 200 then and
+    the dispatch carries on in the background, so Slack never sees a timeout and
+    never retries or disables the event subscription because of us.
+    """
+    background: set[asyncio.Task[BoltResponse]] = set()
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        headers = request.headers
+        if _is_ssl_check(raw):
+            return web.Response(status=200)  # carries no action; Bolt skips verifying it too
+        if not verify_slack(
+            signing_secret,
+            headers.get("X-Slack-Request-Timestamp"),
+            headers.get("X-Slack-Signature"),
+            raw,
+            clock(),
+        ):
+            return web.json_response({"error": "invalid request"}, status=401)
+        try:
+            bolt_request = AsyncBoltRequest(
+                body=raw.decode("utf-8"),
+                query=request.query_string,
+                headers={k: headers.getall(k) for k in headers},
+            )
+        except Exception as exc:  # any parse failure of a signed body: its problem
+            log.warning("unparseable Slack request: %s", exc.__class__.__name__)
+            return web.json_response({"error": "malformed request body"}, status=400)
+        dispatch = asyncio.ensure_future(app.async_dispatch(bolt_request))
+        # Held until done: it may outlive this request (and asyncio keeps only weak
+        # references to tasks).
+        background.add(dispatch)
+        dispatch.add_done_callback(_settled(background))
+        try:
+            response = await asyncio.wait_for(asyncio.shield(dispatch), answer_within)
+        except TimeoutError:
+            log.warning("Slack request not answered in %.1fs; acknowledging it now", answer_within)
+            return web.Response(status=200)
+        except Exception:  # Bolt answers its own errors; this would be a bug of ours
+            return web.Response(status=200)
+        return await to_aiohttp_response(response)
+
+    return handle
+
+
+def _settled(
+    background: set[asyncio.Task[BoltResponse]],
+) -> Callable[[asyncio.Task[BoltResponse]], None]:
+    def done(task: asyncio.Task[BoltResponse]) -> None:
+        background.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("Slack request failed: %r", exc, exc_info=exc)
+
+    return done
 
 
 def _ephemeral(message: Message) -> JSON:
@@ -139,23 +249,33 @@ class _Listeners:
         app.view(ids.EXTEND_MODAL)(self.extend_submitted)
         app.event("app_home_opened")(self.home_opened)
         app.event("user_change")(self.user_changed)
+        app.event("subteam_created")(self.usergroup_changed)
+        app.event("subteam_updated")(self.usergroup_changed)
+        app.event("subteam_members_changed")(self.usergroup_members_changed)
 
     # -- Events API retries ---------------------------------------------------------------
 
     async def dedupe_events(
         self, body: JSON, next_: Callable[[], Awaitable[None]]
     ) -> BoltResponse | None:
-        """Answer a redelivered event 200 without handling it twice (Bolt does not dedupe)."""
-        event_id = body.get("event_id") if body.get("type") == "event_callback" else None
-        if event_id:
+        """Handle each delivery once: events by ``event_id``, the rest by ``trigger_id``.
+
+        Bolt does not de-duplicate. Slack retries events; a signed slash command or
+        submission captured in transit can be replayed within the 5-minute window.
+        When Redis does not answer within DEDUPE_PATIENCE the delivery is handled
+        anyway: every handler is idempotent, and better twice than never.
+        """
+        key = _delivery_key(body)
+        if key:
             try:
-                first = await self.core.store.first_time(
-                    f"slack-event:{event_id}", EVENT_DEDUPE_TTL
+                first = await asyncio.wait_for(
+                    self.core.store.first_time(key, DEDUPE_TTL), DEDUPE_PATIENCE
                 )
-            except RedisError:
-                first = True  # handlers are idempotent; better twice than never
+            except (RedisError, TimeoutError) as exc:
+                log.warning("de-duplication unavailable (%s); handling %s", _why(exc), key)
+                first = True
             if not first:
-                log.info("ignoring redelivered Slack event %s", event_id)
+                log.info("ignoring repeated Slack delivery %s", key)
                 return BoltResponse(status=200, body="")
         await next_()
         return None
@@ -182,6 +302,13 @@ class _Listeners:
             message = error_message(f"{_words(exc)}. Nothing was changed.")
         except (RequestRejected, UnknownGrant) as exc:
             message = error_message(_words(exc))
+        except SlackClientError as exc:
+            # Only when Slack failed and nothing was cached to fall back on.
+            log.warning("%s by %s needed Slack, which failed: %s", what, user, error_code(exc))
+            message = error_message(
+                f"Slack did not answer a lookup AccessBot needed ({error_code(exc)}); "
+                "please try again in a minute."
+            )
         except Exception:
             log.exception("%s by %s failed (grant %s)", what, user, grant_id or "-")
             message = error_message("Something went wrong on our side; it has been logged.")
@@ -431,7 +558,14 @@ class _Listeners:
     async def extend_submitted(self, ack: AsyncAck, body: JSON, view: JSON) -> None:
         user = _clicker(body)
         grant_id = grant_from_metadata(str(view.get("private_metadata") or ""))
-        grant = await self.core.store.get(grant_id)  # a local Redis read: fine before the ack
+        try:
+            # A local Redis read, bounded so the ack still goes out in time.
+            grant = await asyncio.wait_for(self.core.store.get(grant_id), PRE_ACK_PATIENCE)
+        except (RedisError, TimeoutError) as exc:
+            log.warning("extension form of %s not checked: %s", grant_id, _why(exc))
+            busy = {ids.DURATION_BLOCK: "AccessBot cannot reach its database; try again shortly."}
+            await ack(response_action="errors", errors=busy)
+            return
         if grant is None:
             gone = {ids.DURATION_BLOCK: "This grant no longer exists."}
             await ack(response_action="errors", errors=gone)
@@ -459,15 +593,43 @@ class _Listeners:
         await self._publish_home(str(event.get("user") or ""))
 
     async def user_changed(self, event: JSON) -> None:
-        user = event.get("user") or {}
-        user_id = str(user.get("id") or "")
-        if self.directory is not None and user_id:
-            self.directory.forget(user_id)
-        if not user_id or not user.get("deleted"):
+        """Keep the directory's view of this one user current; offboard a deactivation.
+
+        Slack sends ``user_change`` for every status, huddle or profile change, so
+        only this user's cached entries change (from the event's own user object).
+        """
+        user = event.get("user")
+        if not isinstance(user, dict):
             return
-        result = await self.workflow.offboard(user_id, OFFBOARD_ACTOR, "Slack account deactivated")
+        user_id = str(user.get("id") or "")
+        if not user_id:
+            return
+        if self.directory is not None:
+            self.directory.user_changed(user)
+        if user.get("deleted") is not True:
+            return
+        result = await _until_redis_answers(
+            f"offboarding {user_id}",
+            lambda: self.workflow.offboard(user_id, OFFBOARD_ACTOR, "Slack account deactivated"),
+        )
         log.info(
             "offboarded %s: revoked %s, cancelled %s", user_id, result.revoked, result.cancelled
+        )
+
+    async def usergroup_changed(self, event: JSON) -> None:
+        """``subteam_created`` / ``subteam_updated``: the event carries the whole usergroup."""
+        subteam = event.get("subteam")
+        if self.directory is not None and isinstance(subteam, dict):
+            await self.directory.usergroup_changed(subteam)
+
+    async def usergroup_members_changed(self, event: JSON) -> None:
+        """``subteam_members_changed``: who joined and who left one usergroup."""
+        if self.directory is None:
+            return
+        await self.directory.usergroup_members_changed(
+            str(event.get("subteam_id") or ""),
+            added=_strings(event.get("added_users")),
+            removed=_strings(event.get("removed_users")),
         )
 
     # -- helpers ---------------------------------------------------------------------------
@@ -499,7 +661,53 @@ class _Listeners:
             log.warning("views.publish for %s failed: %s", user, error_code(exc))
 
 
+async def _until_redis_answers(what: str, work: Callable[[], Awaitable[T]]) -> T:
+    """Run ``work`` until Redis lets it finish; retries only Redis being unreachable.
+
+    For work Slack will not deliver again once acknowledged (a deactivation): the
+    attempt repeats, with a growing pause up to REDIS_RETRY_CAP seconds, for as
+    long as this process runs. ``work`` must be idempotent.
+    """
+    pause = 0.5
+    while True:
+        try:
+            return await work()
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            log.warning("%s waits for Redis (%s); retrying in %.1fs", what, _why(exc), pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, REDIS_RETRY_CAP)
+
+
 # -- small pure helpers -------------------------------------------------------------------
+
+
+def _delivery_key(body: JSON) -> str:
+    """What makes a delivery unique: ``event_id`` for events, else ``trigger_id``.
+
+    Slash commands, clicks and submissions each carry a fresh ``trigger_id``; Slack
+    never sends the same one twice, so a second sighting is a replay.
+    """
+    if body.get("type") == "event_callback":
+        event_id = body.get("event_id")
+        return f"slack-event:{str(event_id)[:100]}" if event_id else ""
+    trigger = body.get("trigger_id")
+    return f"slack-trigger:{str(trigger)[:200]}" if trigger else ""
+
+
+def _is_ssl_check(raw: bytes) -> bool:
+    """Slack's periodic certificate probe of a slash command URL (``ssl_check=1``)."""
+    if len(raw) > 1000 or b"ssl_check=1" not in raw:
+        return False
+    fields = parse_qs(raw.decode("utf-8", "replace"))
+    return fields.get("ssl_check") == ["1"] and not ({"command", "payload"} & fields.keys())
+
+
+def _why(exc: BaseException) -> str:
+    return str(exc) or exc.__class__.__name__
+
+
+def _strings(value: object) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else []
 
 
 def _trigger(body: JSON) -> str:

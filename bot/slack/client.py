@@ -129,9 +129,13 @@ def make_slack_client(
 
 
 def error_code(exc: BaseException) -> str:
-    """Slack's error code (``channel_not_found``) of an API error, else the class name."""
+    """Slack's error code (``channel_not_found``) of an API error, ``http_503`` for an
+    HTTP error without one, else the exception's class name."""
     if isinstance(exc, SlackApiError):
         data = getattr(exc.response, "data", None)
         if isinstance(data, dict) and isinstance(data.get("error"), str):
             return str(data["error"])
+        status = getattr(exc.response, "status_code", None)
+        if isinstance(status, int) and status >= 400:
+            return f"http_{status}"  # e.g. a 503 from a proxy, with no JSON body
     return exc.__class__.__name__

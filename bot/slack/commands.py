@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from bot.durations import DurationError, format_duration, parse_duration
+from bot.policy import DNS_LABEL_RULE, is_dns_label
 
 __all__ = [
     "ACCESS_USAGE",
@@ -56,6 +57,13 @@ K8S_USAGE = "\n".join(USAGE[k] for k in ("nodes", "helm"))
 # "-5" is an ordinary word (people write "-" as a dash in reasons).
 _OPTION = re.compile(r"--?[A-Za-z][A-Za-z-]*(=.*)?")
 _WORD = re.compile(r"\S+")
+# Names a user types are checked here, before they reach a Redis key, a policy
+# lookup or a Kubernetes API URL: "a%2Fb" or "../x" as a namespace would otherwise
+# change the path the bot requests. Namespaces and clusters are RFC 1123 labels
+# (Kubernetes' rule for namespaces; bot.policy holds cluster names to it too).
+_ROLE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?")  # bot.policy's role rule
+_GRANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # bot.models.new_id and margin
+_ECHO_LIMIT = 40
 
 
 class CommandError(ValueError):
@@ -249,6 +257,32 @@ def _option_value(name: str, words: Iterator[_Word], usage: str) -> str:
     return word.text
 
 
+def _shown(value: str) -> str:
+    """``value`` quoted for an error message, cut short so the reply stays readable."""
+    shown = repr(value)
+    return shown if len(shown) <= _ECHO_LIMIT else shown[: _ECHO_LIMIT - 1] + "…"
+
+
+def _label(value: str | None, what: str, usage: str) -> str | None:
+    if value is not None and not is_dns_label(value):
+        raise CommandError(f"invalid {what} {_shown(value)} ({DNS_LABEL_RULE} characters)", usage)
+    return value
+
+
+def _named(value: str, what: str, pattern: re.Pattern[str], rule: str, usage: str) -> str:
+    if pattern.fullmatch(value) is None:
+        raise CommandError(f"invalid {what} {_shown(value)} ({rule})", usage)
+    return value
+
+
+def _role(value: str, usage: str) -> str:
+    return _named(value, "role", _ROLE, "letters, digits, '.', '_' and '-'", usage)
+
+
+def _grant_id(value: str, usage: str) -> str:
+    return _named(value, "grant id", _GRANT_ID, "letters and digits, e.g. k3q7vx2mpa", usage)
+
+
 def _duration(text: str, usage: str) -> timedelta:
     try:
         return parse_duration(text)
@@ -299,10 +333,10 @@ def _parse_request(text: str) -> Request:
         raise CommandError("give a reason (what you are going to do)", usage)
     duration = scan.options.get("duration")
     return Request(
-        role=scan.positional[0],
+        role=_role(scan.positional[0], usage),
         reason=scan.rest,
-        cluster=scan.options.get("cluster"),
-        namespace=scan.options.get("namespace"),
+        cluster=_label(scan.options.get("cluster"), "cluster", usage),
+        namespace=_label(scan.options.get("namespace"), "namespace", usage),
         duration=_duration(duration, usage) if duration is not None else None,
     )
 
@@ -317,7 +351,7 @@ def _parse_revoke(text: str) -> Revoke:
     scan = _scan(text, usage, valued={}, flags={}, positional=1)
     if not scan.positional:
         raise CommandError("give the id of the grant or request to revoke", usage)
-    return Revoke(scan.positional[0])
+    return Revoke(_grant_id(scan.positional[0], usage))
 
 
 def _parse_extend(text: str) -> Extend:
@@ -327,7 +361,8 @@ def _parse_extend(text: str) -> Extend:
         raise CommandError("give the id of the grant to extend", usage)
     if "duration" not in scan.options:
         raise CommandError("say by how much with -d, e.g. -d 1h", usage)
-    return Extend(scan.positional[0], _duration(scan.options["duration"], usage))
+    grant_id = _grant_id(scan.positional[0], usage)
+    return Extend(grant_id, _duration(scan.options["duration"], usage))
 
 
 def _parse_help(text: str) -> Help:
@@ -356,8 +391,9 @@ def parse_k8s(text: str) -> K8sCommand:
             raise CommandError(f"unexpected {rest.split()[0]!r}", K8S_USAGE)
         return Help("k8s")
     if verb == "nodes":
-        scan = _scan(rest, USAGE["nodes"], valued=_CLUSTER, flags={}, positional=0)
-        return Nodes(scan.options.get("cluster"))
+        usage = USAGE["nodes"]
+        scan = _scan(rest, usage, valued=_CLUSTER, flags={}, positional=0)
+        return Nodes(_label(scan.options.get("cluster"), "cluster", usage))
     if verb == "helm":
         return _parse_helm(rest)
     raise CommandError(f"unknown subcommand {verb!r}", K8S_USAGE)
@@ -374,4 +410,7 @@ def _parse_helm(text: str) -> Helm:
     )
     if "all" in scan.flags and "namespace" in scan.options:
         raise CommandError("give either -n NAMESPACE or -A, not both", usage)
-    return Helm(scan.options.get("cluster"), scan.options.get("namespace"))
+    return Helm(
+        _label(scan.options.get("cluster"), "cluster", usage),
+        _label(scan.options.get("namespace"), "namespace", usage),
+    )

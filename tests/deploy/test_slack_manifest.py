@@ -50,12 +50,41 @@ def test_scopes_are_exactly_what_the_bot_needs() -> None:
     assert {METHOD_SCOPES[m] for m in called if m in METHOD_SCOPES} | {"commands"} == set(scopes)
 
 
+# Bot events and the scope Slack requires to subscribe to each (Slack's event docs).
+EVENT_SCOPES = {
+    "app_home_opened": None,
+    "user_change": "users:read",
+    "subteam_created": "usergroups:read",
+    "subteam_updated": "usergroups:read",
+    "subteam_members_changed": "usergroups:read",
+}
+
+
+def test_every_event_has_its_scope() -> None:
+    m = manifest()
+    scopes = set(m["oauth_config"]["scopes"]["bot"])
+    for event in m["settings"]["event_subscriptions"]["bot_events"]:
+        assert event in EVENT_SCOPES, f"scope of {event} unknown"
+        needed = EVENT_SCOPES[event]
+        assert needed is None or needed in scopes, f"{event} needs {needed}"
+
+
 def test_commands_and_events_match_the_listeners() -> None:
     m = manifest()
     commands = {c["command"]: c for c in m["features"]["slash_commands"]}
     assert set(commands) == registered("command") == {"/access", "/k8s"}
     events = set(m["settings"]["event_subscriptions"]["bot_events"])
-    assert events == registered("event") == {"app_home_opened", "user_change"}
+    assert (
+        events
+        == registered("event")
+        == {
+            "app_home_opened",
+            "user_change",
+            "subteam_created",
+            "subteam_updated",
+            "subteam_members_changed",
+        }
+    )
     for command in commands.values():
         assert len(command["description"]) <= 100
         assert command["should_escape"] is False  # the bot parses raw text

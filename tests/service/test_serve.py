@@ -326,3 +326,35 @@ async def _eventually_ready(serve: ServeProcess, timeout: float = 15) -> None:
     while (await ready(serve))[0] != 200:
         assert time.monotonic() < deadline, await ready(serve)
         await asyncio.sleep(0.2)
+
+
+async def test_slack_events_answered_while_redis_is_stopped(
+    emu: SlackEmulator, clusters: dict[str, TestCluster], tmp_path: Path
+) -> None:
+    """kill -STOP on redis-server: /readyz says 503, Slack still gets its answers."""
+    import os
+    import signal
+
+    from tests.support.slack_signing import event_callback_body
+
+    kubeconfig = prepare_clusters(clusters, tmp_path)
+    redis = RedisProcess(tmp_path / "r", appendonly=False).start()
+    assert redis._proc is not None
+    pid = redis._proc.pid
+    serve = ServeProcess(serve_env(emu, tmp_path, kubeconfig, REDIS_URL=redis.url), tmp_path)
+    try:
+        await asyncio.to_thread(serve.start)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            change = emu.deactivate_user("U0ALICE")
+            for body in (event_callback_body(change), request_edit(emu)):
+                status = await asyncio.wait_for(post_signed(serve, body), 10)
+                assert status[0] == 200, serve.logs()
+            assert (await ready(serve))[0] == 503
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        await _eventually_ready(serve)
+        assert (await asyncio.wait_for(post_signed(serve, request_edit(emu)), 10))[0] == 200
+    finally:
+        serve.kill()
+        redis.stop()

@@ -19,13 +19,13 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 
 from bot.core import Core, build_core
 from bot.models import Grant
 from bot.policy import parse_policy
 from bot.slack import SlackDirectory, SlackNotifier, build_slack_app, make_slack_client
+from bot.slack.app import slack_http_handler
 from bot.slack.reports import ReportAccess
 from tests.support.cluster import TestCluster, free_port
 from tests.support.harness import (
@@ -237,14 +237,9 @@ class SlackBed:
 
 
 async def serve_bolt(app: AsyncApp) -> tuple[web.AppRunner, str]:
-    """Serve ``app`` on ``/slack/events`` the way an aiohttp deployment would."""
-
-    async def events(request: web.Request) -> web.Response:
-        bolt_resp = await app.async_dispatch(await to_bolt_request(request))
-        return await to_aiohttp_response(bolt_resp)
-
+    """Serve ``app`` on ``/slack/events`` with the handler ``accessbot serve`` uses."""
     web_app = web.Application()
-    web_app.router.add_post("/slack/events", events)
+    web_app.router.add_post("/slack/events", slack_http_handler(app, SECRET))
     runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
     await runner.setup()
     port = free_port()

@@ -129,6 +129,42 @@ def test_k8s_mistakes(text: str, problem: str) -> None:
     assert problem in caught.value.problem
 
 
+# Whatever a user types as a name is checked before it can reach a URL or a key.
+_BAD_NAMES = ["a%2Fb", "../x", "a/b", "A", "-1", "x-", "a.b", "a\u200b", "x" * 64,
+              "%2e%2e", "kube-system/secrets", "a?b", "a#b", "ns\\x"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", _BAD_NAMES)
+def test_names_are_validated_before_use(name: str) -> None:
+    for text, parse in [
+        (f"helm -n {name}", parse_k8s),
+        (f"helm -c {name}", parse_k8s),
+        (f"helm --namespace={name}", parse_k8s),
+        (f"nodes -c {name}", parse_k8s),
+        (f"request view -n {name} why", parse_access),
+        (f"request view -c {name} why", parse_access),
+    ]:
+        with pytest.raises(CommandError) as caught:
+            parse(text)
+        assert caught.value.problem.startswith("invalid "), text
+        assert "lowercase letters, digits and '-'" in caught.value.problem
+
+
+@pytest.mark.parametrize("grant_id", ["a/b", "../x", "x" * 65, "a:b", "*", "a%2Fb"])
+def test_grant_ids_are_validated(grant_id: str) -> None:
+    for text in (f"revoke {grant_id}", f"extend {grant_id} -d 1h"):
+        with pytest.raises(CommandError, match="invalid grant id"):
+            parse_access(text)
+    with pytest.raises(CommandError, match="invalid role"):
+        parse_access(f"request {grant_id} why")
+
+
+def test_long_bad_names_are_echoed_short() -> None:
+    with pytest.raises(CommandError) as caught:
+        parse_k8s("helm -n " + "%" * 5000)
+    assert len(caught.value.problem) < 200
+
+
 # -- properties -------------------------------------------------------------------------
 
 
@@ -143,7 +179,9 @@ def test_parsers_never_crash(text: str) -> None:
             assert usage
 
 
-_word = st.from_regex(r"[a-z0-9][a-z0-9.-]{0,20}", fullmatch=True)
+_word = st.from_regex(r"[a-z0-9]([a-z0-9._-]{0,20}[a-z0-9])?", fullmatch=True)
+_label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?", fullmatch=True)
+_grant_id = st.from_regex(r"[a-z0-9][a-z0-9_-]{0,20}", fullmatch=True)
 _durations = st.integers(min_value=1, max_value=10 * 86_400).map(lambda s: timedelta(seconds=s))
 _reason = st.text(
     alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
@@ -155,8 +193,8 @@ _reason = st.text(
 @given(
     role=_word,
     reason=_reason,
-    cluster=st.none() | _word,
-    namespace=st.none() | _word,
+    cluster=st.none() | _label,
+    namespace=st.none() | _label,
     duration=st.none() | _durations,
 )
 def test_request_round_trips(
@@ -169,8 +207,8 @@ def test_request_round_trips(
 @given(
     st.one_of(
         st.builds(ListGrants, st.booleans()),
-        st.builds(Revoke, _word),
-        st.builds(Extend, _word, _durations),
+        st.builds(Revoke, _grant_id),
+        st.builds(Extend, _grant_id, _durations),
         st.just(Help("access")),
     )
 )
@@ -180,7 +218,8 @@ def test_other_access_commands_round_trip(command: object) -> None:
 
 @given(
     st.one_of(
-        st.builds(Nodes, st.none() | _word), st.builds(Helm, st.none() | _word, st.none() | _word)
+        st.builds(Nodes, st.none() | _label),
+        st.builds(Helm, st.none() | _label, st.none() | _label),
     )
 )
 def test_k8s_commands_round_trip(command: Nodes | Helm) -> None:

@@ -468,6 +468,62 @@ class _WebApi:
             "event_ts": ts,
         }
 
+    def change_status(
+        self, user_id: str, text: str = "In a huddle", emoji: str = ":headphones:"
+    ) -> JSON:
+        """Set a user's status; returns the ``user_change`` event Slack delivers for it.
+
+        Slack sends this event to every app with ``users:read`` whenever anyone's
+        status, huddle state or profile changes.
+        """
+        user = self._users[user_id]
+        user["profile"]["status_text"] = text
+        user["profile"]["status_emoji"] = emoji
+        user["updated"] = int(time.time())
+        return {
+            "type": "user_change",
+            "user": copy.deepcopy(user),
+            "cache_ts": int(time.time()),
+            "event_ts": self._clock.next(),
+        }
+
+    def change_usergroup_members(
+        self, usergroup_id: str, *, add: Iterable[str] = (), remove: Iterable[str] = ()
+    ) -> JSON:
+        """Add/remove members; returns the ``subteam_members_changed`` event.
+
+        Shape as documented: ``subteam_id``, ``team_id``, ``date_previous_update``,
+        ``date_update``, ``added_users``/``added_users_count``,
+        ``removed_users``/``removed_users_count``.
+        """
+        group = self._usergroups[usergroup_id]
+        added = [u for u in add if u not in group["users"]]
+        removed = [u for u in remove if u in group["users"]]
+        group["users"] = [u for u in group["users"] if u not in removed] + added
+        group["user_count"] = len(group["users"])
+        previous, group["date_update"] = group["date_update"], int(time.time())
+        return {
+            "type": "subteam_members_changed",
+            "subteam_id": usergroup_id,
+            "team_id": self.team_id,
+            "date_previous_update": previous,
+            "date_update": group["date_update"],
+            "added_users": added,
+            "added_users_count": str(len(added)),
+            "removed_users": removed,
+            "removed_users_count": str(len(removed)),
+            "event_ts": self._clock.next(),
+        }
+
+    def usergroup_event(self, usergroup_id: str, kind: str = "subteam_updated") -> JSON:
+        """The ``subteam_updated`` (or ``subteam_created``) event for a group as it is
+        now: Slack sends the whole usergroup object, members included."""
+        return {
+            "type": kind,
+            "subteam": copy.deepcopy(self._usergroups[usergroup_id]),
+            "event_ts": self._clock.next(),
+        }
+
     def add_usergroup(
         self,
         usergroup_id: str,
@@ -945,6 +1001,7 @@ class SlackEmulator(_WebApi):
         self.socket_acks: dict[str, SocketAck] = {}
         self._faults: defaultdict[str, deque[_Fault]] = defaultdict(deque)
         self._delays: dict[str, float] = {}
+        self._started: defaultdict[str, int] = defaultdict(int)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -1104,9 +1161,22 @@ class SlackEmulator(_WebApi):
 
     # ------------------------------------------------------------------ HTTP handlers
 
+    async def wait_started(self, method: str, count: int = 1, timeout: float = 10.0) -> None:
+        """Until ``count`` calls of ``method`` have arrived (answered or not yet).
+
+        With ``delay`` this finds a moment when the bot has a call in flight.
+        """
+        await self._wait_until(
+            lambda: True if self._started[method] >= count else None,
+            timeout,
+            lambda: f"{method} started {self._started[method]} times, not {count}",
+        )
+
     async def _handle_api(self, request: web.Request) -> web.Response:
         at = time.time()
         method = request.match_info["method"]
+        self._started[method] += 1
+        self._notify()
         params = await _read_params(request)
         param_token = params.pop("token", None)
         token = _bearer_token(request) or (str(param_token) if param_token else None)

@@ -1,7 +1,7 @@
 from datetime import timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
@@ -139,3 +139,62 @@ def test_pydantic_field_rejects(raw: object) -> None:
 
 def test_pydantic_field_dumps_as_human_text_in_json() -> None:
     assert _Model(value=timedelta(minutes=90)).model_dump_json() == '{"value":"1h30m"}'
+
+
+# -- hostile input: always a DurationError, never another exception ------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "9" * 4301,
+        "9" * 4301 + "h",
+        "1" * 5000 + "d" + "2" * 5000 + "h",
+        "0" * 10_000 + "1h",
+        "\u0661h",  # Arabic-Indic digit one: int() would accept it
+        "\uff11h",  # full-width digit one
+        "1h" + " " * 10_000 + "x",
+        "\x00",
+        "1_000s",
+    ],
+)
+def test_hostile_text_is_an_invalid_duration(text: str) -> None:
+    with pytest.raises(DurationError) as info:
+        parse_duration(text)
+    message = str(info.value)
+    assert message.startswith("invalid duration")
+    assert len(message) < 200  # fits any Slack reply
+
+
+@settings(deadline=None)  # a loaded CI machine is no finding
+@given(st.text())
+def test_any_text_parses_or_is_an_invalid_duration(text: str) -> None:
+    outcome: timedelta | DurationError
+    try:
+        outcome = parse_duration(text)
+    except DurationError as exc:
+        outcome = exc
+    if isinstance(outcome, DurationError):
+        assert str(outcome).startswith("invalid duration")
+    else:
+        assert outcome > timedelta(0)
+
+
+@settings(deadline=None)
+@given(
+    st.lists(st.sampled_from("0123456789"), min_size=16, max_size=6000).map("".join),
+    st.sampled_from(["", "d", "h", "m", "s", "1d", "h1m"]),
+)
+def test_huge_digit_strings_are_far_too_long(digits: str, unit: str) -> None:
+    with pytest.raises(DurationError):
+        parse_duration(digits + unit)
+
+
+def test_huge_integer_in_policy_is_a_validation_error() -> None:
+    class Model(BaseModel):
+        d: Duration
+
+    with pytest.raises(ValidationError, match="far too long"):
+        Model(d=10**30)
+    with pytest.raises(ValidationError, match="far too long"):
+        Model(d=10**5000)
