@@ -15,7 +15,7 @@ from typing import Any
 from kubernetes.client import V1Node, V1NodeCondition, V1ObjectMeta
 
 from k8s.clients import ClusterClient
-from k8s.table import kubectl_table
+from k8s.table import KUBECTL_CHUNK_ROWS, kubectl_table
 
 HEADER = (
     "NAME",
@@ -99,9 +99,15 @@ class NodesReport:
     def ready(self) -> int:
         return sum(1 for row in self.rows if row.ready)
 
-    def render_table(self) -> str:
-        """The table exactly as ``kubectl get nodes -o wide`` prints it ("" if no nodes)."""
-        return kubectl_table(HEADER, (row.as_tuple() for row in self.rows))
+    def render_table(self, *, chunk_rows: int = KUBECTL_CHUNK_ROWS) -> str:
+        """The table exactly as ``kubectl get nodes -o wide`` prints it ("" if no nodes).
+
+        ``chunk_rows`` is kubectl's ``--chunk-size`` (default 500): kubectl prints
+        each chunk of the list as its own table (see :mod:`k8s.table`).
+        """
+        return kubectl_table(
+            HEADER, (row.as_tuple() for row in self.rows), chunk_rows=chunk_rows
+        )
 
 
 # -- kubectl's short human duration ---------------------------------------------
