@@ -16,28 +16,51 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import gzip
+import codecs
 import json
 import re
+import threading
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from k8s.clients import ClusterClient, status_of
 from k8s.errors import ClusterError
-from k8s.table import helm_table
+from k8s.names import DNS1123_LABEL
+from k8s.nodes import human_duration
+from k8s.table import Problem, helm_table
 
 HEADER = ("NAME", "NAMESPACE", "REVISION", "UPDATED", "STATUS", "CHART", "APP VERSION")
 OWNER_SELECTOR = "owner=helm"
 CORRUPT = "corrupt release data"
+OVERSIZED = "oversized release data"
 GZIP_MAGIC = b"\x1f\x8b\x08"
+# A release body larger than this once decompressed is reported, not read:
+# Secrets hold at most 1 MiB, so only a crafted gzip inflates past it, and
+# reading one must not take the bot's memory with it.
+MAX_RELEASE_BYTES = 16 * 1024 * 1024
 # What `helm ls` shows without state flags.
 HELM_LS_STATES = frozenset({"deployed", "failed"})
+# The states `helm ls -a` knows (action.ListStates.FromName); others are never listed.
+KNOWN_STATES = frozenset(
+    {
+        "deployed",
+        "uninstalled",
+        "superseded",
+        "failed",
+        "uninstalling",
+        "pending-install",
+        "pending-upgrade",
+        "pending-rollback",
+    }
+)
+# States a release rests in. Anything else (failed, pending-*, uninstalling,
+# or a status helm does not know) needs a person, so it is a problem.
+SETTLED_STATES = frozenset({"deployed", "superseded", "uninstalled"})
 PENDING_STATES = frozenset({"pending-install", "pending-upgrade", "pending-rollback"})
-TROUBLE_STATES = PENDING_STATES | {"failed"}
 # helm prints this for a release stored without chart metadata (helm/helm#1347).
 MISSING = "MISSING"
 
@@ -46,6 +69,33 @@ _SECRET_NAME = re.compile(r"^sh\.helm\.release\.v1\.(?P<name>.+)\.v(?P<version>\
 
 class CorruptRelease(ValueError):
     """A release Secret whose body is not base64(base64(gzip?(JSON object)))."""
+
+    kind = CORRUPT
+
+
+class OversizedRelease(CorruptRelease):
+    """A release body that decompresses to more than :data:`MAX_RELEASE_BYTES`."""
+
+    kind = OVERSIZED
+
+
+class InvalidNamespace(ClusterError, ValueError):
+    """A namespace that is not a DNS-1123 label, refused before it reaches a URL."""
+
+
+def check_namespace(namespace: str) -> str:
+    """``namespace`` unchanged when it is a DNS-1123 label; raises :class:`InvalidNamespace`.
+
+    Kubernetes namespace names are DNS labels (1-63 of ``a-z0-9-``, alphanumeric
+    at both ends); anything else, an encoded ``/`` above all, would change the
+    path the bot requests instead of naming a namespace.
+    """
+    if not DNS1123_LABEL.fullmatch(namespace):
+        raise InvalidNamespace(
+            f"{namespace!r} is not a namespace name: namespaces are 1-63 lowercase "
+            "letters, digits and '-', starting and ending with a letter or digit"
+        )
+    return namespace
 
 
 # -- which Secret holds each release's newest revision ----------------------------
@@ -60,6 +110,17 @@ class ReleaseRef:
     revision: int
     status: str
     secret: str
+    # Unix seconds of the Secret's last write (helm's modifiedAt, else createdAt label).
+    changed_at: int | None = None
+
+
+def _unix_label(labels: Mapping[str, Any], *keys: str) -> int | None:
+    for key in keys:
+        try:
+            return int(labels.get(key) or "")
+        except ValueError:
+            continue
+    return None
 
 
 def release_ref(meta: Mapping[str, Any]) -> ReleaseRef | None:
@@ -85,6 +146,7 @@ def release_ref(meta: Mapping[str, Any]) -> ReleaseRef | None:
         revision=revision,
         status=labels.get("status", ""),
         secret=secret,
+        changed_at=_unix_label(labels, "modifiedAt", "createdAt"),
     )
 
 
@@ -113,26 +175,204 @@ def _b64(data: str | bytes) -> bytes:
         raise CorruptRelease(f"bad base64: {exc}") from exc
 
 
+def gunzip_bounded(body: bytes, limit: int = MAX_RELEASE_BYTES) -> bytearray:
+    """Decompress like Go's ``gzip.Reader`` (members back to back), to at most ``limit`` bytes.
+
+    Output grows 1 MiB at a time and stops one byte past ``limit``, so a gzip
+    bomb costs ``limit`` bytes of memory, never what it would inflate to.
+    Raises :class:`OversizedRelease` past the limit, :class:`CorruptRelease` on
+    bad or truncated data (Go checks each member's CRC and length; so does zlib).
+    """
+    out = bytearray()
+    data = body
+    while True:
+        member = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        pending = data
+        try:
+            while not member.eof:
+                room = min(1 << 20, limit + 1 - len(out))
+                chunk = member.decompress(pending, room)
+                pending = member.unconsumed_tail
+                out += chunk
+                if len(out) > limit:
+                    raise OversizedRelease(f"more than {limit} bytes decompressed")
+                if not chunk and not pending:
+                    raise CorruptRelease("bad gzip: truncated")
+        except zlib.error as exc:
+            raise CorruptRelease(f"bad gzip: {exc}") from exc
+        data = member.unused_data
+        if not data:
+            return out
+        if not data.startswith(GZIP_MAGIC[:2]):
+            raise CorruptRelease("bad gzip: data after the last member")
+
+
+# -- reading the few fields a row needs, without building the rest --------------------
+#
+# A release JSON is mostly manifest, templates and values. ``json.loads`` would
+# build all of it: a 16 MiB body of tiny arrays becomes hundreds of MiB of
+# Python objects, and one emoji makes a 16 MiB string 64 MiB. So the body is
+# walked as bytes with a few regular expressions; only the fields below are
+# decoded, every other value is skipped over. Keys match case-insensitively
+# and the last duplicate wins, as in Go's encoding/json, which is what helm
+# decodes with; a wrong type for a field we read is corrupt, as it is for helm.
+
+_WS = re.compile(rb"[ \t\n\r]*")
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_NUMBER = re.compile(rb"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+_LITERAL = re.compile(rb"true|false|null")
+_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[{]|[\]}]|[^"\[\]{}]+', re.S)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# Skipping stops (as corrupt) after this many tokens: real releases have far
+# fewer, and a crafted one must not cost seconds of CPU either.
+MAX_SKIP_TOKENS = 2_000_000
+# A field we decode longer than this is not a name, version or message.
+MAX_FIELD_BYTES = 256 * 1024
+
+Spec = dict[str, "str | Spec"]
+_METADATA: Spec = {"name": "str", "version": "str", "appversion": "str"}
+_INFO: Spec = {"status": "str", "last_deployed": "str", "deleted": "str", "description": "str"}
+_RELEASE: Spec = {
+    "name": "str",
+    "namespace": "str",
+    "version": "int",
+    "info": _INFO,
+    "chart": {"metadata": _METADATA},
+}
+_SPEC_KEYS = {"appversion": "appVersion"}
+
+
+class _Walker:
+    def __init__(self, body: bytes | bytearray) -> None:
+        self.body = body
+        self.tokens = 0
+
+    def ws(self, pos: int) -> int:
+        match = _WS.match(self.body, pos)
+        return match.end() if match else pos
+
+    def expect(self, pos: int, char: bytes) -> int:
+        pos = self.ws(pos)
+        if self.body[pos : pos + 1] != char:
+            raise CorruptRelease(f"bad JSON: expected {char.decode()} at {pos}")
+        return pos + 1
+
+    def string(self, pos: int) -> tuple[str, int]:
+        match = _STRING.match(self.body, pos)
+        if match is None:
+            raise CorruptRelease(f"bad JSON: unterminated string at {pos}")
+        if match.end() - pos > MAX_FIELD_BYTES:
+            raise OversizedRelease("a field longer than 256 KiB")
+        raw = bytes(match[0]).decode("utf-8", "go-replace")
+        try:
+            text = json.loads(raw)
+        except ValueError as exc:
+            raise CorruptRelease(f"bad JSON: {exc}") from exc
+        # Go decodes an unpaired surrogate escape as U+FFFD.
+        return _SURROGATE.sub("\ufffd", text), match.end()
+
+    def skip(self, pos: int) -> int:
+        """The position after the value starting at ``pos``."""
+        pos = self.ws(pos)
+        first = self.body[pos : pos + 1]
+        if first not in (b"{", b"["):
+            match = _STRING.match(self.body, pos) or _NUMBER.match(self.body, pos)
+            match = match or _LITERAL.match(self.body, pos)
+            if match is None:
+                raise CorruptRelease(f"bad JSON: no value at {pos}")
+            return match.end()
+        depth = 0
+        while True:
+            match = _TOKEN.match(self.body, pos)
+            if match is None:
+                raise CorruptRelease("bad JSON: unterminated value")
+            self.tokens += 1
+            if self.tokens > MAX_SKIP_TOKENS:
+                raise OversizedRelease("too many JSON values")
+            token = match[0]
+            if token in (b"{", b"["):
+                depth += 1
+            elif token in (b"}", b"]"):
+                depth -= 1
+                if depth == 0:
+                    return match.end()
+            pos = match.end()
+
+    def value(self, pos: int, kind: str | Spec) -> tuple[Any, int]:
+        pos = self.ws(pos)
+        if self.body[pos : pos + 4] == b"null":
+            return None, pos + 4
+        if isinstance(kind, dict):
+            return self.object(pos, kind)
+        if kind == "str":
+            if self.body[pos : pos + 1] != b'"':
+                raise CorruptRelease("bad JSON: a string field holds another type")
+            return self.string(pos)
+        match = _NUMBER.match(self.body, pos)
+        if match is None or match[1] or match[2] or match.end() - pos > 20:
+            raise CorruptRelease("bad JSON: the version is not an integer")
+        return int(match[0]), match.end()
+
+    def object(self, pos: int, spec: Spec) -> tuple[dict[str, Any], int]:
+        pos = self.expect(pos, b"{")
+        found: dict[str, Any] = {}
+        pos = self.ws(pos)
+        if self.body[pos : pos + 1] == b"}":
+            return found, pos + 1
+        while True:
+            pos = self.ws(pos)
+            if self.body[pos : pos + 1] != b'"':
+                raise CorruptRelease(f"bad JSON: expected a key at {pos}")
+            key, pos = self.string(pos)
+            pos = self.expect(pos, b":")
+            folded = key.lower().replace("\u212a", "k").replace("\u017f", "s")
+            kind = spec.get(folded)
+            if kind is None:
+                pos = self.skip(pos)
+            else:
+                found[_SPEC_KEYS.get(folded, folded)], pos = self.value(pos, kind)
+            pos = self.ws(pos)
+            nxt = self.body[pos : pos + 1]
+            if nxt == b"}":
+                return found, pos + 1
+            if nxt != b",":
+                raise CorruptRelease(f"bad JSON: expected , or }} at {pos}")
+            pos += 1
+
+
+def _go_replace(exc: UnicodeError) -> tuple[str, int]:
+    # Go's UTF-8 decoding: each invalid byte becomes one U+FFFD.
+    assert isinstance(exc, UnicodeDecodeError)
+    return "\ufffd", exc.start + 1
+
+
+codecs.register_error("go-replace", _go_replace)
+
+
+def release_fields(body: bytes | bytearray) -> dict[str, Any]:
+    """name, namespace, version, info and chart.metadata of a release JSON, nothing else."""
+    walker = _Walker(body)
+    pos = walker.ws(0)
+    if body[pos : pos + 1] != b"{":
+        raise CorruptRelease("release JSON is not an object")
+    release, pos = walker.object(pos, _RELEASE)
+    if walker.ws(pos) != len(body):
+        raise CorruptRelease("bad JSON: data after the release")
+    return release
+
+
 def decode_release(secret_data: str) -> dict[str, Any]:
-    """The release JSON from a Secret's ``data.release`` as the API returns it.
+    """The fields of a release a row needs, from a Secret's ``data.release`` as the API returns it.
 
     The API base64-encodes Secret data, and Helm stored base64(gzip(JSON)), so:
-    base64, base64 again, gunzip when the gzip magic is there (Helm < 3.0.0-beta
-    stored plain JSON), parse.
+    base64, base64 again, gunzip (bounded) when the gzip magic is there (Helm <
+    3.0.0-beta stored plain JSON), then read the fields. Raises
+    :class:`OversizedRelease` or :class:`CorruptRelease`.
     """
     body = _b64(_b64(secret_data))
     if len(body) > len(GZIP_MAGIC) and body.startswith(GZIP_MAGIC):
-        try:
-            body = gzip.decompress(body)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise CorruptRelease(f"bad gzip: {exc}") from exc
-    try:
-        release = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise CorruptRelease(f"bad JSON: {exc}") from exc
-    if not isinstance(release, dict):
-        raise CorruptRelease("release JSON is not an object")
-    return release
+        return release_fields(gunzip_bounded(body))
+    return release_fields(body)
 
 
 # -- Go's time.Time.String() ---------------------------------------------------------
@@ -206,6 +446,9 @@ class ReleaseRow:
     app_version: str
     error: str | None = None
     description: str = ""
+    # When the newest revision entered its status (None when nothing says).
+    since: datetime | None = None
+    secret: str = ""
 
     def as_tuple(self) -> tuple[str, ...]:
         return (
@@ -220,8 +463,8 @@ class ReleaseRow:
 
     @property
     def in_trouble(self) -> bool:
-        """Failed, stuck pending, or unreadable: what the chat report lists first."""
-        return self.error is not None or self.status in TROUBLE_STATES
+        """Unreadable, or in any state but a settled one: what the chat report lists first."""
+        return self.error is not None or self.status not in SETTLED_STATES
 
 
 def _chart_columns(release: Mapping[str, Any]) -> tuple[str, str]:
@@ -233,25 +476,50 @@ def _chart_columns(release: Mapping[str, Any]) -> tuple[str, str]:
     return f"{meta.get('name') or ''}-{meta.get('version') or ''}", meta.get("appVersion") or ""
 
 
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else None
+
+
+def _since(ref: ReleaseRef, status: str, info: Mapping[str, Any]) -> datetime | None:
+    """When the revision got its status: helm's modifiedAt/createdAt label, else the body."""
+    if ref.changed_at is not None:
+        try:
+            return datetime.fromtimestamp(ref.changed_at, UTC)
+        except (OverflowError, OSError, ValueError):
+            pass
+    # uninstall stamps info.deleted when it starts; the others last_deployed.
+    stamp = info.get("deleted") if status == "uninstalling" else info.get("last_deployed")
+    return _parse_time(stamp if isinstance(stamp, str) else None)
+
+
 def release_row(ref: ReleaseRef, release: Mapping[str, Any]) -> ReleaseRow:
     """A row from a decoded release body; the body wins over labels, as in helm."""
     info = release.get("info")
     info = info if isinstance(info, dict) else {}
     chart, app_version = _chart_columns(release)
     version = release.get("version")
+    status = str(info.get("status") or ref.status)
     return ReleaseRow(
         name=str(release.get("name") or ref.name),
         namespace=str(release.get("namespace") or ref.namespace),
         revision=version if isinstance(version, int) else ref.revision,
         updated=go_time_string(info.get("last_deployed")),
-        status=str(info.get("status") or ref.status),
+        status=status,
         chart=chart,
         app_version=str(app_version),
         description=str(info.get("description") or ""),
+        since=_since(ref, status, info),
+        secret=ref.secret,
     )
 
 
-def corrupt_row(ref: ReleaseRef) -> ReleaseRow:
+def corrupt_row(ref: ReleaseRef, error: str = CORRUPT) -> ReleaseRow:
     """What we can still say about a release whose newest body cannot be read."""
     return ReleaseRow(
         name=ref.name,
@@ -261,7 +529,9 @@ def corrupt_row(ref: ReleaseRef) -> ReleaseRow:
         status=ref.status or "unknown",
         chart=MISSING,
         app_version=MISSING,
-        error=CORRUPT,
+        error=error,
+        since=_since(ref, "", {}),
+        secret=ref.secret,
     )
 
 
@@ -270,24 +540,58 @@ def row_from_secret(ref: ReleaseRef, secret: Mapping[str, Any]) -> ReleaseRow:
     data = secret.get("data") or {}
     try:
         return release_row(ref, decode_release(data.get("release") or ""))
-    except CorruptRelease:
-        return corrupt_row(ref)
+    except CorruptRelease as exc:
+        return corrupt_row(ref, exc.kind)
 
 
 # -- the report ------------------------------------------------------------------------
 
 
 def chat_order(row: ReleaseRow) -> tuple[int, str, str]:
-    """Failed, pending and corrupt releases first, then by namespace and name."""
+    """Releases in trouble first, then by namespace and name."""
     return (0 if row.in_trouble else 1, row.namespace, row.name)
 
 
-def problem_text(row: ReleaseRow) -> str:
-    where = f"{row.namespace}/{row.name}"
+def way_out(row: ReleaseRow) -> str:
+    """The usual way out of a release's state, as the helm (or kubectl) command to run.
+
+    From Helm's own behaviour: an interrupted install leaves ``pending-install``
+    (uninstall, then install again); an interrupted upgrade or rollback leaves
+    ``pending-*`` and a failed one ``failed`` (``helm rollback`` to the previous
+    revision); an interrupted uninstall leaves ``uninstalling`` (running the
+    uninstall again finishes it).
+    """
+    ref = f"{row.name} -n {row.namespace}"
     if row.error is not None:
-        return f"{where}: {row.error} (revision {row.revision}, status {row.status})"
-    detail = f": {row.description}" if row.description else ""
-    return f"{where}: {row.status} (revision {row.revision}){detail}"
+        return f"inspect the Secret: kubectl get secret {row.secret or '?'} -n {row.namespace}"
+    if row.status == "uninstalling":
+        return f"finish the uninstall: helm uninstall {ref}"
+    if row.status == "pending-install":
+        return f"helm uninstall {ref}, then install again"
+    if row.status in PENDING_STATES or row.status == "failed":
+        return f"helm rollback {ref} (previous revision), or fix and helm upgrade"
+    return f"see helm history {ref}"
+
+
+def problem_subject(row: ReleaseRow) -> str:
+    return f"{row.namespace}/{row.name}"
+
+
+def problem_detail(row: ReleaseRow, now: datetime) -> str:
+    """What is wrong with a release, without its name: status, for how long, way out."""
+    since = ""
+    if row.since is not None:
+        since = f" for {human_duration((now - row.since).total_seconds())}"
+    if row.error is not None:
+        what = f"{row.error} (revision {row.revision}, status {row.status}{since})"
+    else:
+        detail = f": {row.description}" if row.description else ""
+        what = f"{row.status}{since} (revision {row.revision}){detail}"
+    return f"{what}; way out: {way_out(row)}"
+
+
+def problem_text(row: ReleaseRow, now: datetime | None = None) -> str:
+    return f"{problem_subject(row)}: {problem_detail(row, now or datetime.now(UTC))}"
 
 
 @dataclass(frozen=True)
@@ -296,14 +600,35 @@ class HelmReport:
 
     rows: tuple[ReleaseRow, ...]
     namespace: str | None = None
+    # The moment "for how long" is measured to.
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @classmethod
-    def from_rows(cls, rows: Iterable[ReleaseRow], namespace: str | None = None) -> HelmReport:
-        return cls(rows=tuple(sorted(rows, key=chat_order)), namespace=namespace)
+    def from_rows(
+        cls,
+        rows: Iterable[ReleaseRow],
+        namespace: str | None = None,
+        now: datetime | None = None,
+    ) -> HelmReport:
+        return cls(
+            rows=tuple(sorted(rows, key=chat_order)),
+            namespace=namespace,
+            now=now or datetime.now(UTC),
+        )
 
     @property
     def problems(self) -> tuple[str, ...]:
-        return tuple(problem_text(row) for row in self.rows if row.in_trouble)
+        """One line per release in trouble: ``ns/name: status for 3h (revision N)...``."""
+        return tuple(problem_text(row, self.now) for row in self.rows if row.in_trouble)
+
+    @property
+    def problem_list(self) -> tuple[Problem, ...]:
+        """The same problems, subject and detail apart, for grouping."""
+        return tuple(
+            Problem(problem_subject(row), problem_detail(row, self.now))
+            for row in self.rows
+            if row.in_trouble
+        )
 
     def render_table(self) -> str:
         """All releases, troubled ones first, laid out like ``helm ls``."""
@@ -413,37 +738,62 @@ async def newest_revisions(
     return latest_refs(metas)
 
 
-async def _live_secrets(
+# One body decoded at a time, whichever coroutine asked: each may hold up to
+# MAX_RELEASE_BYTES while it is read, and the pool has many threads.
+_DECODE_ONE_AT_A_TIME = threading.Lock()
+
+
+def _decode(pairs: list[tuple[ReleaseRef, dict[str, Any]]]) -> list[ReleaseRow]:
+    rows = []
+    for ref, secret in pairs:
+        with _DECODE_ONE_AT_A_TIME:
+            rows.append(row_from_secret(ref, secret))
+    return rows
+
+
+async def _decoded(
+    client: ClusterClient, pairs: list[tuple[ReleaseRef, dict[str, Any]]]
+) -> list[ReleaseRow]:
+    """Decode bodies off the event loop: gunzip and parsing are CPU work."""
+    if not pairs:
+        return []
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(client.pool, _decode, pairs)
+
+
+async def _live_rows(
     client: ClusterClient,
     namespace: str | None,
     wanted: dict[tuple[str, str], ReleaseRef],
     *,
     page_size: int,
-) -> list[tuple[ReleaseRef, dict[str, Any]]]:
-    """Whole Secrets of revisions not superseded, kept when they are a wanted newest one.
+) -> list[ReleaseRow]:
+    """Rows of the wanted newest revisions among the Secrets not superseded.
 
-    Takes the found ones out of ``wanted``.
+    Each page is decoded as it arrives and then dropped, so only one page of
+    Secrets is ever held. Takes the found ones out of ``wanted``.
     """
-    found: list[tuple[ReleaseRef, dict[str, Any]]] = []
+    rows: list[ReleaseRow] = []
     async for items in _secret_pages(
         client, namespace, page_size=page_size, label_selector=LIVE_SELECTOR
     ):
+        pairs = []
         for item in items:
             meta = item.get("metadata") or {}
             key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
             ref = wanted.pop(key, None)
             if ref is not None:
-                found.append((ref, item))
-    return found
+                pairs.append((ref, item))
+        del items
+        rows += await _decoded(client, pairs)
+    return rows
 
 
-async def _get_secrets(
-    client: ClusterClient, refs: Iterable[ReleaseRef]
-) -> list[tuple[ReleaseRef, dict[str, Any]]]:
-    """GET the given Secrets, a few at a time; ones deleted meanwhile are dropped."""
+async def _fetched_rows(client: ClusterClient, refs: Iterable[ReleaseRef]) -> list[ReleaseRow]:
+    """GET the given Secrets (a few at a time) and decode each; deleted ones are dropped."""
     gate = asyncio.Semaphore(GET_CONCURRENCY)
 
-    async def one(ref: ReleaseRef) -> tuple[ReleaseRef, dict[str, Any]] | None:
+    async def one(ref: ReleaseRef) -> list[ReleaseRow]:
         async with gate:
             try:
                 secret = await client.call(
@@ -452,36 +802,33 @@ async def _get_secrets(
             except ClusterError as exc:
                 # Uninstalled between our list and this read: nothing to report.
                 if status_of(exc) == 404:
-                    return None
+                    return []
                 raise
-        return ref, secret
+            return await _decoded(client, [(ref, secret)])
 
     got = await asyncio.gather(*(one(ref) for ref in refs))
-    return [pair for pair in got if pair is not None]
-
-
-async def _decode_rows(
-    client: ClusterClient, pairs: list[tuple[ReleaseRef, dict[str, Any]]]
-) -> list[ReleaseRow]:
-    """Decode bodies off the event loop: gunzip + JSON of many releases is CPU work."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(
-        client.pool, lambda: [row_from_secret(ref, secret) for ref, secret in pairs]
-    )
+    return [row for rows in got for row in rows]
 
 
 async def helm_report(
-    client: ClusterClient, namespace: str | None = None, *, page_size: int = 500
+    client: ClusterClient,
+    namespace: str | None = None,
+    *,
+    page_size: int = 500,
+    now: datetime | None = None,
 ) -> HelmReport:
     """Every release of one namespace (all when None) at its newest revision.
 
     Strategy C above: metadata list, live list, GETs for whatever is missing.
     A revision written between the lists is simply not seen yet: the result
     is the metadata list's snapshot, as fresh as one ``helm ls`` would be.
+    ``now`` fixes "for how long" in tests. Raises :class:`InvalidNamespace`
+    for a namespace that is not a DNS label, :class:`ClusterError` otherwise.
     """
+    if namespace is not None:
+        check_namespace(namespace)
     refs = await newest_revisions(client, namespace, page_size=page_size)
     wanted = {(ref.namespace, ref.secret): ref for ref in refs}
-    pairs = await _live_secrets(client, namespace, wanted, page_size=page_size)
-    pairs += await _get_secrets(client, wanted.values())
-    rows = await _decode_rows(client, pairs)
-    return HelmReport.from_rows(rows, namespace=namespace)
+    rows = await _live_rows(client, namespace, wanted, page_size=page_size)
+    rows += await _fetched_rows(client, list(wanted.values()))
+    return HelmReport.from_rows(rows, namespace=namespace, now=now)

@@ -105,9 +105,7 @@ class NodesReport:
         ``chunk_rows`` is kubectl's ``--chunk-size`` (default 500): kubectl prints
         each chunk of the list as its own table (see :mod:`k8s.table`).
         """
-        return kubectl_table(
-            HEADER, (row.as_tuple() for row in self.rows), chunk_rows=chunk_rows
-        )
+        return kubectl_table(HEADER, (row.as_tuple() for row in self.rows), chunk_rows=chunk_rows)
 
 
 # -- kubectl's short human duration ---------------------------------------------

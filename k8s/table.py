@@ -264,3 +264,65 @@ def helm_table(
                 )
             )
     return "\n".join(out) + "\n"
+
+
+# -- problems ----------------------------------------------------------------------------
+
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match[0]
+    if char == "\x1b":
+        return "^["  # as kubectl writes ESC
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
+def safe_line(text: str) -> str:
+    """Text quoted from the cluster made one inert line: controls, line and bidi marks escaped.
+
+    Problem lines quote node conditions and release descriptions, which anyone
+    able to write those objects controls. They are not table cells (those are
+    printed exactly as kubectl and helm print them), so they can be made safe:
+    ESC as kubectl writes it (``^[``), every other C0/C1 control, DEL, line and
+    paragraph separators and bidi overrides as ``\\xNN``/``\\uNNNN``. A line
+    never breaks inside a problem, so splitting at line ends is splitting
+    between problems.
+    """
+    return _UNSAFE.sub(_escaped, text)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem of one object: ``subject`` (node, ns/release) and what is wrong."""
+
+    subject: str
+    detail: str
+
+    @property
+    def line(self) -> str:
+        return safe_line(f"{self.subject}: {self.detail}")
+
+
+def group_problems(
+    problems: Iterable[Problem], noun: tuple[str, str], *, names_shown: int = 3
+) -> list[str]:
+    """Identical problems as one line each, in order of first appearance.
+
+    ``noun`` is (singular, plural): ``("node", "nodes")``. A problem of one
+    object reads as its own line; several read
+    ``"160 nodes: NotReady (...): a, b, c and 157 more"``.
+    """
+    groups: dict[str, list[str]] = {}
+    for problem in problems:
+        groups.setdefault(problem.detail, []).append(problem.subject)
+    lines = []
+    for detail, subjects in groups.items():
+        if len(subjects) == 1:
+            lines.append(safe_line(f"{subjects[0]}: {detail}"))
+            continue
+        shown = ", ".join(subjects[:names_shown])
+        more = len(subjects) - names_shown
+        names = f"{shown} and {more} more" if more > 0 else shown
+        lines.append(safe_line(f"{len(subjects)} {noun[1]}: {detail}: {names}"))
+    return lines

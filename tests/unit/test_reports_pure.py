@@ -358,9 +358,22 @@ def release_secret(release: dict[str, Any], data: str | None = None) -> dict[str
 
 def test_decode_release_gzip_and_plain() -> None:
     rel = release_json()
-    assert decode_release(secret_data(json.dumps(rel).encode())) == rel
+    # Only what a row needs is read; manifest, first_deployed and the rest are skipped.
+    wanted = {
+        "name": "web",
+        "namespace": "apps",
+        "version": 3,
+        "info": {
+            "last_deployed": rel["info"]["last_deployed"],
+            "deleted": "",
+            "description": "Upgrade complete",
+            "status": "deployed",
+        },
+        "chart": {"metadata": {"name": "webapp", "version": "1.2.3", "appVersion": "4.5"}},
+    }
+    assert decode_release(secret_data(json.dumps(rel).encode())) == wanted
     # Releases stored before Helm compressed them are plain JSON.
-    assert decode_release(secret_data(json.dumps(rel).encode(), compress=False)) == rel
+    assert decode_release(secret_data(json.dumps(rel).encode(), compress=False)) == wanted
 
 
 @pytest.mark.parametrize(
@@ -491,10 +504,16 @@ def test_report_chat_order_problems_and_helm_ls_view() -> None:
         _row("gone", "a", "uninstalled"),
         _row("broken", "c", "deployed", error=CORRUPT),
         _row("alpha", "a", "failed"),
+        _row("stuck", "a", "uninstalling"),
+        _row("odd", "a", "mystery-state"),
     ]
-    report = HelmReport.from_rows(rows)
+    # release_json's last_deployed is 2026-11-26T01:02:03Z.
+    report = HelmReport.from_rows(rows, now=datetime(2026, 11, 26, 4, 2, 4, tzinfo=UTC))
     assert [(r.namespace, r.name) for r in report.rows] == [
+        # Everything not deployed, superseded or uninstalled comes first.
         ("a", "alpha"),
+        ("a", "odd"),
+        ("a", "stuck"),
         ("a", "web"),
         ("b", "web"),
         ("c", "broken"),
@@ -503,11 +522,21 @@ def test_report_chat_order_problems_and_helm_ls_view() -> None:
         ("a", "zeta"),
         ("b", "alpha"),
     ]
+    rollback = "(previous revision), or fix and helm upgrade"
     assert report.problems == (
-        "a/alpha: failed (revision 3): Upgrade complete",
-        "a/web: pending-upgrade (revision 3): Upgrade complete",
-        "b/web: failed (revision 3): Upgrade complete",
-        "c/broken: corrupt release data (revision 3, status deployed)",
+        f"a/alpha: failed for 3h (revision 3): Upgrade complete; "
+        f"way out: helm rollback alpha -n a {rollback}",
+        "a/odd: mystery-state for 3h (revision 3): Upgrade complete; "
+        "way out: see helm history odd -n a",
+        # info.deleted is empty in release_json, so no "for how long".
+        "a/stuck: uninstalling (revision 3): Upgrade complete; "
+        "way out: finish the uninstall: helm uninstall stuck -n a",
+        f"a/web: pending-upgrade for 3h (revision 3): Upgrade complete; "
+        f"way out: helm rollback web -n a {rollback}",
+        f"b/web: failed for 3h (revision 3): Upgrade complete; "
+        f"way out: helm rollback web -n b {rollback}",
+        "c/broken: corrupt release data (revision 3, status deployed); "
+        "way out: inspect the Secret: kubectl get secret sh.helm.release.v1.broken.v3 -n c",
     )
     assert [(r.name, r.namespace) for r in report.rows_like_helm_ls()] == [
         ("alpha", "a"),
@@ -517,4 +546,4 @@ def test_report_chat_order_problems_and_helm_ls_view() -> None:
     ]
     table = report.render_table()
     assert table.splitlines()[0].startswith("NAME  \tNAMESPACE\tREVISION\tUPDATED")
-    assert len(table.splitlines()) == 9
+    assert len(table.splitlines()) == 11
