@@ -15,7 +15,7 @@ from typing import Any
 from kubernetes.client import V1Node, V1NodeCondition, V1ObjectMeta
 
 from k8s.clients import ClusterClient
-from k8s.table import KUBECTL_CHUNK_ROWS, kubectl_table
+from k8s.table import KUBECTL_CHUNK_ROWS, Problem, kubectl_table
 
 HEADER = (
     "NAME",
@@ -89,7 +89,12 @@ class NodesReport:
     """All nodes of a cluster as rows sorted by name, and what is wrong with them."""
 
     rows: tuple[NodeRow, ...]
-    problems: tuple[str, ...]
+    problem_list: tuple[Problem, ...]
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        """Every problem as one line, ``"<node>: <what is wrong>"``, in row order."""
+        return tuple(p.line for p in self.problem_list)
 
     @property
     def total(self) -> int:
@@ -237,7 +242,12 @@ def _taint_text(key: str, value: str | None, effect: str) -> str:
 
 
 def node_problems(node: V1Node) -> list[str]:
-    """What needs a human's attention on one node, one sentence per problem."""
+    """What needs a human's attention on one node, one line per problem."""
+    return [p.line for p in node_problem_list(node)]
+
+
+def node_problem_list(node: V1Node) -> list[Problem]:
+    """What needs a human's attention on one node, one :class:`Problem` each."""
     name = _name(node)
     reported: list[tuple[str, str]] = []  # (problem kind, sentence)
     conditions = _conditions(node)
@@ -262,7 +272,7 @@ def node_problems(node: V1Node) -> list[str]:
     ]
     if taints:
         reported.append(("Taints", "tainted " + ", ".join(taints)))
-    return [f"{name}: {sentence}" for _, sentence in reported]
+    return [Problem(name, sentence) for _, sentence in reported]
 
 
 # -- the report -----------------------------------------------------------------
@@ -273,7 +283,7 @@ def build_report(nodes: Iterable[V1Node], now: datetime) -> NodesReport:
     ordered = sorted(nodes, key=_name)
     return NodesReport(
         rows=tuple(node_row(n, now) for n in ordered),
-        problems=tuple(p for n in ordered for p in node_problems(n)),
+        problem_list=tuple(p for n in ordered for p in node_problem_list(n)),
     )
 
 

@@ -528,58 +528,106 @@ def help_message(topic: str = "access") -> Message:
 
 
 # -- /k8s reports ----------------------------------------------------------------------------------
+#
+# The rule: every problem reaches the user. The chat message shows the
+# (grouped) problems and the table as long as they fit whole; a block's text
+# is only ever split at a line end. When anything does not fit, or would have
+# to be altered for Slack, the message says so and the file in the DM holds
+# the full problem list and the exact table.
 
 # Slack shows long code blocks collapsed anyway; past this many messages a
 # table is easier to read as a file.
 REPORT_SECTIONS_PER_MESSAGE = 5
 REPORT_MAX_MESSAGES = 3
+# Sections of problem lines in the first message (3,000 characters each).
+REPORT_PROBLEM_SECTIONS = 5
 _FENCE = "```"
+_BULLET = "• "
 
 
-def table_chunks(table: str, limit: int = SECTION_TEXT_LIMIT) -> list[str]:
-    """The table as code-block texts of at most ``limit`` characters, split on lines."""
-    room = limit - 2 * len(_FENCE) - 2
-    chunks: list[str] = []
+def _pack(lines: Sequence[str], room: int) -> tuple[list[str], int]:
+    """Lines joined into texts of at most ``room`` characters, split only at line ends.
+
+    Returns the texts and how many leading lines they hold; a line longer than
+    ``room`` on its own stops the packing (the caller decides what then).
+    """
+    texts: list[str] = []
     current: list[str] = []
     size = 0
-    for raw in table.rstrip("\n").splitlines():
-        line = escape(raw.replace(_FENCE, "'''"))
-        pieces = [line[i : i + room] for i in range(0, len(line), room)] or [""]
-        for piece in pieces:
-            if current and size + len(piece) + 1 > room:
-                chunks.append("\n".join(current))
-                current, size = [], 0
-            current.append(piece)
-            size += len(piece) + 1
+    taken = 0
+    for line in lines:
+        if len(line) > room:
+            break
+        if current and size + 1 + len(line) > room:
+            texts.append("\n".join(current))
+            current, size = [], 0
+        size += len(line) + (1 if current else 0)
+        current.append(line)
+        taken += 1
     if current:
-        chunks.append("\n".join(current))
-    return [f"{_FENCE}\n{chunk}\n{_FENCE}" for chunk in chunks]
+        texts.append("\n".join(current))
+    return texts, taken
 
 
-def _problem_blocks(problems: Sequence[str], budget: int) -> list[JSON]:
+def table_chunks(table: str, limit: int = SECTION_TEXT_LIMIT) -> list[str] | None:
+    """The table as code-block texts of at most ``limit`` characters, split at line ends.
+
+    None when the table cannot be shown unchanged that way: a line longer than
+    a block, or a fence (three backticks) that would end the code block.
+    """
+    if _FENCE in table:
+        return None
+    room = limit - 2 * len(_FENCE) - 2
+    lines = [escape(raw) for raw in table.rstrip("\n").split("\n")]
+    texts, taken = _pack(lines, room)
+    if taken < len(lines):
+        return None
+    return [f"{_FENCE}\n{text}\n{_FENCE}" for text in texts]
+
+
+def _problem_blocks(problems: Sequence[str], count: int, sections: int) -> tuple[list[JSON], int]:
+    """Blocks for the problem lines, and how many of the lines they hold."""
     if not problems:
-        return [section(md(":white_check_mark: No problems found."))]
-    text = "\n".join(f"• {p}" for p in problems)
-    blocks = [section(md(f":warning: *{len(problems)} problem(s)*"))]
+        return [section(md(":white_check_mark: No problems found."))], 0
+    blocks = [section(md(f":warning: *{count} problem(s)*"))]
     # plain_text: problem lines quote cluster data (node conditions, release notes).
-    pieces = [
-        text[i : i + SECTION_TEXT_LIMIT - 200]
-        for i in range(0, len(text), SECTION_TEXT_LIMIT - 200)
-    ]
-    blocks += [section(plain(piece)) for piece in pieces[:budget]]
-    if len(pieces) > budget:
-        blocks.append(context(md("…more problems in the full report")))
-    return blocks
+    lines = [escape(_BULLET + p) for p in problems]
+    texts, taken = _pack(lines, SECTION_TEXT_LIMIT)
+    texts = texts[:sections]
+    shown = sum(text.count("\n") + 1 for text in texts)
+    # plain() escapes again: hand it the unescaped lines of each text.
+    start = 0
+    for text in texts:
+        n = text.count("\n") + 1
+        blocks.append(section(plain("\n".join(_BULLET + p for p in problems[start : start + n]))))
+        start += n
+    return blocks, min(shown, taken)
 
 
 def report_messages(
-    title: str, problems: Sequence[str], table: str, empty: str
+    title: str,
+    problems: Sequence[str],
+    table: str,
+    empty: str,
+    *,
+    count: int | None = None,
 ) -> list[Message] | None:
-    """Problems first, then the table in monospace; None when it needs a file instead."""
-    first: list[JSON] = [header(title), *_problem_blocks(problems, REPORT_SECTIONS_PER_MESSAGE)]
+    """Problems first, then the table in monospace; None when it needs a file instead.
+
+    ``problems`` are the lines to show (grouped by the caller), ``count`` the
+    number of problems they stand for (default: one per line). None when a
+    problem line or table line does not fit a block, or there is too much.
+    """
+    count = len(problems) if count is None else count
+    problem_blocks, shown = _problem_blocks(problems, count, REPORT_PROBLEM_SECTIONS)
+    if shown < len(problems):
+        return None
+    first: list[JSON] = [header(title), *problem_blocks]
     if not table.strip():
         return [Message(escape(title), [*first, section(md(escape(empty)))])]
     chunks = table_chunks(table)
+    if chunks is None:
+        return None
     groups = [
         chunks[i : i + REPORT_SECTIONS_PER_MESSAGE]
         for i in range(0, len(chunks), REPORT_SECTIONS_PER_MESSAGE)
@@ -595,15 +643,34 @@ def report_messages(
     return messages
 
 
-def report_file_message(title: str, problems: Sequence[str], filename: str) -> Message:
-    """The summary posted when the table went into a file."""
-    blocks = [header(title), *_problem_blocks(problems, REPORT_SECTIONS_PER_MESSAGE)]
+def report_file_message(
+    title: str, problems: Sequence[str], filename: str, *, count: int | None = None
+) -> Message:
+    """The summary posted when the report went into a file: what fits, and where the rest is."""
+    count = len(problems) if count is None else count
+    blocks = [header(title)]
+    problem_blocks, shown = _problem_blocks(problems, count, REPORT_PROBLEM_SECTIONS)
+    blocks += problem_blocks
+    if shown < len(problems):
+        blocks.append(
+            context(md(f"…and {len(problems) - shown} more problem line(s) in the file."))
+        )
     blocks.append(
         section(
             md(
-                f"The full table is long, so it is in the file {code(filename)} "
+                f"The full problem list and the table are in the file {code(filename)} "
                 "in your DM with AccessBot."
             )
         )
     )
     return Message(escape(title), blocks)
+
+
+def report_file_content(title: str, problems: Sequence[str], table: str) -> str:
+    """The file: title, every problem (one line each, none grouped), the exact table."""
+    parts = [title, ""]
+    if problems:
+        parts += [f"{len(problems)} problem(s):", *problems, ""]
+    else:
+        parts += ["No problems found.", ""]
+    return "\n".join(parts) + "\n" + table

@@ -23,18 +23,27 @@ from kubernetes.client import (
     V1Taint,
 )
 
+from k8s.errors import ClusterError
 from k8s.helm import (
     CORRUPT,
+    OVERSIZED,
+    CorruptRelease,
     HelmReport,
+    InvalidNamespace,
+    OversizedRelease,
     ReleaseRef,
+    check_namespace,
     decode_release,
     go_time_string,
+    gunzip_bounded,
     latest_refs,
+    release_fields,
     release_ref,
     row_from_secret,
 )
 from k8s.nodes import build_report, human_duration, node_problems, node_roles, node_row
-from k8s.table import helm_table, kubectl_table
+from k8s.runewidth import east_asian_locale, string_width
+from k8s.table import group_problems, helm_table, kubectl_table, safe_line
 
 MS = 0.001
 NS = 1e-9
@@ -547,3 +556,200 @@ def test_report_chat_order_problems_and_helm_ls_view() -> None:
     table = report.render_table()
     assert table.splitlines()[0].startswith("NAME  \tNAMESPACE\tREVISION\tUPDATED")
     assert len(table.splitlines()) == 11
+
+
+# -- hostile cells: our side of what the cluster tests compare with the binaries ------
+
+
+def test_kubectl_cells_escape_like_kubectl() -> None:
+    # The issue's node: kubectl prints ESC as ^[ and keeps BEL; the OS-IMAGE
+    # cell is then 29 runes, its column 32 wide, while the header is padded to
+    # the 30 *bytes* of the raw value before the tabwriter measures runes.
+    text = kubectl_table(
+        ("NAME", "OS-IMAGE", "X"), [("n", "\x1b]0;owned\x07Ubuntu 24.04.1 LTS", "y")]
+    )
+    header, row = text.splitlines()
+    assert row == "n      ^[]0;owned\x07Ubuntu 24.04.1 LTS   y"
+    assert header == "NAME   OS-IMAGE" + " " * 20 + "    X"
+    assert "\x1b" not in text
+    # Cut at the first line break, marked "..."; a tab or vertical tab starts a cell.
+    assert kubectl_table(("A", "B"), [("x\r\ny", "z")]) == "A      B\nx...   z\n"
+    assert kubectl_table(("A", "B"), [("p\tq", "z")]).splitlines()[1] == "p     q     z"
+
+
+def test_kubectl_width_counts_runes_after_padding_bytes() -> None:
+    # An en dash is 3 bytes, 1 rune: the header pads to 20 bytes, the row has 18 runes.
+    text = kubectl_table(("NAME", "OS", "K"), [("a", "Ubuntu 24.04 \u2013 LTS", "k")])
+    header, row = text.splitlines()
+    assert header.index("K") == row.index("k") == 7 + 20 + 3
+
+
+def test_kubectl_remembers_widths_across_100_row_flushes() -> None:
+    rows = [(f"n{i:03d}", "v") for i in range(150)]
+    rows[120] = ("n120", "\x1b" * 10)  # 10 bytes, 20 runes, after the first flush
+    lines = kubectl_table(("NAME", "VALUE"), rows).splitlines()
+    assert lines[1] == "n000   v"  # the first block never saw the wide cell
+    assert lines[121] == "n120   " + "^[" * 10
+
+
+def test_kubectl_chunks_are_tables_of_their_own() -> None:
+    rows = [("a", "1"), ("bbbbbbbbbb", "2"), ("c", "3")]
+    text = kubectl_table(("NAME", "V"), rows, chunk_rows=2)
+    # The second chunk prints no header; its first row is padded to its own widths.
+    assert text == "NAME         V\na            1\nbbbbbbbbbb   2\nc            3\n"
+
+
+def test_helm_table_hostile_cells() -> None:
+    # helm escapes nothing; widths by go-runewidth: CJK 2, combining 0, controls 0,
+    # ANSI sequences 0 (stripped for measuring only).
+    rows = [
+        ("\u4e2d\u6587", "a\u0301", "\x1b[31mred\x1b[0m"),
+        ("\U0001f427", "x\x07y", "plain"),
+    ]
+    text = helm_table(("NAME", "N", "C"), rows, east_asian=False)
+    assert text.splitlines() == [
+        "NAME\tN \tC    ",
+        "\u4e2d\u6587\ta\u0301 \t\x1b[31mred\x1b[0m  ",
+        "\U0001f427  \tx\x07y\tplain",  # this emoji is in v0.0.9's doublewidth table
+    ]
+
+
+def test_helm_table_multiline_cells_spread_over_lines() -> None:
+    text = helm_table(("NAME", "B"), [("one\ntwo", "x")], east_asian=False)
+    # Whole-cell width 6 > column 4: uitable cuts to "o" + "...", then pads.
+    assert text == "NAME\tB\no...\tx\n"
+    text = helm_table(("NAME", "LONGER"), [("ab\ncd", "x")], east_asian=False)
+    assert text == "NAME\tLONGER\nab  \tx     \ncd  \t      \n"
+
+
+def test_east_asian_locale_like_go_runewidth() -> None:
+    assert east_asian_locale({"LANG": "ja_JP.UTF-8"})
+    assert not east_asian_locale({"LANG": "en_US.UTF-8"})
+    assert not east_asian_locale({"LC_ALL": "C.UTF-8", "LANG": "ja_JP.UTF-8"})
+    assert east_asian_locale({"RUNEWIDTH_EASTASIAN": "1"})
+    assert string_width("\u00b1", east_asian=True) == 2  # ambiguous
+    assert string_width("\u00b1") == 1
+
+
+# -- problems: grouping and safe lines ----------------------------------------------------
+
+
+def test_zone_outage_problems_group_into_one_line() -> None:
+    lost = cond("Ready", "Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status.")
+    taints = [
+        V1Taint(key="node.kubernetes.io/unreachable", effect="NoSchedule"),
+        V1Taint(key="node.kubernetes.io/unreachable", effect="NoExecute"),
+    ]
+    nodes = [node(f"zone-b-{i:03d}", conditions=[lost], taints=taints) for i in range(160)]
+    nodes += [node(f"zone-a-{i:03d}") for i in range(40)]
+    report = build_report(nodes, NOW)
+    assert len(report.problems) == 160  # every node listed in full
+    assert group_problems(report.problem_list, ("node", "nodes")) == [
+        "160 nodes: NotReady, status unknown (NodeStatusUnknown: Kubelet stopped posting "
+        "node status.): zone-b-000, zone-b-001, zone-b-002 and 157 more"
+    ]
+
+
+def test_problem_lines_are_inert() -> None:
+    hostile = cond("Ready", "False", "Bad\x1b]0;x\x07", "two\nlines\u202e\x85")
+    (line,) = node_problems(node("n", conditions=[hostile]))
+    assert line == "n: NotReady (Bad^[]0;x\\x07: two\\x0alines\\u202e\\x85)"
+    assert safe_line("a\u2028b\tc\x7f") == "a\\u2028b\\x09c\\x7f"
+
+
+# -- helm: bounded, field-only decoding ----------------------------------------------------
+
+
+def test_gzip_bomb_is_an_oversized_row_not_a_memory_spike() -> None:
+    body = b'{"name":"bomb","manifest":"' + b"A" * (40 << 20) + b'"}'
+    bomb = base64.b64encode(base64.b64encode(gzip.compress(body, 9))).decode()
+    secret = release_secret(release_json(name="bomb"), data=bomb)
+    ref = release_ref(secret["metadata"])
+    assert ref is not None
+    row = row_from_secret(ref, secret)
+    assert row.error == OVERSIZED
+    assert row.in_trouble
+
+
+def test_gunzip_bounded_like_go() -> None:
+    two = gzip.compress(b"ab") + gzip.compress(b"cd")
+    assert gunzip_bounded(two) == b"abcd"  # members back to back, as Go reads them
+    assert gunzip_bounded(gzip.compress(b"x" * 100), limit=100) == b"x" * 100
+    with pytest.raises(OversizedRelease):
+        gunzip_bounded(gzip.compress(b"x" * 101), limit=100)
+    with pytest.raises(CorruptRelease):
+        gunzip_bounded(gzip.compress(b"x" * 1000)[:-6])  # truncated
+    with pytest.raises(CorruptRelease):
+        gunzip_bounded(gzip.compress(b"x") + b"junk")
+
+
+def test_release_fields_reads_like_go_json() -> None:
+    body = (
+        b'{"NAME":"first","name":"web","Namespace":"apps","version":7,'
+        b'"config":{"deep":[[[[{"a":"}]"}]]]],"s":"\\"{["},'
+        b'"info":{"status":"failed","last_deployed":"2026-11-26T01:02:03Z","notes":"x"},'
+        b'"chart":{"templates":[{"name":"t","data":"AAAA"}],'
+        b'"metadata":{"name":"c\\u00e9","version":"1","appVersion":"\\ud800x"}}}'
+    )
+    fields = release_fields(body)
+    assert fields["name"] == "web"  # the last duplicate wins, keys fold case
+    assert fields["namespace"] == "apps"
+    assert fields["version"] == 7
+    assert fields["info"] == {"status": "failed", "last_deployed": "2026-11-26T01:02:03Z"}
+    assert fields["chart"] == {
+        "metadata": {"name": "c\u00e9", "version": "1", "appVersion": "\ufffdx"}
+    }
+    for bad in (
+        b'{"name":1}',  # a type Go would refuse
+        b'{"version":1.5}',
+        b'{"name":"a"} x',
+        b'{"name":"a"',
+        b"[1]",
+    ):
+        with pytest.raises(CorruptRelease):
+            release_fields(bad)
+
+
+def test_hostile_structure_stays_cheap() -> None:
+    deep = b'{"name":"x","config":' + b"[" * 3_000_000 + b"]" * 3_000_000 + b"}"
+    with pytest.raises(OversizedRelease):
+        release_fields(deep)
+    wide = b'{"name":"x","config":[' + b"{}," * 300_000 + b'{}],"version":2}'
+    assert release_fields(wide) == {"name": "x", "version": 2}
+
+
+@pytest.mark.parametrize("namespace", ["a/b", "..", "a%2Fb", "UPPER", "-x", "x" * 64, ""])
+def test_check_namespace_refuses_what_is_not_a_dns_label(namespace: str) -> None:
+    with pytest.raises(InvalidNamespace) as caught:
+        check_namespace(namespace)
+    assert isinstance(caught.value, ClusterError)
+    assert "not a namespace name" in str(caught.value)
+    assert check_namespace("team-a1") == "team-a1"
+
+
+# -- the Slack shape of a report ------------------------------------------------------------
+
+
+def test_zone_outage_report_loses_nothing() -> None:
+    lost = cond("Ready", "Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status.")
+    nodes = [node(f"zone-b-{i:03d}", conditions=[lost], node_info=info()) for i in range(160)]
+    nodes += [node(f"zone-a-{i:03d}", node_info=info()) for i in range(40)]
+    nodes += [
+        node(f"odd-{i:02d}", conditions=[cond("Ready", "False", f"Reason{i}", "x" * 200)])
+        for i in range(25)
+    ]
+    report = build_report(nodes, NOW)
+    table = report.render_table()
+    from bot.slack.blocks import report_file_content, report_messages
+    from k8s.table import group_problems as group
+
+    summary = group(report.problem_list, ("node", "nodes"))
+    assert len(summary) == 26
+    messages = report_messages("Nodes", summary, table, "No nodes.", count=len(report.problems))
+    if messages is not None:
+        text = json.dumps([m.blocks for m in messages])
+        for line in summary:
+            assert json.dumps(line)[1:-1].split(":")[0] in text
+    content = report_file_content("Nodes", list(report.problems), table)
+    assert all(p in content for p in report.problems)
+    assert content.endswith(table)
