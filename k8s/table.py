@@ -304,8 +304,19 @@ class Problem:
         return safe_line(f"{self.subject}: {self.detail}")
 
 
+NAMES_SHOWN = 3
+
+
+def names_hidden(problems: Iterable[Problem], *, names_shown: int = NAMES_SHOWN) -> bool:
+    """Whether grouping leaves some subjects unnamed (a group larger than ``names_shown``)."""
+    counts: dict[str, int] = {}
+    for problem in problems:
+        counts[problem.detail] = counts.get(problem.detail, 0) + 1
+    return any(n > names_shown for n in counts.values())
+
+
 def group_problems(
-    problems: Iterable[Problem], noun: tuple[str, str], *, names_shown: int = 3
+    problems: Iterable[Problem], noun: tuple[str, str], *, names_shown: int = NAMES_SHOWN
 ) -> list[str]:
     """Identical problems as one line each, in order of first appearance.
 

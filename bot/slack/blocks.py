@@ -666,6 +666,25 @@ def report_file_message(
     return Message(escape(title), blocks)
 
 
+def with_file_note(messages: Sequence[Message], filename: str, count: int) -> list[Message]:
+    """The messages, the first saying (before its table) that the file has every problem line."""
+    first, *rest = messages
+    note = context(
+        md(f"All {count} problem(s), one line each, are in the file {code(filename)} in your DM.")
+    )
+    blocks = list(first.blocks)
+    at = next(
+        (
+            i
+            for i, b in enumerate(blocks)
+            if str(b.get("text", {}).get("text", "")).startswith(_FENCE)
+        ),
+        len(blocks),
+    )
+    blocks.insert(at, note)
+    return [Message(first.text, blocks), *rest]
+
+
 def report_file_content(title: str, problems: Sequence[str], table: str) -> str:
     """The file: title, every problem (one line each, none grouped), the exact table."""
     parts = [title, ""]

@@ -20,12 +20,13 @@ from bot.slack.blocks import (
     report_file_content,
     report_file_message,
     report_messages,
+    with_file_note,
 )
 from bot.slack.commands import Helm, Nodes
 from k8s.clients import ClusterClient
 from k8s.helm import helm_report
 from k8s.nodes import nodes_report
-from k8s.table import Problem, group_problems
+from k8s.table import Problem, group_problems, names_hidden
 
 __all__ = ["ReportAccess", "ReportOutput", "may_run_reports", "run_report"]
 
@@ -71,12 +72,15 @@ def _shape(
     on its own line and then the table exactly as kubectl/helm print it.
     """
     summary = group_problems(problems, noun)
-    messages = report_messages(title, summary, table, empty, count=len(problems))
-    if messages is not None:
-        return ReportOutput(messages)
-    message = report_file_message(title, summary, file_name, count=len(problems))
     content = report_file_content(title, [p.line for p in problems], table)
-    return ReportOutput([message], file_name, content)
+    messages = report_messages(title, summary, table, empty, count=len(problems))
+    if messages is None:
+        message = report_file_message(title, summary, file_name, count=len(problems))
+        return ReportOutput([message], file_name, content)
+    if names_hidden(problems):
+        # "and 157 more": those names are in the file, one problem per line.
+        return ReportOutput(with_file_note(messages, file_name, len(problems)), file_name, content)
+    return ReportOutput(messages)
 
 
 async def run_report(command: Nodes | Helm, cluster: ClusterClient) -> ReportOutput:
