@@ -22,7 +22,7 @@ import re
 import threading
 import time
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -152,11 +152,12 @@ def release_ref(meta: Mapping[str, Any]) -> ReleaseRef | None:
 
 def latest_refs(metas: Iterable[Mapping[str, Any]]) -> list[ReleaseRef]:
     """The highest revision of each (namespace, name), from Secret metadata alone."""
+    return _latest(ref for meta in metas if (ref := release_ref(meta)) is not None)
+
+
+def _latest(refs: Iterable[ReleaseRef]) -> list[ReleaseRef]:
     latest: dict[tuple[str, str], ReleaseRef] = {}
-    for meta in metas:
-        ref = release_ref(meta)
-        if ref is None:
-            continue
+    for ref in refs:
         key = (ref.namespace, ref.name)
         if key not in latest or ref.revision > latest[key].revision:
             latest[key] = ref
@@ -695,15 +696,124 @@ def _read_json(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, A
         resp.release_conn()
 
 
-async def _secret_pages(
+class _ListStream:
+    """A list response read item by item off the socket: one item in memory at a time.
+
+    A page of 500 whole Secrets can be 500 MiB when someone plants big ones
+    (or 128 MiB of metadata with 256 KiB annotations each); parsing the page
+    whole would hold all of it. The body is the apiserver's JSON list, an
+    object whose ``items`` array is handed out one element at a time.
+    """
+
+    READ = 64 * 1024
+
+    def __init__(self, resp: Any) -> None:
+        self.resp = resp
+        self.text = ""
+        self.pos = 0
+        self.eof = False
+        self.utf8 = codecs.getincrementaldecoder("utf-8")("go-replace")
+        self.json = json.JSONDecoder()
+
+    def _more(self, at_least: int) -> None:
+        if self.eof:
+            raise ValueError("list response ended early")
+        if self.pos > (1 << 20) or self.pos > len(self.text) // 2:
+            self.text, self.pos = self.text[self.pos :], 0
+        data = self.resp.read(max(self.READ, at_least))
+        if not data:
+            self.eof = True
+        self.text += self.utf8.decode(data, final=not data)
+
+    def peek(self) -> str:
+        while True:
+            while self.pos < len(self.text) and self.text[self.pos] in " \t\r\n":
+                self.pos += 1
+            if self.pos < len(self.text):
+                return self.text[self.pos]
+            self._more(0)
+
+    def expect(self, chars: str) -> str:
+        char = self.peek()
+        if char not in chars:
+            raise ValueError(f"expected one of {chars!r} in the list response")
+        self.pos += 1
+        return char
+
+    def value(self) -> Any:
+        """The next JSON value, reading on until it is complete (reads grow, so linear)."""
+        self.peek()
+        while True:
+            try:
+                value, end = self.json.raw_decode(self.text, self.pos)
+            except ValueError:
+                if self.eof:
+                    raise
+                self._more(len(self.text) - self.pos)
+                continue
+            # A number at the end of what arrived so far may go on: read on.
+            if end == len(self.text) and not self.eof and isinstance(value, int | float):
+                self._more(0)
+                continue
+            self.pos = end
+            return value
+
+    def each_item(self, handle: Callable[[dict[str, Any]], None]) -> str | None:
+        """Give every item to ``handle``; returns ``metadata.continue``, if any."""
+        token: str | None = None
+        self.expect("{")
+        if self.peek() == "}":
+            return None
+        while True:
+            key = self.value()
+            self.expect(":")
+            if key == "items" and self.peek() == "[":
+                self.expect("[")
+                if self.peek() == "]":
+                    self.pos += 1
+                else:
+                    while True:
+                        item = self.value()
+                        if isinstance(item, dict):
+                            handle(item)
+                        del item
+                        if self.expect(",]") == "]":
+                            break
+            else:
+                value = self.value()
+                if key == "metadata" and isinstance(value, dict):
+                    token = value.get("continue") or None
+            if self.expect(",}") == "}":
+                return token
+
+
+def _stream_list(
+    fn: Callable[..., Any], *args: Any, handle: Callable[[dict[str, Any]], None], **kwargs: Any
+) -> str | None:
+    """Call a list method (in the client's pool), handing each item to ``handle``.
+
+    Returns the continue token. The client's model deserialisation costs far
+    more than the transfer on thousands of Secrets, and would hold them all.
+    """
+    resp = fn(*args, _preload_content=False, **kwargs)
+    try:
+        return _ListStream(resp).each_item(handle)
+    except ValueError as exc:
+        raise ClusterError(f"malformed list response from the API server: {exc}") from exc
+    finally:
+        resp.release_conn()
+
+
+async def _each_secret(
     client: ClusterClient,
     namespace: str | None,
+    handle: Callable[[dict[str, Any]], None],
     *,
     page_size: int,
     label_selector: str,
     headers: dict[str, str] | None = None,
-) -> AsyncIterator[list[dict[str, Any]]]:
-    """Helm's release Secrets, one page at a time (limit/continue)."""
+) -> None:
+    """Hand each of Helm's release Secrets to ``handle`` (in the pool), page after page."""
     if namespace:
         fn: Callable[..., Any] = client.core.list_namespaced_secret
         args: tuple[str, ...] = (namespace,)
@@ -711,17 +821,16 @@ async def _secret_pages(
         fn, args = client.core.list_secret_for_all_namespaces, ()
     token: str | None = None
     while True:
-        page = await client.call(
-            _read_json,
+        token = await client.call(
+            _stream_list,
             fn,
             *args,
+            handle=handle,
             label_selector=label_selector,
             limit=page_size,
             _continue=token,
             _headers=headers,
         )
-        yield page.get("items") or []
-        token = (page.get("metadata") or {}).get("continue")
         if not token:
             return
 
@@ -730,12 +839,23 @@ async def newest_revisions(
     client: ClusterClient, namespace: str | None, *, page_size: int = 500
 ) -> list[ReleaseRef]:
     """The newest revision of every release, from Secret metadata alone."""
-    metas: list[dict[str, Any]] = []
-    async for items in _secret_pages(
-        client, namespace, page_size=page_size, label_selector=OWNER_SELECTOR, headers=METADATA_ONLY
-    ):
-        metas.extend(item.get("metadata") or {} for item in items)
-    return latest_refs(metas)
+    refs: list[ReleaseRef] = []
+
+    def keep(item: dict[str, Any]) -> None:
+        # Only the ref is kept: metadata can be large (labels, annotations).
+        ref = release_ref(item.get("metadata") or {})
+        if ref is not None:
+            refs.append(ref)
+
+    await _each_secret(
+        client,
+        namespace,
+        keep,
+        page_size=page_size,
+        label_selector=OWNER_SELECTOR,
+        headers=METADATA_ONLY,
+    )
+    return _latest(refs)
 
 
 # One body decoded at a time, whichever coroutine asked: each may hold up to
@@ -770,22 +890,20 @@ async def _live_rows(
 ) -> list[ReleaseRow]:
     """Rows of the wanted newest revisions among the Secrets not superseded.
 
-    Each page is decoded as it arrives and then dropped, so only one page of
-    Secrets is ever held. Takes the found ones out of ``wanted``.
+    Each Secret is decoded as it comes off the wire and then dropped, so one
+    Secret (and one decoded body) is held at a time. Takes the found ones out
+    of ``wanted``.
     """
     rows: list[ReleaseRow] = []
-    async for items in _secret_pages(
-        client, namespace, page_size=page_size, label_selector=LIVE_SELECTOR
-    ):
-        pairs = []
-        for item in items:
-            meta = item.get("metadata") or {}
-            key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
-            ref = wanted.pop(key, None)
-            if ref is not None:
-                pairs.append((ref, item))
-        del items
-        rows += await _decoded(client, pairs)
+
+    def decode(item: dict[str, Any]) -> None:
+        meta = item.get("metadata") or {}
+        ref = wanted.pop((str(meta.get("namespace", "")), str(meta.get("name", ""))), None)
+        if ref is not None:
+            with _DECODE_ONE_AT_A_TIME:
+                rows.append(row_from_secret(ref, item))
+
+    await _each_secret(client, namespace, decode, page_size=page_size, label_selector=LIVE_SELECTOR)
     return rows
 
 

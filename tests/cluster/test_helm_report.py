@@ -473,3 +473,72 @@ def test_gzip_bomb_is_a_problem_row_within_50_mib(cluster: TestCluster, bomb: No
     assert result["problems"][0].startswith(f"{NS_BOMB}/bomb: {OVERSIZED}")
     grown = result["peak_kib"] - result["idle_kib"]
     assert grown < 50 * 1024, f"peak RSS grew by {grown} KiB during the report"
+
+
+NS_BIG = "rpt-helm-big"
+BIG_RELEASES = 40
+
+
+@pytest.fixture(scope="module")
+def big_releases(cluster: TestCluster) -> Iterator[None]:
+    """40 release Secrets near the 1 MiB Secret limit: one list page is ~45 MB of JSON."""
+    cluster.kubectl("create", "namespace", NS_BIG)
+    try:
+        items = []
+        for i in range(BIG_RELEASES):
+            body = {
+                "name": f"big{i:02d}",
+                "namespace": NS_BIG,
+                "version": 1,
+                "info": {"status": "deployed", "last_deployed": "2026-11-26T01:02:03Z"},
+                "chart": {"metadata": {"name": "big", "version": "1.0.0"}},
+                # Incompressible, so the stored body stays near the limit.
+                "manifest": base64.b64encode(os.urandom(540_000)).decode(),
+            }
+            stored = base64.b64encode(gzip.compress(json.dumps(body).encode())).decode()
+            items.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "type": "helm.sh/release.v1",
+                    "metadata": {
+                        "name": f"sh.helm.release.v1.big{i:02d}.v1",
+                        "namespace": NS_BIG,
+                        "labels": {
+                            "owner": "helm",
+                            "name": f"big{i:02d}",
+                            "status": "deployed",
+                            "version": "1",
+                        },
+                    },
+                    "data": {"release": base64.b64encode(stored.encode()).decode()},
+                }
+            )
+        for start in range(0, BIG_RELEASES, 10):
+            path = cluster.root / f"big-{start}.json"
+            path.write_text(
+                json.dumps({"apiVersion": "v1", "kind": "List", "items": items[start : start + 10]})
+            )
+            cluster.kubectl("create", "-f", str(path))
+        yield
+    finally:
+        cluster.kubectl("delete", "secret", "-n", NS_BIG, "-l", "owner=helm", check=False)
+
+
+def test_big_release_secrets_are_read_one_at_a_time(
+    cluster: TestCluster, big_releases: None
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(PROBE), str(cluster.kubeconfig), NS_BIG],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["rows"] == [[f"big{i:02d}", None] for i in range(BIG_RELEASES)]
+    grown = result["peak_kib"] - result["idle_kib"]
+    # The page of whole Secrets is ~45 MB of JSON; held whole it would double.
+    assert grown < 50 * 1024, f"peak RSS grew by {grown} KiB during the report"
