@@ -753,3 +753,32 @@ def test_zone_outage_report_loses_nothing() -> None:
     content = report_file_content("Nodes", list(report.problems), table)
     assert all(p in content for p in report.problems)
     assert content.endswith(table)
+
+
+def test_slack_layout_never_cuts_a_line_and_says_where_the_rest_is() -> None:
+    from bot.slack.blocks import report_file_message, report_messages, with_file_note
+
+    table = "NAME   STATUS\nn1     Ready\n"
+    # A problem line no block can hold: the report goes to the file.
+    assert report_messages("T", ["x" * 3100], table, "none") is None
+    # More problem lines than five blocks hold: the summary says how many wait in the file.
+    lines = [f"node-{i:04d}: NotReady ({'r' * 80})" for i in range(400)]
+    assert report_messages("T", lines, table, "none") is None
+    message = report_file_message("T", lines, "nodes-a.txt", count=400)
+    shown = [
+        line
+        for b in message.blocks
+        if b["type"] == "section" and b["text"]["type"] == "plain_text"
+        for line in b["text"]["text"].split("\n")
+    ]
+    assert shown == [f"• {line}" for line in lines[: len(shown)]]  # whole lines, in order
+    text = json.dumps(message.blocks)
+    assert f"{400 - len(shown)} more problem line(s) in the file" in text
+    assert "The full problem list and the table are in the file `nodes-a.txt`" in text
+    # Messages that fit but whose grouping hid names point at the file too.
+    fits = report_messages("T", ["3 nodes: x: a, b, c and 1 more"], table, "none", count=4)
+    assert fits is not None
+    (noted,) = with_file_note(fits, "nodes-a.txt", 4)
+    kinds = [json.dumps(b) for b in noted.blocks]
+    note = next(i for i, k in enumerate(kinds) if "one line each" in k)
+    assert note < next(i for i, k in enumerate(kinds) if "```" in k)
