@@ -362,18 +362,36 @@ def release_fields(body: bytes | bytearray) -> dict[str, Any]:
     return release
 
 
-def decode_release(secret_data: str) -> dict[str, Any]:
+def _release_bytes(secret_data: str) -> bytes | bytearray:
+    body = _b64(_b64(secret_data))
+    if len(body) > len(GZIP_MAGIC) and body.startswith(GZIP_MAGIC):
+        return gunzip_bounded(body)
+    return body
+
+
+def decode_release_fields(secret_data: str) -> dict[str, Any]:
     """The fields of a release a row needs, from a Secret's ``data.release`` as the API returns it.
 
     The API base64-encodes Secret data, and Helm stored base64(gzip(JSON)), so:
     base64, base64 again, gunzip (bounded) when the gzip magic is there (Helm <
-    3.0.0-beta stored plain JSON), then read the fields. Raises
-    :class:`OversizedRelease` or :class:`CorruptRelease`.
+    3.0.0-beta stored plain JSON), then read the fields (:func:`release_fields`).
+    Raises :class:`OversizedRelease` or :class:`CorruptRelease`.
     """
-    body = _b64(_b64(secret_data))
-    if len(body) > len(GZIP_MAGIC) and body.startswith(GZIP_MAGIC):
-        return release_fields(gunzip_bounded(body))
-    return release_fields(body)
+    return release_fields(_release_bytes(secret_data))
+
+
+def decode_release(secret_data: str) -> dict[str, Any]:
+    """The whole release JSON (bounded gunzip, then ``json.loads``): for tools and tests.
+
+    The report never builds whole bodies (see :func:`decode_release_fields`).
+    """
+    try:
+        release = json.loads(_release_bytes(secret_data))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CorruptRelease(f"bad JSON: {exc}") from exc
+    if not isinstance(release, dict):
+        raise CorruptRelease("release JSON is not an object")
+    return release
 
 
 # -- Go's time.Time.String() ---------------------------------------------------------
@@ -540,7 +558,7 @@ def row_from_secret(ref: ReleaseRef, secret: Mapping[str, Any]) -> ReleaseRow:
     """Decode one Secret (as JSON from the API) into a row; never raises on bad data."""
     data = secret.get("data") or {}
     try:
-        return release_row(ref, decode_release(data.get("release") or ""))
+        return release_row(ref, decode_release_fields(data.get("release") or ""))
     except CorruptRelease as exc:
         return corrupt_row(ref, exc.kind)
 

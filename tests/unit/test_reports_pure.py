@@ -34,6 +34,7 @@ from k8s.helm import (
     ReleaseRef,
     check_namespace,
     decode_release,
+    decode_release_fields,
     go_time_string,
     gunzip_bounded,
     latest_refs,
@@ -380,9 +381,11 @@ def test_decode_release_gzip_and_plain() -> None:
         },
         "chart": {"metadata": {"name": "webapp", "version": "1.2.3", "appVersion": "4.5"}},
     }
-    assert decode_release(secret_data(json.dumps(rel).encode())) == wanted
+    assert decode_release_fields(secret_data(json.dumps(rel).encode())) == wanted
     # Releases stored before Helm compressed them are plain JSON.
-    assert decode_release(secret_data(json.dumps(rel).encode(), compress=False)) == wanted
+    assert decode_release_fields(secret_data(json.dumps(rel).encode(), compress=False)) == wanted
+    # Whole bodies, for tools and tests.
+    assert decode_release(secret_data(json.dumps(rel).encode())) == rel
 
 
 @pytest.mark.parametrize(
