@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -333,12 +334,16 @@ def kubectl_bytes(cluster: TestCluster, *args: str, env: dict[str, str] | None =
 
 
 async def same_as_kubectl(
-    cluster: TestCluster, cc: ClusterClient, *args: str, chunk_rows: int = 500
+    cluster: TestCluster,
+    cc: ClusterClient,
+    *args: str,
+    chunk_rows: int = 500,
+    env: dict[str, str] | None = None,
 ) -> tuple[bytes, bytes]:
     """kubectl's bytes and ours, with AGE read at either end of the kubectl call."""
     for _ in range(5):
         before = datetime.now(UTC)
-        theirs = kubectl_bytes(cluster, "get", "nodes", "-o", "wide", *args)
+        theirs = kubectl_bytes(cluster, "get", "nodes", "-o", "wide", *args, env=env)
         after = datetime.now(UTC)
         ours = set()
         for moment in (before, after):
@@ -349,10 +354,29 @@ async def same_as_kubectl(
     return theirs, sorted(ours)[0]
 
 
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"TZ": "UTC", "LANG": "C.UTF-8"},
+        {"TZ": "Asia/Kolkata", "LANG": "ja_JP.UTF-8"},  # kubectl's widths know no locale
+        {"TZ": "America/St_Johns", "LANG": "en_US.UTF-8"},
+    ],
+)
 async def test_hostile_cells_match_kubectl_byte_for_byte(
-    cluster: TestCluster, hostile_nodes: list[str], cc: ClusterClient
+    cluster: TestCluster, hostile_nodes: list[str], cc: ClusterClient, env: dict[str, str]
 ) -> None:
-    theirs, ours = await same_as_kubectl(cluster, cc)
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    time.tzset()
+    try:
+        theirs, ours = await same_as_kubectl(cluster, cc, env=env)
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        time.tzset()
     assert ours == theirs, "\n".join(
         f"{a!r}\n{b!r}"
         for a, b in zip(theirs.splitlines(), ours.splitlines(), strict=False)
