@@ -610,7 +610,8 @@ def problem_detail(row: ReleaseRow, now: datetime) -> str:
 
 
 def problem_text(row: ReleaseRow, now: datetime | None = None) -> str:
-    return f"{problem_subject(row)}: {problem_detail(row, now or datetime.now(UTC))}"
+    """One problem line, cluster-quoted text made inert (see :func:`k8s.table.safe_line`)."""
+    return Problem(problem_subject(row), problem_detail(row, now or datetime.now(UTC))).line
 
 
 @dataclass(frozen=True)
@@ -638,7 +639,7 @@ class HelmReport:
     @property
     def problems(self) -> tuple[str, ...]:
         """One line per release in trouble: ``ns/name: status for 3h (revision N)...``."""
-        return tuple(problem_text(row, self.now) for row in self.rows if row.in_trouble)
+        return tuple(p.line for p in self.problem_list)
 
     @property
     def problem_list(self) -> tuple[Problem, ...]:

@@ -785,3 +785,11 @@ def test_slack_layout_never_cuts_a_line_and_says_where_the_rest_is() -> None:
     kinds = [json.dumps(b) for b in noted.blocks]
     note = next(i for i, k in enumerate(kinds) if "one line each" in k)
     assert note < next(i for i, k in enumerate(kinds) if "```" in k)
+
+
+def test_helm_problem_lines_are_inert() -> None:
+    rel = release_json(status="failed", description="boom\x1b]0;x\x07\nnext\u202e")
+    ref = ReleaseRef("apps", "web", 3, "failed", "sh.helm.release.v1.web.v3")
+    report = HelmReport.from_rows([row_from_secret(ref, release_secret(rel))])
+    (line,) = report.problems
+    assert "boom^[]0;x\\x07\\x0anext\\u202e" in line
