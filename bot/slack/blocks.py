@@ -7,6 +7,7 @@ ever appears inside ``plain_text`` objects, escaped (see :mod:`bot.slack.text`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -543,6 +544,7 @@ REPORT_MAX_MESSAGES = 3
 REPORT_PROBLEM_SECTIONS = 5
 _FENCE = "```"
 _BULLET = "• "
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def _pack(lines: Sequence[str], room: int) -> tuple[list[str], int]:
@@ -573,9 +575,11 @@ def table_chunks(table: str, limit: int = SECTION_TEXT_LIMIT) -> list[str] | Non
     """The table as code-block texts of at most ``limit`` characters, split at line ends.
 
     None when the table cannot be shown unchanged that way: a line longer than
-    a block, or a fence (three backticks) that would end the code block.
+    a block, a fence (three backticks) that would end the code block, or a
+    control character (kubectl passes BEL, NUL, C1...; helm passes even ESC),
+    which Slack would drop, show oddly or refuse. The file carries it exactly.
     """
-    if _FENCE in table:
+    if _FENCE in table or _CONTROL.search(table):
         return None
     room = limit - 2 * len(_FENCE) - 2
     lines = [escape(raw) for raw in table.rstrip("\n").split("\n")]

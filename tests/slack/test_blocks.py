@@ -338,6 +338,9 @@ def test_table_chunks_escape_and_split_only_at_line_ends() -> None:
     # A line no block can hold, or a fence that would end the block: a file instead.
     assert table_chunks("a\n" + "x" * 7000) is None
     assert table_chunks("a ``` b\n") is None
+    assert table_chunks("a\x07b\n") is None  # BEL, as kubectl prints it: file only
+    assert table_chunks("a\x1b[31mb\n") is None  # ESC, as helm prints it
+    assert table_chunks("a\tb\n") is not None  # helm's separator
 
 
 # -- text helpers ----------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Iterator
 from html import unescape
 from pathlib import Path
@@ -271,3 +272,34 @@ async def test_helm_namespace_that_is_not_a_dns_label_is_refused(bed: SlackBed) 
         await bed.wait_response("namespace", timeout=30)
     assert "namespace" in text
     assert "Traceback" not in text
+
+
+async def test_hostile_node_cells_reach_only_the_file(
+    bed: SlackBed, cluster_b: TestCluster
+) -> None:
+    _delete_nodes(cluster_b)
+    api = client.CoreV1Api(cluster_b.api_client())
+    name = f"{PREFIX}hostile"
+    try:
+        meta = client.V1ObjectMeta(name=name, labels={"accessbot-test": "slack"})
+        created = api.create_node(body=client.V1Node(metadata=meta))
+        info = client.V1NodeSystemInfo(
+            architecture="amd64", boot_id="", container_runtime_version="c\x9bd",
+            kernel_version="k", kube_proxy_version="", kubelet_version="v1",
+            machine_id="", operating_system="linux", system_uuid="",
+            os_image="\x1b]0;owned\x07Ubuntu 24.04.1 LTS",
+        )  # fmt: skip
+        created.status = client.V1NodeStatus(node_info=info)
+        api.replace_node_status(name, created)
+        await bed.command("nodes -c b", "U0BOB", command="/k8s")
+        answer = await bed.wait_response("Nodes on b", timeout=60)
+        posted = json.dumps(answer.params, ensure_ascii=False)
+        # Slack gets no control character at all; the file has kubectl's exact bytes.
+        assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f]", posted)
+        (upload,) = [f for f in bed.emu.uploaded_files if f.filename == "nodes-b.txt"]
+        content = upload.content or b""
+        assert b"^[]0;owned\x07Ubuntu 24.04.1 LTS" in content
+        assert b"\x1b" not in content
+    finally:
+        api.api_client.close()
+        _delete_nodes(cluster_b)
