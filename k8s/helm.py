@@ -654,22 +654,25 @@ class HelmReport:
         """All releases, troubled ones first, laid out like ``helm ls``."""
         return helm_table(HEADER, (row.as_tuple() for row in self.rows))
 
-    def rows_like_helm_ls(self) -> list[ReleaseRow]:
-        """The rows ``helm ls`` would print, in its order.
+    def rows_like_helm_ls(self, *, all_states: bool = False) -> list[ReleaseRow]:
+        """The rows ``helm ls`` (``-a`` with ``all_states``) would print, in its order.
 
-        Deployed and failed only; sorted by name. Helm silently skips bodies it
-        cannot decode, so corrupt rows are left out (helm would show an older
-        readable revision instead, which we deliberately never decode). Helm's
+        Deployed and failed only (``-a``: every state helm knows); sorted by
+        name. Helm silently skips bodies it cannot decode, so corrupt rows are
+        left out (helm would show an older readable revision instead, which we
+        deliberately never decode). Helm's
         order among equal names from different namespaces is map order, i.e.
         random; we break the tie by namespace. No ``--max`` cut: compare with
         ``helm ls --max 0`` beyond 256 releases.
         """
-        shown = [r for r in self.rows if r.error is None and r.status in HELM_LS_STATES]
+        states = KNOWN_STATES if all_states else HELM_LS_STATES
+        shown = [r for r in self.rows if r.error is None and r.status in states]
         return sorted(shown, key=lambda r: (r.name, r.namespace))
 
-    def render_helm_ls(self) -> str:
-        """Exactly the text of ``helm ls`` (``-A`` or ``-n NS``) for these releases."""
-        return helm_table(HEADER, (row.as_tuple() for row in self.rows_like_helm_ls()))
+    def render_helm_ls(self, *, all_states: bool = False) -> str:
+        """Exactly the text of ``helm ls`` (``-A`` or ``-n NS``; ``-a``) for these releases."""
+        rows = self.rows_like_helm_ls(all_states=all_states)
+        return helm_table(HEADER, (row.as_tuple() for row in rows))
 
 
 # -- fetching ----------------------------------------------------------------------------

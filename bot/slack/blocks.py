@@ -547,28 +547,24 @@ _BULLET = "• "
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
-def _pack(lines: Sequence[str], room: int) -> tuple[list[str], int]:
-    """Lines joined into texts of at most ``room`` characters, split only at line ends.
+def _pack(lines: Sequence[str], room: int) -> list[list[int]]:
+    """Indexes of ``lines`` grouped so each group, newline-joined, fits in ``room`` characters.
 
-    Returns the texts and how many leading lines they hold; a line longer than
-    ``room`` on its own stops the packing (the caller decides what then).
+    Lines are never split: packing stops before the first line longer than
+    ``room`` on its own (the caller decides what then).
     """
-    texts: list[str] = []
-    current: list[str] = []
+    groups: list[list[int]] = []
     size = 0
-    taken = 0
-    for line in lines:
+    for i, line in enumerate(lines):
         if len(line) > room:
             break
-        if current and size + 1 + len(line) > room:
-            texts.append("\n".join(current))
-            current, size = [], 0
-        size += len(line) + (1 if current else 0)
-        current.append(line)
-        taken += 1
-    if current:
-        texts.append("\n".join(current))
-    return texts, taken
+        if groups and size + 1 + len(line) <= room:
+            groups[-1].append(i)
+            size += 1 + len(line)
+        else:
+            groups.append([i])
+            size = len(line)
+    return groups
 
 
 def table_chunks(table: str, limit: int = SECTION_TEXT_LIMIT) -> list[str] | None:
@@ -583,29 +579,23 @@ def table_chunks(table: str, limit: int = SECTION_TEXT_LIMIT) -> list[str] | Non
         return None
     room = limit - 2 * len(_FENCE) - 2
     lines = [escape(raw) for raw in table.rstrip("\n").split("\n")]
-    texts, taken = _pack(lines, room)
-    if taken < len(lines):
+    groups = _pack(lines, room)
+    if sum(len(g) for g in groups) < len(lines):
         return None
-    return [f"{_FENCE}\n{text}\n{_FENCE}" for text in texts]
+    return [f"{_FENCE}\n" + "\n".join(lines[i] for i in g) + f"\n{_FENCE}" for g in groups]
 
 
 def _problem_blocks(problems: Sequence[str], count: int, sections: int) -> tuple[list[JSON], int]:
-    """Blocks for the problem lines, and how many of the lines they hold."""
+    """Blocks for the problem lines (at most ``sections`` of them), and how many lines they hold."""
     if not problems:
         return [section(md(":white_check_mark: No problems found."))], 0
     blocks = [section(md(f":warning: *{count} problem(s)*"))]
-    # plain_text: problem lines quote cluster data (node conditions, release notes).
-    lines = [escape(_BULLET + p) for p in problems]
-    texts, taken = _pack(lines, SECTION_TEXT_LIMIT)
-    texts = texts[:sections]
-    shown = sum(text.count("\n") + 1 for text in texts)
-    # plain() escapes again: hand it the unescaped lines of each text.
-    start = 0
-    for text in texts:
-        n = text.count("\n") + 1
-        blocks.append(section(plain("\n".join(_BULLET + p for p in problems[start : start + n]))))
-        start += n
-    return blocks, min(shown, taken)
+    # Sized by their escaped length, which is what Slack counts.
+    groups = _pack([escape(_BULLET + p) for p in problems], SECTION_TEXT_LIMIT)[:sections]
+    for group in groups:
+        # plain_text: problem lines quote cluster data (node conditions, release notes).
+        blocks.append(section(plain("\n".join(_BULLET + problems[i] for i in group))))
+    return blocks, sum(len(g) for g in groups)
 
 
 def report_messages(

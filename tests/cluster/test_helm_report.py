@@ -22,8 +22,7 @@ from typing import Any
 import pytest
 
 from k8s.clients import ClusterClient, ClusterRegistry, ClusterTarget
-from k8s.helm import CORRUPT, HEADER, OVERSIZED, helm_report
-from k8s.table import helm_table
+from k8s.helm import CORRUPT, OVERSIZED, helm_report
 from tests.support.cluster import TestCluster
 
 pytestmark = pytest.mark.cluster
@@ -228,10 +227,7 @@ async def test_every_state_equals_helm_ls_all(
     with local_tz("UTC"):
         expected = helm_ls(cluster, "-A", "-a")
         report = await helm_report(cc)
-    readable = sorted(
-        (r for r in report.rows if r.error is None), key=lambda r: (r.name, r.namespace)
-    )
-    assert helm_table(HEADER, (r.as_tuple() for r in readable)) == expected
+    assert report.render_helm_ls(all_states=True) == expected
 
 
 async def test_chat_order_states_and_problems(releases: None, cc: ClusterClient) -> None:
@@ -392,8 +388,7 @@ async def test_hostile_cells_equal_helm_ls_byte_for_byte(
         report = await helm_report(cc, NS_H)
         ours = report.render_helm_ls().encode()
         all_theirs = helm_bytes(cluster, "ls", "-n", NS_H, "-a", "--max", "0", env=locale)
-        readable = sorted(report.rows, key=lambda r: (r.name, r.namespace))
-        all_ours = helm_table(HEADER, (r.as_tuple() for r in readable)).encode()
+        all_ours = report.render_helm_ls(all_states=True).encode()
     assert ours == theirs, "\n".join(
         f"{a!r}\n{b!r}"
         for a, b in zip(theirs.split(b"\n"), ours.split(b"\n"), strict=False)
