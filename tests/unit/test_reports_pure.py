@@ -686,14 +686,17 @@ def test_gunzip_bounded_like_go() -> None:
         gunzip_bounded(gzip.compress(b"x") + b"junk")
 
 
-def test_release_fields_reads_like_go_json() -> None:
+@pytest.mark.parametrize("padding", [0, 1 << 20], ids=["parsed", "walked"])
+def test_release_fields_reads_like_go_json(padding: int) -> None:
+    # Bodies up to 1 MiB are parsed by json, larger ones walked: same answers.
+    pad = b" " * padding
     body = (
         b'{"NAME":"first","name":"web","Namespace":"apps","version":7,'
         b'"config":{"deep":[[[[{"a":"}]"}]]]],"s":"\\"{["},'
         b'"info":{"status":"failed","last_deployed":"2026-11-26T01:02:03Z","notes":"x"},'
         b'"chart":{"templates":[{"name":"t","data":"AAAA"}],'
         b'"metadata":{"name":"c\\u00e9","version":"1","appVersion":"\\ud800x"}}}'
-    )
+    ) + pad
     fields = release_fields(body)
     assert fields["name"] == "web"  # the last duplicate wins, keys fold case
     assert fields["namespace"] == "apps"
@@ -708,9 +711,13 @@ def test_release_fields_reads_like_go_json() -> None:
         b'{"name":"a"} x',
         b'{"name":"a"',
         b"[1]",
+        b'{"version":true}',
+        b'{"config":NaN}',
     ):
         with pytest.raises(CorruptRelease):
-            release_fields(bad)
+            release_fields(bad + pad)
+    # Invalid UTF-8 reads as Go reads it: one U+FFFD per bad byte.
+    assert release_fields(b'{"name":"a\xff\xfeb"}' + pad) == {"name": "a\ufffd\ufffdb"}
 
 
 def test_hostile_structure_stays_cheap() -> None:
