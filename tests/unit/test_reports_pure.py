@@ -7,6 +7,7 @@ import gzip
 import json
 import os
 import time
+import tracemalloc
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -800,3 +801,18 @@ def test_helm_problem_lines_are_inert() -> None:
     report = HelmReport.from_rows([row_from_secret(ref, release_secret(rel))])
     (line,) = report.problems
     assert "boom^[]0;x\\x07\\x0anext\\u202e" in line
+
+
+@pytest.mark.parametrize("element", [b"[]", b"{}", b'"ab"', b"[[]]"])
+def test_worst_1_mib_body_stays_under_50_mib(element: bytes) -> None:
+    # The largest body json parses whole: tiny containers are its worst case.
+    inner = b",".join([element] * ((1 << 20) // (len(element) + 1) - 40))
+    body = b'{"name":"x","config":[' + inner + b"]}"
+    assert len(body) <= 1 << 20
+    tracemalloc.start()
+    try:
+        assert release_fields(body) == {"name": "x"}
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 << 20
