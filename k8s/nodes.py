@@ -15,7 +15,7 @@ from typing import Any
 from kubernetes.client import V1Node, V1NodeCondition, V1ObjectMeta
 
 from k8s.clients import ClusterClient
-from k8s.table import kubectl_table
+from k8s.table import KUBECTL_CHUNK_ROWS, Problem, kubectl_table
 
 HEADER = (
     "NAME",
@@ -89,7 +89,12 @@ class NodesReport:
     """All nodes of a cluster as rows sorted by name, and what is wrong with them."""
 
     rows: tuple[NodeRow, ...]
-    problems: tuple[str, ...]
+    problem_list: tuple[Problem, ...]
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        """Every problem as one line, ``"<node>: <what is wrong>"``, in row order."""
+        return tuple(p.line for p in self.problem_list)
 
     @property
     def total(self) -> int:
@@ -99,9 +104,13 @@ class NodesReport:
     def ready(self) -> int:
         return sum(1 for row in self.rows if row.ready)
 
-    def render_table(self) -> str:
-        """The table exactly as ``kubectl get nodes -o wide`` prints it ("" if no nodes)."""
-        return kubectl_table(HEADER, (row.as_tuple() for row in self.rows))
+    def render_table(self, *, chunk_rows: int = KUBECTL_CHUNK_ROWS) -> str:
+        """The table exactly as ``kubectl get nodes -o wide`` prints it ("" if no nodes).
+
+        ``chunk_rows`` is kubectl's ``--chunk-size`` (default 500): kubectl prints
+        each chunk of the list as its own table (see :mod:`k8s.table`).
+        """
+        return kubectl_table(HEADER, (row.as_tuple() for row in self.rows), chunk_rows=chunk_rows)
 
 
 # -- kubectl's short human duration ---------------------------------------------
@@ -233,7 +242,12 @@ def _taint_text(key: str, value: str | None, effect: str) -> str:
 
 
 def node_problems(node: V1Node) -> list[str]:
-    """What needs a human's attention on one node, one sentence per problem."""
+    """What needs a human's attention on one node, one line per problem."""
+    return [p.line for p in node_problem_list(node)]
+
+
+def node_problem_list(node: V1Node) -> list[Problem]:
+    """What needs a human's attention on one node, one :class:`Problem` each."""
     name = _name(node)
     reported: list[tuple[str, str]] = []  # (problem kind, sentence)
     conditions = _conditions(node)
@@ -258,7 +272,7 @@ def node_problems(node: V1Node) -> list[str]:
     ]
     if taints:
         reported.append(("Taints", "tainted " + ", ".join(taints)))
-    return [f"{name}: {sentence}" for _, sentence in reported]
+    return [Problem(name, sentence) for _, sentence in reported]
 
 
 # -- the report -----------------------------------------------------------------
@@ -269,7 +283,7 @@ def build_report(nodes: Iterable[V1Node], now: datetime) -> NodesReport:
     ordered = sorted(nodes, key=_name)
     return NodesReport(
         rows=tuple(node_row(n, now) for n in ordered),
-        problems=tuple(p for n in ordered for p in node_problems(n)),
+        problem_list=tuple(p for n in ordered for p in node_problem_list(n)),
     )
 
 

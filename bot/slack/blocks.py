@@ -7,6 +7,7 @@ ever appears inside ``plain_text`` objects, escaped (see :mod:`bot.slack.text`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -559,58 +560,99 @@ def help_message(topic: str = "access") -> Message:
 
 
 # -- /k8s reports ----------------------------------------------------------------------------------
+#
+# The rule: every problem reaches the user. The chat message shows the
+# (grouped) problems and the table as long as they fit whole; a block's text
+# is only ever split at a line end. When anything does not fit, or would have
+# to be altered for Slack, the message says so and the file in the DM holds
+# the full problem list and the exact table.
 
 # Slack shows long code blocks collapsed anyway; past this many messages a
 # table is easier to read as a file.
 REPORT_SECTIONS_PER_MESSAGE = 5
 REPORT_MAX_MESSAGES = 3
+# Sections of problem lines in the first message (3,000 characters each).
+REPORT_PROBLEM_SECTIONS = 5
 _FENCE = "```"
+_BULLET = "• "
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
-def table_chunks(table: str, limit: int = SECTION_TEXT_LIMIT) -> list[str]:
-    """The table as code-block texts of at most ``limit`` characters, split on lines."""
-    room = limit - 2 * len(_FENCE) - 2
-    chunks: list[str] = []
-    current: list[str] = []
+def _pack(lines: Sequence[str], room: int) -> list[list[int]]:
+    """Indexes of ``lines`` grouped so each group, newline-joined, fits in ``room`` characters.
+
+    Lines are never split: packing stops before the first line longer than
+    ``room`` on its own (the caller decides what then).
+    """
+    groups: list[list[int]] = []
     size = 0
-    for raw in table.rstrip("\n").splitlines():
-        line = escape(raw.replace(_FENCE, "'''"))
-        pieces = [line[i : i + room] for i in range(0, len(line), room)] or [""]
-        for piece in pieces:
-            if current and size + len(piece) + 1 > room:
-                chunks.append("\n".join(current))
-                current, size = [], 0
-            current.append(piece)
-            size += len(piece) + 1
-    if current:
-        chunks.append("\n".join(current))
-    return [f"{_FENCE}\n{chunk}\n{_FENCE}" for chunk in chunks]
+    for i, line in enumerate(lines):
+        if len(line) > room:
+            break
+        if groups and size + 1 + len(line) <= room:
+            groups[-1].append(i)
+            size += 1 + len(line)
+        else:
+            groups.append([i])
+            size = len(line)
+    return groups
 
 
-def _problem_blocks(problems: Sequence[str], budget: int) -> list[JSON]:
+def table_chunks(table: str, limit: int = SECTION_TEXT_LIMIT) -> list[str] | None:
+    """The table as code-block texts of at most ``limit`` characters, split at line ends.
+
+    None when the table cannot be shown unchanged that way: a line longer than
+    a block, a fence (three backticks) that would end the code block, or a
+    control character (kubectl passes BEL, NUL, C1...; helm passes even ESC),
+    which Slack would drop, show oddly or refuse. The file carries it exactly.
+    """
+    if _FENCE in table or _CONTROL.search(table):
+        return None
+    room = limit - 2 * len(_FENCE) - 2
+    lines = [escape(raw) for raw in table.rstrip("\n").split("\n")]
+    groups = _pack(lines, room)
+    if sum(len(g) for g in groups) < len(lines):
+        return None
+    return [f"{_FENCE}\n" + "\n".join(lines[i] for i in g) + f"\n{_FENCE}" for g in groups]
+
+
+def _problem_blocks(problems: Sequence[str], count: int, sections: int) -> tuple[list[JSON], int]:
+    """Blocks for the problem lines (at most ``sections`` of them), and how many lines they hold."""
     if not problems:
-        return [section(md(":white_check_mark: No problems found."))]
-    text = "\n".join(f"• {p}" for p in problems)
-    blocks = [section(md(f":warning: *{len(problems)} problem(s)*"))]
-    # plain_text: problem lines quote cluster data (node conditions, release notes).
-    pieces = [
-        text[i : i + SECTION_TEXT_LIMIT - 200]
-        for i in range(0, len(text), SECTION_TEXT_LIMIT - 200)
-    ]
-    blocks += [section(plain(piece)) for piece in pieces[:budget]]
-    if len(pieces) > budget:
-        blocks.append(context(md("…more problems in the full report")))
-    return blocks
+        return [section(md(":white_check_mark: No problems found."))], 0
+    blocks = [section(md(f":warning: *{count} problem(s)*"))]
+    # Sized by their escaped length, which is what Slack counts.
+    groups = _pack([escape(_BULLET + p) for p in problems], SECTION_TEXT_LIMIT)[:sections]
+    for group in groups:
+        # plain_text: problem lines quote cluster data (node conditions, release notes).
+        blocks.append(section(plain("\n".join(_BULLET + problems[i] for i in group))))
+    return blocks, sum(len(g) for g in groups)
 
 
 def report_messages(
-    title: str, problems: Sequence[str], table: str, empty: str
+    title: str,
+    problems: Sequence[str],
+    table: str,
+    empty: str,
+    *,
+    count: int | None = None,
 ) -> list[Message] | None:
-    """Problems first, then the table in monospace; None when it needs a file instead."""
-    first: list[JSON] = [header(title), *_problem_blocks(problems, REPORT_SECTIONS_PER_MESSAGE)]
+    """Problems first, then the table in monospace; None when it needs a file instead.
+
+    ``problems`` are the lines to show (grouped by the caller), ``count`` the
+    number of problems they stand for (default: one per line). None when a
+    problem line or table line does not fit a block, or there is too much.
+    """
+    count = len(problems) if count is None else count
+    problem_blocks, shown = _problem_blocks(problems, count, REPORT_PROBLEM_SECTIONS)
+    if shown < len(problems):
+        return None
+    first: list[JSON] = [header(title), *problem_blocks]
     if not table.strip():
         return [Message(escape(title), [*first, section(md(escape(empty)))])]
     chunks = table_chunks(table)
+    if chunks is None:
+        return None
     groups = [
         chunks[i : i + REPORT_SECTIONS_PER_MESSAGE]
         for i in range(0, len(chunks), REPORT_SECTIONS_PER_MESSAGE)
@@ -626,15 +668,53 @@ def report_messages(
     return messages
 
 
-def report_file_message(title: str, problems: Sequence[str], filename: str) -> Message:
-    """The summary posted when the table went into a file."""
-    blocks = [header(title), *_problem_blocks(problems, REPORT_SECTIONS_PER_MESSAGE)]
+def report_file_message(
+    title: str, problems: Sequence[str], filename: str, *, count: int | None = None
+) -> Message:
+    """The summary posted when the report went into a file: what fits, and where the rest is."""
+    count = len(problems) if count is None else count
+    blocks = [header(title)]
+    problem_blocks, shown = _problem_blocks(problems, count, REPORT_PROBLEM_SECTIONS)
+    blocks += problem_blocks
+    if shown < len(problems):
+        blocks.append(
+            context(md(f"…and {len(problems) - shown} more problem line(s) in the file."))
+        )
     blocks.append(
         section(
             md(
-                f"The full table is long, so it is in the file {code(filename)} "
+                f"The full problem list and the table are in the file {code(filename)} "
                 "in your DM with AccessBot."
             )
         )
     )
     return Message(escape(title), blocks)
+
+
+def with_file_note(messages: Sequence[Message], filename: str, count: int) -> list[Message]:
+    """The messages, the first saying (before its table) that the file has every problem line."""
+    first, *rest = messages
+    note = context(
+        md(f"All {count} problem(s), one line each, are in the file {code(filename)} in your DM.")
+    )
+    blocks = list(first.blocks)
+    at = next(
+        (
+            i
+            for i, b in enumerate(blocks)
+            if str(b.get("text", {}).get("text", "")).startswith(_FENCE)
+        ),
+        len(blocks),
+    )
+    blocks.insert(at, note)
+    return [Message(first.text, blocks), *rest]
+
+
+def report_file_content(title: str, problems: Sequence[str], table: str) -> str:
+    """The file: title, every problem (one line each, none grouped), the exact table."""
+    parts = [title, ""]
+    if problems:
+        parts += [f"{len(problems)} problem(s):", *problems, ""]
+    else:
+        parts += ["No problems found.", ""]
+    return "\n".join(parts) + "\n" + table

@@ -15,11 +15,18 @@ from dataclasses import dataclass
 from typing import Literal
 
 from bot.policy import Policy, approvers_of, is_admin
-from bot.slack.blocks import Message, report_file_message, report_messages
+from bot.slack.blocks import (
+    Message,
+    report_file_content,
+    report_file_message,
+    report_messages,
+    with_file_note,
+)
 from bot.slack.commands import Helm, Nodes
 from k8s.clients import ClusterClient
 from k8s.helm import helm_report
 from k8s.nodes import nodes_report
+from k8s.table import Problem, group_problems, names_hidden
 
 __all__ = ["ReportAccess", "ReportOutput", "may_run_reports", "run_report"]
 
@@ -51,29 +58,54 @@ class ReportOutput:
 
 
 def _shape(
-    title: str, problems: Sequence[str], table: str, empty: str, file_name: str
+    title: str,
+    problems: Sequence[Problem],
+    noun: tuple[str, str],
+    table: str,
+    empty: str,
+    file_name: str,
 ) -> ReportOutput:
-    messages = report_messages(title, problems, table, empty)
-    if messages is not None:
-        return ReportOutput(messages)
-    summary = report_file_message(title, problems, file_name)
-    return ReportOutput([summary], file_name, table)
+    """Chat messages when everything fits whole; else a summary plus the full file.
+
+    The chat shows identical problems grouped ("160 nodes: NotReady ..."); the
+    file, sent whenever anything was left out of the chat, lists every problem
+    on its own line and then the table exactly as kubectl/helm print it.
+    """
+    summary = group_problems(problems, noun)
+    content = report_file_content(title, [p.line for p in problems], table)
+    messages = report_messages(title, summary, table, empty, count=len(problems))
+    if messages is None:
+        message = report_file_message(title, summary, file_name, count=len(problems))
+        return ReportOutput([message], file_name, content)
+    if names_hidden(problems):
+        # "and 157 more": those names are in the file, one problem per line.
+        return ReportOutput(with_file_note(messages, file_name, len(problems)), file_name, content)
+    return ReportOutput(messages)
 
 
 async def run_report(command: Nodes | Helm, cluster: ClusterClient) -> ReportOutput:
-    """Fetch one cluster's report (slow: apiserver calls) and shape it."""
+    """Fetch one cluster's report (slow: apiserver calls) and shape it.
+
+    Raises :class:`k8s.errors.ClusterError` (``InvalidNamespace`` included).
+    """
     if isinstance(command, Nodes):
         nodes = await nodes_report(cluster)
         title = f"Nodes on {cluster.name}: {nodes.ready} of {nodes.total} ready"
         return _shape(
-            title, nodes.problems, nodes.render_table(), "No nodes.", f"nodes-{cluster.name}.txt"
+            title,
+            nodes.problem_list,
+            ("node", "nodes"),
+            nodes.render_table(),
+            "No nodes.",
+            f"nodes-{cluster.name}.txt",
         )
     releases = await helm_report(cluster, command.namespace)
     where = f"namespace {command.namespace}" if command.namespace else "all namespaces"
     title = f"Helm releases on {cluster.name}, {where}: {len(releases.rows)}"
     return _shape(
         title,
-        releases.problems,
+        releases.problem_list,
+        ("release", "releases"),
         releases.render_table() if releases.rows else "",
         "No releases.",
         f"helm-{cluster.name}.txt",

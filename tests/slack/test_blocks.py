@@ -327,11 +327,20 @@ def test_empty_report() -> None:
     assert "No releases." in json.dumps(messages[0].blocks)
 
 
-def test_table_chunks_escape_and_respect_limits() -> None:
-    chunks = table_chunks("a<b>&```c\n" + "x" * 7000)
+def test_table_chunks_escape_and_split_only_at_line_ends() -> None:
+    lines = [f"node-{i:04d} <{'x' * (i % 90)}> & more" for i in range(400)]
+    chunks = table_chunks("\n".join(lines) + "\n")
+    assert chunks is not None
     assert all(len(c) <= 3000 for c in chunks)
-    assert chunks[0].startswith("```\na&lt;b&gt;&amp;'''c")
-    assert sum(c.count("x") for c in chunks) == 7000
+    inner = [c.removeprefix("```\n").removesuffix("\n```") for c in chunks]
+    # Every line whole, in order, escaped: nothing cut between blocks.
+    assert "\n".join(inner).split("\n") == [escape(line) for line in lines]
+    # A line no block can hold, or a fence that would end the block: a file instead.
+    assert table_chunks("a\n" + "x" * 7000) is None
+    assert table_chunks("a ``` b\n") is None
+    assert table_chunks("a\x07b\n") is None  # BEL, as kubectl prints it: file only
+    assert table_chunks("a\x1b[31mb\n") is None  # ESC, as helm prints it
+    assert table_chunks("a\tb\n") is not None  # helm's separator
 
 
 # -- text helpers ----------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Iterator
 from html import unescape
 from pathlib import Path
@@ -167,3 +168,138 @@ async def test_reports_can_be_limited_to_approvers(
         await bed.wait_response("limited to admins and approvers")
         await bed.command("nodes -c a", "U0PL1", command="/k8s")  # in @platform-leads
         await bed.wait_response("Nodes on a")
+
+
+def _create_zone_outage(cluster: TestCluster, down: int, up: int) -> list[str]:
+    """``down`` nodes lost as the node controller marks them (Ready=Unknown,
+    unreachable taints), ``up`` Ready ones, and a few odd problems."""
+    api = client.CoreV1Api(cluster.api_client())
+    names = []
+    lost = client.V1NodeCondition(
+        type="Ready",
+        status="Unknown",
+        reason="NodeStatusUnknown",
+        message="Kubelet stopped posting node status.",
+    )
+    unreachable = [
+        client.V1Taint(key="node.kubernetes.io/unreachable", effect=effect)
+        for effect in ("NoSchedule", "NoExecute")
+    ]
+    try:
+        for i in range(down + up):
+            name = f"{PREFIX}zone-{'b' if i < down else 'a'}-{i:03d}"
+            names.append(name)
+            spec = client.V1NodeSpec(taints=unreachable if i < down else None)
+            meta = client.V1ObjectMeta(name=name, labels={"accessbot-test": "slack"})
+            created = api.create_node(body=client.V1Node(metadata=meta, spec=spec))
+            if i < down:
+                conditions = [lost]
+            elif i % 8 == 0:
+                # Distinct problems, each its own line, with hostile text in them.
+                message = f"disk {i} \x1b]0;owned\x07 is full " + "x" * 150
+                conditions = [
+                    client.V1NodeCondition(type="Ready", status="True", reason="KubeletReady"),
+                    client.V1NodeCondition(
+                        type="DiskPressure", status="True", reason="Disk", message=message
+                    ),
+                ]
+            else:
+                conditions = [
+                    client.V1NodeCondition(type="Ready", status="True", reason="KubeletReady")
+                ]
+            created.status = client.V1NodeStatus(conditions=conditions)
+            api.replace_node_status(name, created)
+    finally:
+        api.api_client.close()
+    return names
+
+
+async def test_zone_outage_loses_no_problem(bed: SlackBed, cluster_b: TestCluster) -> None:
+    _delete_nodes(cluster_b)
+    names = await asyncio.to_thread(_create_zone_outage, cluster_b, 160, 40)
+    try:
+        await bed.command("nodes -c b", "U0BOB", command="/k8s")
+        answer = await bed.wait_response("Nodes on b", timeout=120)
+        blocks = answer.params["blocks"]
+        texts = [b["text"]["text"] for b in blocks if b.get("type") == "section"]
+        joined = "\n".join(unescape(t) for t in texts)
+        # Identical problems are one line with the first names.
+        assert (
+            "160 nodes: NotReady, status unknown (NodeStatusUnknown: Kubelet stopped posting "
+            f"node status.): {PREFIX}zone-b-000, {PREFIX}zone-b-001, {PREFIX}zone-b-002 "
+            "and 157 more"
+        ) in joined
+        # 160 lost, 5 disks, and the 40 new nodes' not-ready taint that only a
+        # node controller (absent here) would lift.
+        assert ":warning: *205 problem(s)*" in texts
+        # The distinct ones are all there, whole, escaped: none cut between blocks.
+        for i in range(160, 200, 8):
+            line = (
+                f"• {PREFIX}zone-a-{i:03d}: DiskPressure (Disk: disk {i} ^[]0;owned\\x07 "
+                f"is full {'x' * 150})"
+            )
+            assert sum(line in unescape(t).split("\n") for t in texts) == 1
+        assert "\x1b" not in json.dumps(answer.params, ensure_ascii=False)
+        for block in blocks:
+            assert len(block.get("text", {}).get("text", "")) <= 3000
+        assert len(blocks) <= 50
+        # "and 157 more" is not the end of it: the file has every problem, one per
+        # line, and the table exactly as kubectl prints it.
+        assert "one line each, are in the file `nodes-b.txt`" in json.dumps(blocks)
+        (upload,) = [f for f in bed.emu.uploaded_files if f.filename == "nodes-b.txt"]
+        content = (upload.content or b"").decode()
+        for name in names[:160]:
+            assert f"{name}: NotReady, status unknown (NodeStatusUnknown: " in content
+        assert content.count("\n" + PREFIX) == 205 + 200  # problem lines + table rows
+        kubectl = cluster_b.kubectl("get", "nodes", "-o", "wide").stdout
+        table = content[content.index("\nNAME ") + 1 :]
+        # The same rows as kubectl (AGE may have ticked in between).
+        assert [line.split()[:3] for line in table.splitlines()] == [
+            line.split()[:3] for line in kubectl.splitlines()
+        ]
+    finally:
+        _delete_nodes(cluster_b)
+
+
+async def test_helm_namespace_that_is_not_a_dns_label_is_refused(bed: SlackBed) -> None:
+    await bed.command("helm -c b -n a%2Fb", "U0BOB", command="/k8s")
+    text = ""
+    for _ in range(2):
+        answers = bed.responses()
+        text = json.dumps([a.params for a in answers])
+        if "namespace" in text:
+            break
+        await bed.wait_response("namespace", timeout=30)
+    assert "namespace" in text
+    assert "Traceback" not in text
+
+
+async def test_hostile_node_cells_reach_only_the_file(
+    bed: SlackBed, cluster_b: TestCluster
+) -> None:
+    _delete_nodes(cluster_b)
+    api = client.CoreV1Api(cluster_b.api_client())
+    name = f"{PREFIX}hostile"
+    try:
+        meta = client.V1ObjectMeta(name=name, labels={"accessbot-test": "slack"})
+        created = api.create_node(body=client.V1Node(metadata=meta))
+        info = client.V1NodeSystemInfo(
+            architecture="amd64", boot_id="", container_runtime_version="c\x9bd",
+            kernel_version="k", kube_proxy_version="", kubelet_version="v1",
+            machine_id="", operating_system="linux", system_uuid="",
+            os_image="\x1b]0;owned\x07Ubuntu 24.04.1 LTS",
+        )  # fmt: skip
+        created.status = client.V1NodeStatus(node_info=info)
+        api.replace_node_status(name, created)
+        await bed.command("nodes -c b", "U0BOB", command="/k8s")
+        answer = await bed.wait_response("Nodes on b", timeout=60)
+        posted = json.dumps(answer.params, ensure_ascii=False)
+        # Slack gets no control character at all; the file has kubectl's exact bytes.
+        assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f]", posted)
+        (upload,) = [f for f in bed.emu.uploaded_files if f.filename == "nodes-b.txt"]
+        content = upload.content or b""
+        assert b"^[]0;owned\x07Ubuntu 24.04.1 LTS" in content
+        assert b"\x1b" not in content
+    finally:
+        api.api_client.close()
+        _delete_nodes(cluster_b)

@@ -7,6 +7,7 @@ import gzip
 import json
 import os
 import time
+import tracemalloc
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,18 +24,28 @@ from kubernetes.client import (
     V1Taint,
 )
 
+from k8s.errors import ClusterError
 from k8s.helm import (
     CORRUPT,
+    OVERSIZED,
+    CorruptRelease,
     HelmReport,
+    InvalidNamespace,
+    OversizedRelease,
     ReleaseRef,
+    check_namespace,
     decode_release,
+    decode_release_fields,
     go_time_string,
+    gunzip_bounded,
     latest_refs,
+    release_fields,
     release_ref,
     row_from_secret,
 )
 from k8s.nodes import build_report, human_duration, node_problems, node_roles, node_row
-from k8s.table import helm_table, kubectl_table
+from k8s.runewidth import east_asian_locale, string_width
+from k8s.table import group_problems, helm_table, kubectl_table, safe_line
 
 MS = 0.001
 NS = 1e-9
@@ -358,9 +369,24 @@ def release_secret(release: dict[str, Any], data: str | None = None) -> dict[str
 
 def test_decode_release_gzip_and_plain() -> None:
     rel = release_json()
-    assert decode_release(secret_data(json.dumps(rel).encode())) == rel
+    # Only what a row needs is read; manifest, first_deployed and the rest are skipped.
+    wanted = {
+        "name": "web",
+        "namespace": "apps",
+        "version": 3,
+        "info": {
+            "last_deployed": rel["info"]["last_deployed"],
+            "deleted": "",
+            "description": "Upgrade complete",
+            "status": "deployed",
+        },
+        "chart": {"metadata": {"name": "webapp", "version": "1.2.3", "appVersion": "4.5"}},
+    }
+    assert decode_release_fields(secret_data(json.dumps(rel).encode())) == wanted
     # Releases stored before Helm compressed them are plain JSON.
-    assert decode_release(secret_data(json.dumps(rel).encode(), compress=False)) == rel
+    assert decode_release_fields(secret_data(json.dumps(rel).encode(), compress=False)) == wanted
+    # Whole bodies, for tools and tests.
+    assert decode_release(secret_data(json.dumps(rel).encode())) == rel
 
 
 @pytest.mark.parametrize(
@@ -491,10 +517,16 @@ def test_report_chat_order_problems_and_helm_ls_view() -> None:
         _row("gone", "a", "uninstalled"),
         _row("broken", "c", "deployed", error=CORRUPT),
         _row("alpha", "a", "failed"),
+        _row("stuck", "a", "uninstalling"),
+        _row("odd", "a", "mystery-state"),
     ]
-    report = HelmReport.from_rows(rows)
+    # release_json's last_deployed is 2026-11-26T01:02:03Z.
+    report = HelmReport.from_rows(rows, now=datetime(2026, 11, 26, 4, 2, 4, tzinfo=UTC))
     assert [(r.namespace, r.name) for r in report.rows] == [
+        # Everything not deployed, superseded or uninstalled comes first.
         ("a", "alpha"),
+        ("a", "odd"),
+        ("a", "stuck"),
         ("a", "web"),
         ("b", "web"),
         ("c", "broken"),
@@ -503,11 +535,21 @@ def test_report_chat_order_problems_and_helm_ls_view() -> None:
         ("a", "zeta"),
         ("b", "alpha"),
     ]
+    rollback = "(previous revision), or fix and helm upgrade"
     assert report.problems == (
-        "a/alpha: failed (revision 3): Upgrade complete",
-        "a/web: pending-upgrade (revision 3): Upgrade complete",
-        "b/web: failed (revision 3): Upgrade complete",
-        "c/broken: corrupt release data (revision 3, status deployed)",
+        f"a/alpha: failed for 3h (revision 3): Upgrade complete; "
+        f"way out: helm rollback alpha -n a {rollback}",
+        "a/odd: mystery-state for 3h (revision 3): Upgrade complete; "
+        "way out: see helm history odd -n a",
+        # info.deleted is empty in release_json, so no "for how long".
+        "a/stuck: uninstalling (revision 3): Upgrade complete; "
+        "way out: finish the uninstall: helm uninstall stuck -n a",
+        f"a/web: pending-upgrade for 3h (revision 3): Upgrade complete; "
+        f"way out: helm rollback web -n a {rollback}",
+        f"b/web: failed for 3h (revision 3): Upgrade complete; "
+        f"way out: helm rollback web -n b {rollback}",
+        "c/broken: corrupt release data (revision 3, status deployed); "
+        "way out: inspect the Secret: kubectl get secret sh.helm.release.v1.broken.v3 -n c",
     )
     assert [(r.name, r.namespace) for r in report.rows_like_helm_ls()] == [
         ("alpha", "a"),
@@ -517,4 +559,260 @@ def test_report_chat_order_problems_and_helm_ls_view() -> None:
     ]
     table = report.render_table()
     assert table.splitlines()[0].startswith("NAME  \tNAMESPACE\tREVISION\tUPDATED")
-    assert len(table.splitlines()) == 9
+    assert len(table.splitlines()) == 11
+
+
+# -- hostile cells: our side of what the cluster tests compare with the binaries ------
+
+
+def test_kubectl_cells_escape_like_kubectl() -> None:
+    # The issue's node: kubectl prints ESC as ^[ and keeps BEL; the OS-IMAGE
+    # cell is then 29 runes, its column 32 wide, while the header is padded to
+    # the 30 *bytes* of the raw value before the tabwriter measures runes.
+    text = kubectl_table(
+        ("NAME", "OS-IMAGE", "X"), [("n", "\x1b]0;owned\x07Ubuntu 24.04.1 LTS", "y")]
+    )
+    header, row = text.splitlines()
+    assert row == "n      ^[]0;owned\x07Ubuntu 24.04.1 LTS   y"
+    assert header == "NAME   OS-IMAGE" + " " * 20 + "    X"
+    assert "\x1b" not in text
+    # Cut at the first line break, marked "..."; a tab or vertical tab starts a cell.
+    assert kubectl_table(("A", "B"), [("x\r\ny", "z")]) == "A      B\nx...   z\n"
+    assert kubectl_table(("A", "B"), [("p\tq", "z")]).splitlines()[1] == "p     q     z"
+
+
+def test_kubectl_width_counts_runes_after_padding_bytes() -> None:
+    # An en dash is 3 bytes, 1 rune: the header pads to 20 bytes, the row has 18 runes.
+    text = kubectl_table(("NAME", "OS", "K"), [("a", "Ubuntu 24.04 \u2013 LTS", "k")])
+    header, row = text.splitlines()
+    assert header.index("K") == row.index("k") == 7 + 20 + 3
+
+
+def test_kubectl_remembers_widths_across_100_row_flushes() -> None:
+    rows = [(f"n{i:03d}", "v") for i in range(150)]
+    rows[120] = ("n120", "\x1b" * 10)  # 10 bytes, 20 runes, after the first flush
+    lines = kubectl_table(("NAME", "VALUE"), rows).splitlines()
+    assert lines[1] == "n000   v"  # the first block never saw the wide cell
+    assert lines[121] == "n120   " + "^[" * 10
+
+
+def test_kubectl_chunks_are_tables_of_their_own() -> None:
+    rows = [("a", "1"), ("bbbbbbbbbb", "2"), ("c", "3")]
+    text = kubectl_table(("NAME", "V"), rows, chunk_rows=2)
+    # The second chunk prints no header; its first row is padded to its own widths.
+    assert text == "NAME         V\na            1\nbbbbbbbbbb   2\nc            3\n"
+
+
+def test_helm_table_hostile_cells() -> None:
+    # helm escapes nothing; widths by go-runewidth: CJK 2, combining 0, controls 0,
+    # ANSI sequences 0 (stripped for measuring only).
+    rows = [
+        ("\u4e2d\u6587", "a\u0301", "\x1b[31mred\x1b[0m"),
+        ("\U0001f427", "x\x07y", "plain"),
+    ]
+    text = helm_table(("NAME", "N", "C"), rows, east_asian=False)
+    assert text.splitlines() == [
+        "NAME\tN \tC    ",
+        "\u4e2d\u6587\ta\u0301 \t\x1b[31mred\x1b[0m  ",
+        "\U0001f427  \tx\x07y\tplain",  # this emoji is in v0.0.9's doublewidth table
+    ]
+
+
+def test_helm_table_multiline_cells_spread_over_lines() -> None:
+    text = helm_table(("NAME", "B"), [("one\ntwo", "x")], east_asian=False)
+    # Whole-cell width 6 > column 4: uitable cuts to "o" + "...", then pads.
+    assert text == "NAME\tB\no...\tx\n"
+    text = helm_table(("NAME", "LONGER"), [("ab\ncd", "x")], east_asian=False)
+    assert text == "NAME\tLONGER\nab  \tx     \ncd  \t      \n"
+
+
+def test_east_asian_locale_like_go_runewidth() -> None:
+    assert east_asian_locale({"LANG": "ja_JP.UTF-8"})
+    assert not east_asian_locale({"LANG": "en_US.UTF-8"})
+    assert not east_asian_locale({"LC_ALL": "C.UTF-8", "LANG": "ja_JP.UTF-8"})
+    assert east_asian_locale({"RUNEWIDTH_EASTASIAN": "1"})
+    assert string_width("\u00b1", east_asian=True) == 2  # ambiguous
+    assert string_width("\u00b1") == 1
+
+
+# -- problems: grouping and safe lines ----------------------------------------------------
+
+
+def test_zone_outage_problems_group_into_one_line() -> None:
+    lost = cond("Ready", "Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status.")
+    taints = [
+        V1Taint(key="node.kubernetes.io/unreachable", effect="NoSchedule"),
+        V1Taint(key="node.kubernetes.io/unreachable", effect="NoExecute"),
+    ]
+    nodes = [node(f"zone-b-{i:03d}", conditions=[lost], taints=taints) for i in range(160)]
+    nodes += [node(f"zone-a-{i:03d}") for i in range(40)]
+    report = build_report(nodes, NOW)
+    assert len(report.problems) == 160  # every node listed in full
+    assert group_problems(report.problem_list, ("node", "nodes")) == [
+        "160 nodes: NotReady, status unknown (NodeStatusUnknown: Kubelet stopped posting "
+        "node status.): zone-b-000, zone-b-001, zone-b-002 and 157 more"
+    ]
+
+
+def test_problem_lines_are_inert() -> None:
+    hostile = cond("Ready", "False", "Bad\x1b]0;x\x07", "two\nlines\u202e\x85")
+    (line,) = node_problems(node("n", conditions=[hostile]))
+    assert line == "n: NotReady (Bad^[]0;x\\x07: two\\x0alines\\u202e\\x85)"
+    assert safe_line("a\u2028b\tc\x7f") == "a\\u2028b\\x09c\\x7f"
+
+
+# -- helm: bounded, field-only decoding ----------------------------------------------------
+
+
+def test_gzip_bomb_is_an_oversized_row_not_a_memory_spike() -> None:
+    body = b'{"name":"bomb","manifest":"' + b"A" * (40 << 20) + b'"}'
+    bomb = base64.b64encode(base64.b64encode(gzip.compress(body, 9))).decode()
+    secret = release_secret(release_json(name="bomb"), data=bomb)
+    ref = release_ref(secret["metadata"])
+    assert ref is not None
+    row = row_from_secret(ref, secret)
+    assert row.error == OVERSIZED
+    assert row.in_trouble
+
+
+def test_gunzip_bounded_like_go() -> None:
+    two = gzip.compress(b"ab") + gzip.compress(b"cd")
+    assert gunzip_bounded(two) == b"abcd"  # members back to back, as Go reads them
+    assert gunzip_bounded(gzip.compress(b"x" * 100), limit=100) == b"x" * 100
+    with pytest.raises(OversizedRelease):
+        gunzip_bounded(gzip.compress(b"x" * 101), limit=100)
+    with pytest.raises(CorruptRelease):
+        gunzip_bounded(gzip.compress(b"x" * 1000)[:-6])  # truncated
+    with pytest.raises(CorruptRelease):
+        gunzip_bounded(gzip.compress(b"x") + b"junk")
+
+
+@pytest.mark.parametrize("padding", [0, 1 << 20], ids=["parsed", "walked"])
+def test_release_fields_reads_like_go_json(padding: int) -> None:
+    # Bodies up to 1 MiB are parsed by json, larger ones walked: same answers.
+    pad = b" " * padding
+    body = (
+        b'{"NAME":"first","name":"web","Namespace":"apps","version":7,'
+        b'"config":{"deep":[[[[{"a":"}]"}]]]],"s":"\\"{["},'
+        b'"info":{"status":"failed","last_deployed":"2026-11-26T01:02:03Z","notes":"x"},'
+        b'"chart":{"templates":[{"name":"t","data":"AAAA"}],'
+        b'"metadata":{"name":"c\\u00e9","version":"1","appVersion":"\\ud800x"}}}'
+    ) + pad
+    fields = release_fields(body)
+    assert fields["name"] == "web"  # the last duplicate wins, keys fold case
+    assert fields["namespace"] == "apps"
+    assert fields["version"] == 7
+    assert fields["info"] == {"status": "failed", "last_deployed": "2026-11-26T01:02:03Z"}
+    assert fields["chart"] == {
+        "metadata": {"name": "c\u00e9", "version": "1", "appVersion": "\ufffdx"}
+    }
+    for bad in (
+        b'{"name":1}',  # a type Go would refuse
+        b'{"version":1.5}',
+        b'{"name":"a"} x',
+        b'{"name":"a"',
+        b"[1]",
+        b'{"version":true}',
+        b'{"config":NaN}',
+    ):
+        with pytest.raises(CorruptRelease):
+            release_fields(bad + pad)
+    # Invalid UTF-8 reads as Go reads it: one U+FFFD per bad byte.
+    assert release_fields(b'{"name":"a\xff\xfeb"}' + pad) == {"name": "a\ufffd\ufffdb"}
+
+
+def test_hostile_structure_stays_cheap() -> None:
+    deep = b'{"name":"x","config":' + b"[" * 3_000_000 + b"]" * 3_000_000 + b"}"
+    with pytest.raises(OversizedRelease):
+        release_fields(deep)
+    wide = b'{"name":"x","config":[' + b"{}," * 300_000 + b'{}],"version":2}'
+    assert release_fields(wide) == {"name": "x", "version": 2}
+
+
+@pytest.mark.parametrize("namespace", ["a/b", "..", "a%2Fb", "UPPER", "-x", "x" * 64, ""])
+def test_check_namespace_refuses_what_is_not_a_dns_label(namespace: str) -> None:
+    with pytest.raises(InvalidNamespace) as caught:
+        check_namespace(namespace)
+    assert isinstance(caught.value, ClusterError)
+    assert "not a namespace name" in str(caught.value)
+    assert check_namespace("team-a1") == "team-a1"
+
+
+# -- the Slack shape of a report ------------------------------------------------------------
+
+
+def test_zone_outage_report_loses_nothing() -> None:
+    lost = cond("Ready", "Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status.")
+    nodes = [node(f"zone-b-{i:03d}", conditions=[lost], node_info=info()) for i in range(160)]
+    nodes += [node(f"zone-a-{i:03d}", node_info=info()) for i in range(40)]
+    nodes += [
+        node(f"odd-{i:02d}", conditions=[cond("Ready", "False", f"Reason{i}", "x" * 200)])
+        for i in range(25)
+    ]
+    report = build_report(nodes, NOW)
+    table = report.render_table()
+    from bot.slack.blocks import report_file_content, report_messages
+    from k8s.table import group_problems as group
+
+    summary = group(report.problem_list, ("node", "nodes"))
+    assert len(summary) == 26
+    messages = report_messages("Nodes", summary, table, "No nodes.", count=len(report.problems))
+    if messages is not None:
+        text = json.dumps([m.blocks for m in messages])
+        for line in summary:
+            assert json.dumps(line)[1:-1].split(":")[0] in text
+    content = report_file_content("Nodes", list(report.problems), table)
+    assert all(p in content for p in report.problems)
+    assert content.endswith(table)
+
+
+def test_slack_layout_never_cuts_a_line_and_says_where_the_rest_is() -> None:
+    from bot.slack.blocks import report_file_message, report_messages, with_file_note
+
+    table = "NAME   STATUS\nn1     Ready\n"
+    # A problem line no block can hold: the report goes to the file.
+    assert report_messages("T", ["x" * 3100], table, "none") is None
+    # More problem lines than five blocks hold: the summary says how many wait in the file.
+    lines = [f"node-{i:04d}: NotReady ({'r' * 80})" for i in range(400)]
+    assert report_messages("T", lines, table, "none") is None
+    message = report_file_message("T", lines, "nodes-a.txt", count=400)
+    shown = [
+        line
+        for b in message.blocks
+        if b["type"] == "section" and b["text"]["type"] == "plain_text"
+        for line in b["text"]["text"].split("\n")
+    ]
+    assert shown == [f"• {line}" for line in lines[: len(shown)]]  # whole lines, in order
+    text = json.dumps(message.blocks)
+    assert f"{400 - len(shown)} more problem line(s) in the file" in text
+    assert "The full problem list and the table are in the file `nodes-a.txt`" in text
+    # Messages that fit but whose grouping hid names point at the file too.
+    fits = report_messages("T", ["3 nodes: x: a, b, c and 1 more"], table, "none", count=4)
+    assert fits is not None
+    (noted,) = with_file_note(fits, "nodes-a.txt", 4)
+    kinds = [json.dumps(b) for b in noted.blocks]
+    note = next(i for i, k in enumerate(kinds) if "one line each" in k)
+    assert note < next(i for i, k in enumerate(kinds) if "```" in k)
+
+
+def test_helm_problem_lines_are_inert() -> None:
+    rel = release_json(status="failed", description="boom\x1b]0;x\x07\nnext\u202e")
+    ref = ReleaseRef("apps", "web", 3, "failed", "sh.helm.release.v1.web.v3")
+    report = HelmReport.from_rows([row_from_secret(ref, release_secret(rel))])
+    (line,) = report.problems
+    assert "boom^[]0;x\\x07\\x0anext\\u202e" in line
+
+
+@pytest.mark.parametrize("element", [b"[]", b"{}", b'"ab"', b"[[]]"])
+def test_worst_1_mib_body_stays_under_50_mib(element: bytes) -> None:
+    # The largest body json parses whole: tiny containers are its worst case.
+    inner = b",".join([element] * ((1 << 20) // (len(element) + 1) - 40))
+    body = b'{"name":"x","config":[' + inner + b"]}"
+    assert len(body) <= 1 << 20
+    tracemalloc.start()
+    try:
+        assert release_fields(body) == {"name": "x"}
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 << 20
