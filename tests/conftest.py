@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 
 from bot.redis_server import RedisProcess, RedisUnavailable
 from tests.support.cluster import TestCluster, TestenvUnavailable, start_cluster, testenv_bin_dir
+from tests.support.patience import PATIENCE
 
 IN_CI = bool(os.environ.get("CI"))
 
@@ -25,7 +26,7 @@ def _unavailable(message: str) -> None:
 @pytest.fixture(scope="session")
 def redis_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
     try:
-        proc = RedisProcess(tmp_path_factory.mktemp("redis"), appendonly=False).start()
+        proc = RedisProcess(tmp_path_factory.mktemp("redis"), appendonly=False).start(PATIENCE)
     except RedisUnavailable as exc:
         _unavailable(str(exc))
     yield proc
