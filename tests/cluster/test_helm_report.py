@@ -20,6 +20,7 @@ from k8s.clients import ClusterClient, ClusterRegistry, ClusterTarget
 from k8s.helm import CORRUPT, HEADER, helm_report
 from k8s.table import helm_table
 from tests.support.cluster import TestCluster
+from tests.support.patience import PATIENCE
 
 pytestmark = pytest.mark.cluster
 
@@ -77,7 +78,7 @@ def leave_pending(cluster: TestCluster, release: str, ns: str) -> None:
     cmd += ["upgrade", release, CFG, "-n", ns, "--set", "hangingHook=true"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + PATIENCE
         while time.monotonic() < deadline:
             pending = secret_label(cluster, ns, f"sh.helm.release.v1.{release}.v2", "status")
             hook = cluster.kubectl("get", "job", "-n", ns, f"{release}-hook-2", check=False)

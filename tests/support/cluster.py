@@ -218,7 +218,7 @@ class TestCluster:
 
     # -- real binaries -------------------------------------------------------
     def kubectl(
-        self, *args: str, kubeconfig: Path | None = None, check: bool = True, timeout: float = 60
+        self, *args: str, kubeconfig: Path | None = None, check: bool = True, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
         cmd = [str(self.bin_dir / "kubectl"), f"--kubeconfig={kubeconfig or self.kubeconfig}"]
         return _run([*cmd, *args], check=check, timeout=timeout)

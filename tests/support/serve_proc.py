@@ -73,7 +73,7 @@ class ServeProcess:
         self.wait_ready(timeout)
         return self
 
-    def get(self, path: str, timeout: float = 5.0) -> tuple[int, str]:
+    def get(self, path: str, timeout: float = 30.0) -> tuple[int, str]:
         try:
             with urllib.request.urlopen(self.url + path, timeout=timeout) as resp:
                 return int(resp.status), resp.read().decode()
