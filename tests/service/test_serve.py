@@ -290,7 +290,9 @@ async def test_embedded_redis_survives_restart_and_expiry_still_fires(
         assert ended.state == State.EXPIRED
         expired = [s for s in ended.history if s.to_state == State.EXPIRED]
         assert len(expired) == 1
-        assert expired[0].at >= stopped_at, "the first process ran the expiry: the restart was not shown"
+        assert expired[0].at >= stopped_at, (
+            "the first process ran the expiry: the restart was not shown"
+        )
     finally:
         registry.close()
         await asyncio.to_thread(serve.terminate)  # serve stops the redis-server it owns
