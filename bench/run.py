@@ -1,14 +1,17 @@
 """Run AccessBot's benchmarks (issue 8) against real servers; print tables, write JSON.
 
     .venv/bin/python -m bench.run [--quick] [--only NAME] [--profile] [--results DIR]
+                                  [--budget SECONDS]
 
 Starts what it needs itself, on 127.0.0.1 only: redis-server, kube-apiservers with etcd
 (tests/support/cluster.py), the real kubectl and helm, the Slack emulator and
 ``accessbot serve``. Prints one markdown table per benchmark and a summary of the issue's
 targets (met or missed, with the measured number); writes bench/results/<name>.json and
 bench/results/summary.{json,md}. ``--quick`` runs everything at toy scale (< 1 min) to
-show the code works; its numbers mean nothing. ``--profile`` samples the measured process
-with py-spy (a dev tool, not a dependency) into bench/results/<name>.profile.txt.
+show the code works; its numbers mean nothing. ``--budget`` replaces each benchmark's
+wall-clock limit (the test suite's smoke run gives a busy machine plenty). ``--profile``
+samples the measured process with py-spy (a dev tool, not a dependency) into
+bench/results/<name>.profile.txt.
 """
 
 from __future__ import annotations
@@ -55,12 +58,18 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--profile", action="store_true", help="sample with py-spy while measuring")
     p.add_argument("--results", type=Path, default=RESULTS_DIR, help="where JSON goes")
+    p.add_argument(
+        "--budget",
+        type=float,
+        metavar="SECONDS",
+        help="wall-clock limit of each benchmark, instead of its own (e.g. on a busy machine)",
+    )
     return p.parse_args(argv)
 
 
-async def _run_one(env: Env, module: ModuleType) -> BenchResult:
+async def _run_one(env: Env, module: ModuleType, budget_s: float | None) -> BenchResult:
     full, quick = getattr(module, "BUDGET_S", DEFAULT_BUDGET_S)
-    budget = quick if env.quick else full
+    budget = budget_s if budget_s is not None else quick if env.quick else full
     started = time.monotonic()
     try:
         result: BenchResult = await asyncio.wait_for(module.run(env), budget)
@@ -73,10 +82,10 @@ async def _run_one(env: Env, module: ModuleType) -> BenchResult:
     return result
 
 
-async def _run_all(env: Env, names: list[str]) -> list[BenchResult]:
+async def _run_all(env: Env, names: list[str], budget_s: float | None) -> list[BenchResult]:
     results = []
     for name in names:
-        result = await _run_one(env, BENCHMARKS[name])
+        result = await _run_one(env, BENCHMARKS[name], budget_s)
         print(result.markdown(), end="\n\n", flush=True)
         write_json(env.results_dir / f"{name}.json", result.to_json())
         results.append(result)
@@ -111,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             info = machine_info(env.bin_dir)
             print(_machine_table(info).markdown(), end="\n\n", flush=True)
-            results = asyncio.run(_run_all(env, names))
+            results = asyncio.run(_run_all(env, names, args.budget))
         finally:
             env.close()
     summary = _summary(results)

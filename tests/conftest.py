@@ -8,11 +8,20 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from hypothesis import HealthCheck, settings
 
 from bot.redis_server import RedisProcess, RedisUnavailable
 from tests.support.cluster import TestCluster, TestenvUnavailable, start_cluster, testenv_bin_dir
+from tests.support.patience import PATIENCE
 
 IN_CI = bool(os.environ.get("CI"))
+
+# Hypothesis' two clocks (the per-example deadline and the "input generation is slow"
+# health check) fail a test for being on a busy machine, not for being wrong; both are
+# off for the suite. Every other health check stays on, and example counts are Hypothesis'
+# (or the test's own @settings): load makes a run longer, never smaller.
+settings.register_profile("accessbot", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "accessbot"))
 
 
 def _unavailable(message: str) -> None:
@@ -25,7 +34,7 @@ def _unavailable(message: str) -> None:
 @pytest.fixture(scope="session")
 def redis_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
     try:
-        proc = RedisProcess(tmp_path_factory.mktemp("redis"), appendonly=False).start()
+        proc = RedisProcess(tmp_path_factory.mktemp("redis"), appendonly=False).start(PATIENCE)
     except RedisUnavailable as exc:
         _unavailable(str(exc))
     yield proc

@@ -1,13 +1,18 @@
-"""The scheduler against a real redis-server: exactness, retries, leases, many workers."""
+"""The scheduler against a real redis-server: exactness, retries, leases, many workers.
+
+No test here asserts how fast anything happens: scheduler lag is measured by
+``python -m bench.scheduler_lag`` and ``python -m bench.run --only expiry``. Where a test
+is about *when* the scheduler does something (due times, backoff, leases), it gives the
+scheduler a :class:`ManualClock` and moves it itself, so the expected moments are exact
+and a busy machine cannot make a job look early, late or abandoned.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -21,12 +26,11 @@ import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
 from bot.scheduler import Job, RetryLater, Scheduler
+from tests.support.patience import PATIENCE
 
 REPO = Path(__file__).resolve().parents[1]
 PREFIX = "ab:sched"
 KEYS = {name: f"{PREFIX}:{name}" for name in ("due", "jobs", "leases", "owners")}
-
-pytestmark = pytest.mark.timeout(60)
 
 
 def make(redis: aioredis.Redis, **kwargs: Any) -> Scheduler:
@@ -44,10 +48,31 @@ async def running(*schedulers: Scheduler) -> AsyncIterator[asyncio.Event]:
         yield stop
     finally:
         stop.set()
-        await asyncio.wait_for(asyncio.gather(*tasks), 15)
+        await asyncio.wait_for(asyncio.gather(*tasks), PATIENCE)
 
 
-async def until(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
+class ManualClock:
+    """The scheduler's clock, moved only by the test.
+
+    ``reads`` counts how often the scheduler looked at it: every claim round reads it, so
+    "read N more times" means "the scheduler has had N chances to (wrongly) act".
+    """
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self.reads = 0
+
+    def __call__(self) -> float:
+        self.reads += 1
+        return self.now
+
+    async def looked_at(self, times: int = 30) -> None:
+        """Return once the scheduler has read the clock ``times`` more times."""
+        target = self.reads + times
+        await until(lambda: _true(self.reads >= target))
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout: float = PATIENCE) -> None:
     deadline = time.monotonic() + timeout
     while not await check():
         if time.monotonic() > deadline:
@@ -119,22 +144,26 @@ async def test_add_to_and_cancel_in_commit_with_the_state_change(redis: aioredis
 async def test_past_job_runs_at_once_and_future_job_not_early(redis: aioredis.Redis) -> None:
     lags: dict[str, float] = {}
     started: dict[str, float] = {}
-    sched = make(redis, on_lag=lambda kind, lag: lags.__setitem__(kind, lag))
+    clock = ManualClock(time.time())
+    sched = make(redis, clock=clock, on_lag=lambda kind, lag: lags.__setitem__(kind, lag))
 
     async def handler(job: Job) -> None:
-        started[job.id] = time.time()
+        started[job.id] = clock.now
 
     sched.register("past", handler)
     sched.register("future", handler)
-    now = time.time()
+    now = clock.now
     await sched.schedule(Job("p", "past", now - 60))
     await sched.schedule(Job("f", "future", now + 0.4))
     async with running(sched):
-        await until(lambda: _true(len(started) == 2))
-    assert started["p"] - now < 0.5
-    assert lags["past"] >= 60
-    assert started["f"] >= now + 0.4
-    assert lags["future"] < 0.2
+        await until(lambda: _true("p" in started))
+        await clock.looked_at()
+        assert "f" not in started  # not before its due time, however often it looked
+        clock.now = now + 0.4
+        await until(lambda: _true("f" in started))
+    assert started == {"p": now, "f": now + 0.4}  # the past job ran without the clock moving
+    assert lags["past"] == pytest.approx(60)
+    assert lags["future"] == pytest.approx(0, abs=1e-6)
     assert await sched.pending_count() == 0
     assert await redis.zcard(KEYS["leases"]) == 0
     assert await redis.hlen(KEYS["owners"]) == 0
@@ -142,41 +171,56 @@ async def test_past_job_runs_at_once_and_future_job_not_early(redis: aioredis.Re
 
 async def test_failure_retries_with_exponential_backoff(redis: aioredis.Redis) -> None:
     runs: list[tuple[float, int]] = []
-    sched = make(redis)
+    clock = ManualClock(time.time())
+    sched = make(redis, clock=clock)
 
     async def flaky(job: Job) -> None:
-        runs.append((time.monotonic(), job.attempts))
+        runs.append((clock.now, job.attempts))
         if job.attempts < 3:
             raise ValueError("cluster unreachable")
 
     sched.register("provision", flaky)
-    await sched.schedule(Job("provision:g1", "provision", time.time()))
+    start = clock.now
+    await sched.schedule(Job("provision:g1", "provision", start))
     async with running(sched):
+        # backoff_base 0.05: each retry is due 0.05, 0.1, 0.2 s after the failure.
+        for attempt, backoff in enumerate([0.05, 0.1, 0.2]):
+            retry = await _retry_scheduled(sched, "provision:g1", attempt + 1)
+            assert retry.due == pytest.approx(clock.now + backoff)
+            await clock.looked_at()
+            assert len(runs) == attempt + 1  # not run again before the backoff is over
+            clock.now = retry.due
         await until(lambda: _true(len(runs) == 4))
         await until(lambda: redis_pending_zero(sched))
-    assert [a for _, a in runs] == [0, 1, 2, 3]
-    gaps = [b[0] - a[0] for a, b in itertools.pairwise(runs)]
-    # backoff_base 0.05: 0.05, 0.1, 0.2 (minus clock rounding to ms)
-    for gap, expected in zip(gaps, [0.05, 0.1, 0.2], strict=True):
-        assert gap >= expected - 0.005
-    assert gaps[2] > gaps[0]
+    assert runs == [
+        (start, 0),
+        (pytest.approx(start + 0.05), 1),
+        (pytest.approx(start + 0.15), 2),
+        (pytest.approx(start + 0.35), 3),
+    ]
 
 
 async def test_retry_later_delay_is_honoured(redis: aioredis.Redis) -> None:
     runs: list[tuple[float, int]] = []
-    sched = make(redis)
+    clock = ManualClock(time.time())
+    sched = make(redis, clock=clock)
 
     async def waiting(job: Job) -> None:
-        runs.append((time.monotonic(), job.attempts))
+        runs.append((clock.now, job.attempts))
         if job.attempts == 0:
             raise RetryLater(0.3)
 
     sched.register("timeout", waiting)
-    await sched.schedule(Job("timeout:r1", "timeout", time.time()))
+    start = clock.now
+    await sched.schedule(Job("timeout:r1", "timeout", start))
     async with running(sched):
+        retry = await _retry_scheduled(sched, "timeout:r1", 1)
+        assert retry.due == pytest.approx(start + 0.3)
+        await clock.looked_at()
+        assert len(runs) == 1  # not before the delay the handler asked for
+        clock.now = retry.due
         await until(lambda: _true(len(runs) == 2))
-    assert runs[1][1] == 1
-    assert runs[1][0] - runs[0][0] >= 0.295
+    assert runs == [(start, 0), (pytest.approx(start + 0.3), 1)]
 
 
 async def test_job_is_dropped_after_max_attempts(redis: aioredis.Redis) -> None:
@@ -204,31 +248,38 @@ async def test_job_is_dropped_after_max_attempts(redis: aioredis.Redis) -> None:
 
 
 async def test_moving_a_job_while_it_runs_keeps_the_new_schedule(redis: aioredis.Redis) -> None:
-    runs: list[Job] = []
+    runs: list[tuple[Job, float]] = []
     first_started = asyncio.Event()
     release = asyncio.Event()
-    sched = make(redis)
+    # The test's clock: the moved job cannot fall due (and run, and vanish) while the
+    # test is still looking at it, however slowly the machine gets there.
+    clock = ManualClock(time.time())
+    sched = make(redis, clock=clock)
 
     async def expire(job: Job) -> None:
-        runs.append(job)
+        runs.append((job, clock.now))
         if len(runs) == 1:
             first_started.set()
             await release.wait()
 
     sched.register("expire", expire)
-    await sched.schedule(Job("expire:g1", "expire", time.time(), {"v": 1}))
+    await sched.schedule(Job("expire:g1", "expire", clock.now, {"v": 1}))
     async with running(sched):
-        await asyncio.wait_for(first_started.wait(), 5)
-        new_due = time.time() + 0.5  # an extension moved the expiry
+        await asyncio.wait_for(first_started.wait(), PATIENCE)
+        new_due = clock.now + 0.5  # an extension moved the expiry
         await sched.schedule(Job("expire:g1", "expire", new_due, {"v": 2}))
         release.set()
         await until(lambda: redis_not_leased(redis, "expire:g1"))
+        await until(lambda: _true(sched.running_count == 0))  # the first run is over
         kept = await sched.get("expire:g1")
         assert kept == Job("expire:g1", "expire", new_due, {"v": 2})
         assert await redis.zscore(KEYS["due"], "expire:g1") == round(new_due * 1000)
+        await clock.looked_at()
+        assert len(runs) == 1  # the moved job waits for its new due time
+        clock.now = new_due
         await until(lambda: _true(len(runs) == 2))
-    assert runs[1].data == {"v": 2}
-    assert time.time() >= new_due
+    assert runs[1][0].data == {"v": 2}
+    assert runs[1][1] >= new_due
     assert await sched.pending_count() == 0
 
 
@@ -247,11 +298,12 @@ async def test_cancel_while_running_drops_the_lease_for_good(redis: aioredis.Red
     sched.register("expire", expire)
     await sched.schedule(Job("expire:g1", "expire", time.time()))
     async with running(sched):
-        await asyncio.wait_for(started.wait(), 5)
+        await asyncio.wait_for(started.wait(), PATIENCE)
         assert await sched.cancel("expire:g1") is True
         assert await redis.zscore(KEYS["leases"], "expire:g1") is None
         release.set()
-        await asyncio.sleep(0.2)
+        # The handler has returned and its (refused) completion was attempted.
+        await until(lambda: _true(sched.running_count == 0))
     assert runs == 1
     assert await sched.get("expire:g1") is None
     for key in KEYS.values():
@@ -260,37 +312,52 @@ async def test_cancel_while_running_drops_the_lease_for_good(redis: aioredis.Red
 
 async def test_heartbeat_keeps_a_slow_handler_from_running_twice(redis: aioredis.Redis) -> None:
     runs: list[str] = []
-    a = make(redis, lease_seconds=0.3, worker_id="a")
-    b = make(redis, lease_seconds=0.3, worker_id="b")
+    release = asyncio.Event()
+    # One clock for both workers, moved by the test only after the running worker's
+    # heartbeat has renewed the lease: a stalled machine delays the test, it cannot
+    # make a live lease look expired to the other worker.
+    clock = ManualClock(time.time())
+    lease = 0.3
+    a = make(redis, lease_seconds=lease, worker_id="a", clock=clock)
+    b = make(redis, lease_seconds=lease, worker_id="b", clock=clock)
 
     def slow(worker: str) -> Callable[[Job], Awaitable[None]]:
         async def handler(job: Job) -> None:
             runs.append(worker)
-            await asyncio.sleep(1.2)  # four leases long
+            await release.wait()
 
         return handler
 
     a.register("provision", slow("a"))
     b.register("provision", slow("b"))
-    await a.schedule(Job("provision:g1", "provision", time.time()))
+    await a.schedule(Job("provision:g1", "provision", clock.now))
     async with running(a, b):
         await until(lambda: _true(bool(runs)))
-        await until(lambda: redis_pending_zero(a), timeout=5)
+        for _ in range(8):  # half a lease at a time: the handler outlives four leases
+            clock.now += lease / 2
+            renewed = round((clock.now + lease) * 1000)
+            await until(lambda ms=renewed: _lease_at_least(redis, "provision:g1", ms))
+        release.set()
+        await until(lambda: redis_pending_zero(a))
     assert len(runs) == 1
 
 
 async def test_stop_waits_for_handlers_then_hands_the_rest_back(redis: aioredis.Redis) -> None:
     cancelled = asyncio.Event()
+    go = asyncio.Event()
     finished: list[str] = []
-    sched = make(redis, shutdown_grace=0.3)
+    # Quick's work is done the moment stop is asked, so it needs only a fraction of this;
+    # stuck never finishes: a stop that waited for it would never return (running()
+    # fails after PATIENCE).
+    sched = make(redis, shutdown_grace=5.0)
 
     async def quick(job: Job) -> None:
-        await asyncio.sleep(0.1)
+        await go.wait()
         finished.append(job.id)
 
     async def stuck(job: Job) -> None:
         try:
-            await asyncio.sleep(60)
+            await asyncio.Event().wait()  # never set
         except asyncio.CancelledError:
             cancelled.set()
             raise
@@ -300,10 +367,10 @@ async def test_stop_waits_for_handlers_then_hands_the_rest_back(redis: aioredis.
     now = time.time()
     await sched.schedule(Job("q", "quick", now))
     await sched.schedule(Job("s", "stuck", now))
-    async with running(sched):
+    async with running(sched) as stop:
         await until(lambda: _true(sched.running_count == 2))
-        t0 = time.monotonic()
-    assert time.monotonic() - t0 < 2
+        stop.set()
+        go.set()
     assert finished == ["q"]
     assert cancelled.is_set()
     # "s" is due again at once and unleased, so another replica takes it immediately.
@@ -324,19 +391,19 @@ async def test_stop_waits_for_handlers_then_hands_the_rest_back(redis: aioredis.
 
 async def test_cancelling_run_hands_running_jobs_back_at_once(redis: aioredis.Redis) -> None:
     started = asyncio.Event()
-    sched = make(redis, shutdown_grace=30)
+    sched = make(redis, shutdown_grace=3600)
 
     async def stuck(job: Job) -> None:
         started.set()
-        await asyncio.sleep(60)
+        await asyncio.Event().wait()  # never set
 
     sched.register("stuck", stuck)
     await sched.schedule(Job("s", "stuck", time.time()))
     worker = asyncio.create_task(sched.run(asyncio.Event()))
-    await asyncio.wait_for(started.wait(), 5)
+    await asyncio.wait_for(started.wait(), PATIENCE)
     worker.cancel()
     with pytest.raises(asyncio.CancelledError):
-        await asyncio.wait_for(worker, 5)  # no 30 s grace when cancelled
+        await asyncio.wait_for(worker, PATIENCE)  # not the hour of grace: cancelled
     assert await redis.zscore(KEYS["due"], "s") is not None
     assert await redis.zcard(KEYS["leases"]) == 0
 
@@ -367,7 +434,7 @@ async def test_late_completion_of_a_superseded_claim_changes_nothing(
         await until(lambda: _true(runs == [1, 2]))
         await until(lambda: redis_not_leased(redis, "expire:g1"))
         release.set()  # the first claim finishes last: it must not resurrect or delete anything
-        await asyncio.sleep(0.1)
+        await until(lambda: _true(sched.running_count == 0))
     assert await sched.get("expire:g1") is None
     assert await sched.pending_count() == 1  # only "later"
     assert await redis.zcard(KEYS["leases"]) == 0
@@ -390,7 +457,7 @@ async def test_logs_name_jobs_but_never_their_data(
     caplog.set_level(logging.DEBUG, logger="bot.scheduler")
     await sched.schedule(Job("notify:1", "notify", time.time(), {"token": secret}))
     async with running(sched):
-        await asyncio.wait_for(done.wait(), 5)
+        await asyncio.wait_for(done.wait(), PATIENCE)
     records = [r for r in caplog.records if r.name == "bot.scheduler"]
     assert records
     assert any(getattr(r, "job_id", None) == "notify:1" for r in records)
@@ -420,24 +487,25 @@ def spawn_worker(redis_url: str) -> Iterator[Callable[..., subprocess.Popen[byte
 
 
 async def wait_ready(redis: aioredis.Redis, n: int) -> None:
-    await until(lambda: _eq(redis.get(f"{PREFIX}:test:ready"), str(n)), timeout=20)
+    await until(lambda: _eq(redis.get(f"{PREFIX}:test:ready"), str(n)))
 
 
 async def test_killed_workers_job_is_reclaimed_by_another(
     redis: aioredis.Redis, spawn_worker: Callable[..., subprocess.Popen[bytes]]
 ) -> None:
-    victim = spawn_worker("--mode", "sleep", "--lease", "1.0", "--worker-id", "victim")
+    # A lease long enough that a busy machine does not stall the victim's own heartbeat
+    # past it (it would then reclaim and restart its own job).
+    victim = spawn_worker("--mode", "sleep", "--lease", "5.0", "--worker-id", "victim")
     await wait_ready(redis, 1)
-    sched = make(redis, lease_seconds=1.0)
-    await sched.schedule(Job("expire:g1", "sleep", time.time(), {"sleep": 30}))
-    await until(lambda: _eq(redis.hget(f"{PREFIX}:test:started", "expire:g1"), "1"), timeout=10)
+    sched = make(redis, lease_seconds=5.0)
+    await sched.schedule(Job("expire:g1", "sleep", time.time(), {"sleep": 3600}))
+    await until(lambda: _eq(redis.hget(f"{PREFIX}:test:started", "expire:g1"), "1"))
     owner = await redis.hget(KEYS["owners"], "expire:g1")
     assert owner is not None
     assert owner.startswith("victim:")
 
     victim.send_signal(signal.SIGKILL)
     victim.wait()
-    killed_at = time.monotonic()
 
     took: list[Job] = []
 
@@ -446,24 +514,20 @@ async def test_killed_workers_job_is_reclaimed_by_another(
 
     sched.register("sleep", survivor)
     async with running(sched):
-        await until(lambda: _true(bool(took)), timeout=5)
-    # Lease 1 s, renewed every 1/3 s: the dead worker's claim lapses within about a second.
-    assert time.monotonic() - killed_at < 3
+        await until(lambda: _true(bool(took)))  # once the dead worker's lease lapses
     assert [j.id for j in took] == ["expire:g1"]
     assert await sched.pending_count() == 0
 
 
 async def test_two_worker_processes_run_10000_jobs_exactly_once(
-    redis: aioredis.Redis,
-    spawn_worker: Callable[..., subprocess.Popen[bytes]],
-    capsys: pytest.CaptureFixture[str],
+    redis: aioredis.Redis, spawn_worker: Callable[..., subprocess.Popen[bytes]]
 ) -> None:
     n = 10_000
     workers = [spawn_worker("--mode", "count", "--worker-id", f"w{i}") for i in range(2)]
     await wait_ready(redis, 2)
 
     sched = make(redis)
-    start = time.time() + 1.0  # scheduling 10,000 jobs takes a moment on a busy machine
+    start = time.time() + 1.0
     spread = 3.0
     for chunk in range(0, n, 1000):
         async with redis.pipeline(transaction=False) as pipe:
@@ -472,26 +536,22 @@ async def test_two_worker_processes_run_10000_jobs_exactly_once(
             await pipe.execute()
 
     runs_key = f"{PREFIX}:test:runs"
-    await until(lambda: _eq(redis.hlen(runs_key), n), timeout=30)
-    await until(lambda: redis_pending_zero(sched), timeout=5)
+    await until(lambda: _eq(redis.hlen(runs_key), n))
+    await until(lambda: redis_pending_zero(sched))
     for w in workers:
         w.send_signal(signal.SIGTERM)
     for w in workers:
-        await asyncio.to_thread(w.wait, 15)
+        await asyncio.to_thread(w.wait, PATIENCE)
 
     counts = [int(c) for c in await redis.hvals(runs_key)]
     assert len(counts) == n
     assert sum(c - 1 for c in counts if c > 1) == 0  # no duplicates
-    lags = sorted(float(x) for x in await redis.lrange(f"{PREFIX}:test:lags", 0, -1))
+    lags = [float(x) for x in await redis.lrange(f"{PREFIX}:test:lags", 0, -1)]
     assert len(lags) == n
-    p50, p90, p99 = (lags[int(q * (n - 1))] for q in (0.5, 0.9, 0.99))
-    with capsys.disabled():
-        print(
-            f"\nscheduler lag, {n} jobs over {spread:g}s, 2 worker processes: "
-            f"p50={p50:.1f}ms p90={p90:.1f}ms p99={p99:.1f}ms max={lags[-1]:.1f}ms "
-            f"mean={statistics.fmean(lags):.1f}ms"
-        )
-    assert p99 < 1000
+    # None early. Lag is handler start minus due time in ms; due times are kept to the
+    # millisecond, so a job may start up to half a millisecond before its float due time.
+    # How late they start is bench/scheduler_lag.py's business (a target there, not here).
+    assert min(lags) > -1.0
 
 
 # ----- helpers -----
@@ -507,6 +567,25 @@ async def _eq(awaitable: Awaitable[Any], expected: object) -> bool:
 
 async def redis_pending_zero(sched: Scheduler) -> bool:
     return await sched.pending_count() == 0
+
+
+async def _retry_scheduled(sched: Scheduler, job_id: str, attempts: int) -> Job:
+    """The job as rescheduled after its ``attempts``-th failure."""
+    found: list[Job] = []
+
+    async def rescheduled() -> bool:
+        job = await sched.get(job_id)
+        if job is not None and job.attempts == attempts:
+            found.append(job)
+        return bool(found)
+
+    await until(rescheduled)
+    return found[0]
+
+
+async def _lease_at_least(redis: aioredis.Redis, job_id: str, ms: int) -> bool:
+    score = await redis.zscore(KEYS["leases"], job_id)
+    return score is not None and score >= ms
 
 
 async def redis_not_leased(redis: aioredis.Redis, job_id: str) -> bool:

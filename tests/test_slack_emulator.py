@@ -24,6 +24,7 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
+from tests.support.patience import PATIENCE
 from tests.support.slack_emulator import (
     RESPONSE_URL,
     UPLOAD_URL,
@@ -67,7 +68,7 @@ async def raw_post(url: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
         return resp.status, await resp.json()
 
 
-async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+async def eventually(condition: Callable[[], bool], timeout: float = PATIENCE) -> None:
     """Bounded polling for state the emulator has no waiter for."""
     deadline = time.monotonic() + timeout
     while not condition():
@@ -401,9 +402,7 @@ async def test_wait_for_sees_calls_made_in_the_background(
         await client.chat_postMessage(channel="C2", text="second")
 
     task = asyncio.create_task(deliver())
-    calls = await emu.wait_for(
-        "chat.postMessage", predicate=lambda c: c.params["channel"] == "C2", timeout=5
-    )
+    calls = await emu.wait_for("chat.postMessage", predicate=lambda c: c.params["channel"] == "C2")
     await task
 
     assert [c.params["text"] for c in calls] == ["second"]

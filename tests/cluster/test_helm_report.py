@@ -24,6 +24,7 @@ import pytest
 from k8s.clients import ClusterClient, ClusterRegistry, ClusterTarget
 from k8s.helm import CORRUPT, OVERSIZED, helm_report
 from tests.support.cluster import TestCluster
+from tests.support.patience import PATIENCE
 
 pytestmark = pytest.mark.cluster
 
@@ -88,7 +89,7 @@ def kill_helm_at_hook(
     env = helm_env(cluster)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + PATIENCE
         while time.monotonic() < deadline:
             now = secret_label(cluster, ns, secret, "status")
             hook = cluster.kubectl("get", "job", "-n", ns, job, check=False)

@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from tests.support.patience import PATIENCE
+
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm-chart" / "accessbot"
 HERE = Path(__file__).resolve().parent
@@ -52,7 +54,7 @@ def helm_env(home: Path) -> dict[str, str]:
 
 
 def run_helm(
-    bin_dir: Path, home: Path, *args: str, check: bool = True, timeout: float = 60
+    bin_dir: Path, home: Path, *args: str, check: bool = True, timeout: float = PATIENCE
 ) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
         [str(bin_dir / "helm"), *args],
@@ -141,7 +143,7 @@ def kubectl(
     return proc
 
 
-def wait_for_crd(cluster: Any, name: str, timeout: float = 30) -> None:
+def wait_for_crd(cluster: Any, name: str, timeout: float = PATIENCE) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         out = kubectl(

@@ -14,6 +14,7 @@ from k8s import grants as k8s_grants
 from tests.support.cluster import TestCluster, ensure_namespaces
 from tests.support.fault_proxy import FaultProxy, Faults
 from tests.support.harness import NAMESPACES, workflow_harness
+from tests.support.patience import PATIENCE
 
 pytestmark = pytest.mark.cluster
 
@@ -51,7 +52,7 @@ async def test_hundred_approvals_through_a_faulty_apiserver(
             ]
             under_faults = time.monotonic() - started
             faults.off()
-            await _drain_cleanups(h.core.scheduler, timeout=60)
+            await _drain_cleanups(h.core.scheduler, timeout=PATIENCE)
 
             objects = await k8s_grants.list_managed(h.core.clusters["a"])
             by_grant: dict[str, list[str]] = {}

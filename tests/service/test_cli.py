@@ -12,6 +12,7 @@ import pytest
 
 from tests.support.cluster import REPO, TestCluster, combined_kubeconfig, ensure_namespaces
 from tests.support.harness import POLICY
+from tests.support.patience import PATIENCE
 
 
 def accessbot(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -21,7 +22,7 @@ def accessbot(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Complete
         [sys.executable, "-m", "bot", *args],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=PATIENCE,
         env={**clean, "PYTHONPATH": str(REPO), **env},
         cwd=cwd,
         check=False,

@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from k8s.clients import ClusterRegistry, ClusterTarget
 from tests.support.cluster import TestCluster
 from tests.support.fault_proxy import FaultProxy
 from tests.support.harness import prepare_clusters
+from tests.support.patience import PATIENCE
 from tests.support.serve_proc import SECRET, ServeProcess, serve_env
 from tests.support.slack_emulator import SlackEmulator
 from tests.support.slack_signing import (
@@ -51,14 +53,14 @@ def clusters(cluster: TestCluster, cluster_b: TestCluster) -> dict[str, TestClus
     return {"a": cluster, "b": cluster_b}
 
 
-async def post_signed(serve: ServeProcess, body: bytes) -> tuple[int, float]:
-    start = time.monotonic()
+async def post_signed(serve: ServeProcess, body: bytes) -> int:
+    """POST a signed body; the answer's status. (How fast: bench/ack.py measures it.)"""
     async with (
         aiohttp.ClientSession() as s,
         s.post(f"{serve.url}/slack/events", data=body, headers=sign(SECRET, body)) as resp,
     ):
         await resp.read()
-        return resp.status, time.monotonic() - start
+        return resp.status
 
 
 def button_value(message: dict[str, Any], action_id: str) -> str:
@@ -70,13 +72,12 @@ def button_value(message: dict[str, Any], action_id: str) -> str:
 
 
 async def approval_card(emu: SlackEmulator) -> dict[str, Any]:
-    await emu.wait_for("chat.postMessage", predicate=lambda c: c.params["channel"] == "C0APPROVALS",
-                       timeout=20)  # fmt: skip
+    await emu.wait_for("chat.postMessage", predicate=lambda c: c.params["channel"] == "C0APPROVALS")
     return emu.messages("C0APPROVALS")[-1]
 
 
 async def kubeconfig_file(emu: SlackEmulator, tmp: Path, name: str, count: int = 1) -> Path:
-    await emu.wait_for("files.completeUploadExternal", count=count, timeout=40)
+    await emu.wait_for("files.completeUploadExternal", count=count)
     files = [f for f in emu.uploaded_files if f.filename == name]
     assert len(files) == count, [f.filename for f in emu.uploaded_files]
     assert files[-1].channel_id == emu.dm_channel("U0ALICE")
@@ -101,17 +102,13 @@ async def test_http_mode_request_approve_dm(
     serve = ServeProcess(serve_env(emu, tmp_path, kubeconfig, REDIS_URL=redis_url), tmp_path)
     await asyncio.to_thread(serve.start)
     try:
-        status, took = await post_signed(serve, request_edit(emu))
-        assert status == 200
-        assert took < 3.0
+        assert await post_signed(serve, request_edit(emu)) == 200
         card = await approval_card(emu)
         request_id = button_value(card, "access_approve")
         click = block_actions_body("access_approve", request_id, "U0LEAD", "C0APPROVALS",
                                    card["ts"], message=card,
                                    response_url=emu.new_response_url())  # fmt: skip
-        status, took = await post_signed(serve, click)
-        assert status == 200
-        assert took < 3.0
+        assert await post_signed(serve, click) == 200
         path = await kubeconfig_file(emu, tmp_path, "a-edit.kubeconfig")
         ok = await asyncio.to_thread(clusters["a"].kubectl, "get", "pods", "-n", "team-a",
                                      kubeconfig=path)  # fmt: skip
@@ -135,21 +132,21 @@ async def test_socket_mode_request_approve_dm(
     serve = ServeProcess(env, tmp_path)
     await asyncio.to_thread(serve.start)
     try:
-        await emu.wait_socket_connected(timeout=20)
+        await emu.wait_socket_connected()
         envelope = await emu.socket_send(
             "slash_commands",
             slash_command_payload(
                 "/access", EDIT_REQUEST, "U0ALICE", response_url=emu.new_response_url()
             ),
         )
-        await emu.wait_socket_ack(envelope, timeout=3)
+        await emu.wait_socket_ack(envelope)
         card = await approval_card(emu)
         request_id = button_value(card, "access_approve")
         payload = block_actions_payload("access_approve", request_id, "U0LEAD", "C0APPROVALS",
                                         card["ts"], message=card,
                                    response_url=emu.new_response_url())  # fmt: skip
         envelope = await emu.socket_send("interactive", payload)
-        await emu.wait_socket_ack(envelope, timeout=3)
+        await emu.wait_socket_ack(envelope)
         path = await kubeconfig_file(emu, tmp_path, "a-edit.kubeconfig")
         ok = await asyncio.to_thread(clusters["a"].kubectl, "get", "pods", "-n", "team-a",
                                      kubeconfig=path)  # fmt: skip
@@ -171,6 +168,19 @@ async def shutdown_redis(socket: Path) -> None:
         await r.shutdown(nosave=True)
     except Exception:  # gone already: the normal case
         return
+    finally:
+        await r.aclose()
+
+
+async def _job_gone(redis_url: str, job_id: str) -> None:
+    from redis.asyncio import Redis
+
+    r = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        deadline = time.monotonic() + PATIENCE
+        while await r.hexists("ab:sched:jobs", job_id):
+            assert time.monotonic() < deadline, f"job {job_id} never finished"
+            await asyncio.sleep(0.1)
     finally:
         await r.aclose()
 
@@ -203,25 +213,25 @@ async def test_sigterm_while_provisioning_then_converges(
                                    "U0LEAD", "C0APPROVALS", card["ts"], message=card,
                                    response_url=emu.new_response_url())  # fmt: skip
         await post_signed(serve, click)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + PATIENCE
         while (g := await grant_in_redis(redis_url, "U0ALICE")) is None or (
             g.state != State.PROVISIONING
         ):
             assert time.monotonic() < deadline, g
             await asyncio.sleep(0.05)
-        code, took = await asyncio.to_thread(serve.terminate)
-        assert took < 10.0, f"exit took {took:.1f}s"
-        print(f"\nSIGTERM mid-provisioning: exit 0 after {took:.2f}s")
+        code, _ = await asyncio.to_thread(serve.terminate)  # killed (-9) if it hangs
         assert code == 0, serve.logs()
         emu.delay("files.getUploadURLExternal", 0)
         await asyncio.to_thread(serve.start)
-        deadline = time.monotonic() + 40
+        deadline = time.monotonic() + PATIENCE
         while (g := await grant_in_redis(redis_url, "U0ALICE")) is None or (
             not g.ended and (g.state != State.ACTIVE)
         ):
             assert time.monotonic() < deadline, g
             await asyncio.sleep(0.1)
-        await asyncio.sleep(1.0)
+        # A second delivery could only come from the provision job running again: wait
+        # until that job is gone for good before counting uploads.
+        await _job_gone(redis_url, f"provision:{g.id}")
         uploads = [f for f in emu.uploaded_files if f.filename == "a-edit.kubeconfig"]
         registry = ClusterRegistry(
             {"a": ClusterTarget("a", context="a", kubeconfig=str(kubeconfig))}
@@ -254,21 +264,35 @@ async def test_embedded_redis_survives_restart_and_expiry_still_fires(
             "U0ALICE",
             response_url=emu.new_response_url(),
         )
-        assert (await post_signed(serve, body))[0] == 200
+        assert await post_signed(serve, body) == 200
         await kubeconfig_file(emu, tmp_path, "a-view.kubeconfig")
         assert "single-instance" in serve.logs()
         code, _ = await asyncio.to_thread(serve.terminate)
         assert code == 0
+        stopped_at = datetime.now(UTC)
         await asyncio.to_thread(serve.start)
         socket = tmp_path / "data" / "redis.sock"
         grant = await grant_in_redis(f"unix://{socket}", "U0ALICE")
         assert grant is not None
-        assert grant.state == State.ACTIVE
         assert grant.expires_at is not None
+        # On a busy machine the restart may end after expires-at: then the restarted
+        # process finds the expiry overdue and runs it at once. Either way it is the
+        # restarted process that must run it (checked below).
+        assert grant.state in (State.ACTIVE, State.EXPIRED), grant.state
+        # How late after its expiry the grant goes is bench/expiry.py's business; here it
+        # must go, and not before its time.
         while [o for o in await k8s_grants.list_managed(registry["a"]) if o.grant_id == grant.id]:
-            assert time.time() < grant.expires_at.timestamp() + 5, "outlived its expiry"
+            assert time.time() < grant.expires_at.timestamp() + PATIENCE, "outlived its expiry"
             await asyncio.sleep(0.2)
         assert time.time() >= grant.expires_at.timestamp() - 0.5, "revoked before its expiry"
+        ended = await grant_in_redis(f"unix://{socket}", "U0ALICE")
+        assert ended is not None
+        assert ended.state == State.EXPIRED
+        expired = [s for s in ended.history if s.to_state == State.EXPIRED]
+        assert len(expired) == 1
+        assert expired[0].at >= stopped_at, (
+            "the first process ran the expiry: the restart was not shown"
+        )
     finally:
         registry.close()
         await asyncio.to_thread(serve.terminate)  # serve stops the redis-server it owns
@@ -279,7 +303,7 @@ async def test_readyz_follows_redis_and_apiserver(
     emu: SlackEmulator, clusters: dict[str, TestCluster], tmp_path: Path
 ) -> None:
     prepare_clusters(clusters, tmp_path)
-    redis = RedisProcess(tmp_path / "redis", appendonly=True).start()
+    redis = RedisProcess(tmp_path / "redis", appendonly=True).start(PATIENCE)
     proxy = await FaultProxy(clusters["a"]).start()
     kubeconfig = proxied_kubeconfig(proxy, clusters["b"], tmp_path / "kubeconfig")
     serve = ServeProcess(serve_env(emu, tmp_path, kubeconfig, REDIS_URL=redis.url), tmp_path)
@@ -291,7 +315,7 @@ async def test_readyz_follows_redis_and_apiserver(
         assert status == 503
         assert "redis" in text
         assert (await asyncio.to_thread(serve.get, "/healthz"))[0] == 200
-        await asyncio.to_thread(redis.start)
+        await asyncio.to_thread(redis.start, PATIENCE)
         await _eventually_ready(serve)
         proxy.faults.reset = 1.0
         status, text = await ready(serve)
@@ -321,7 +345,7 @@ async def ready(serve: ServeProcess) -> tuple[int, str]:
     return await asyncio.to_thread(serve.get, "/readyz")
 
 
-async def _eventually_ready(serve: ServeProcess, timeout: float = 15) -> None:
+async def _eventually_ready(serve: ServeProcess, timeout: float = PATIENCE) -> None:
     deadline = time.monotonic() + timeout
     while (await ready(serve))[0] != 200:
         assert time.monotonic() < deadline, await ready(serve)

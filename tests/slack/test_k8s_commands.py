@@ -112,7 +112,7 @@ async def test_long_node_table_becomes_a_file(bed: SlackBed, cluster_b: TestClus
     await asyncio.to_thread(_create_nodes, cluster_b, specs)
     try:
         await bed.command("nodes -c b", "U0BOB", command="/k8s")
-        answer = await bed.wait_response("Nodes on b", timeout=60)
+        answer = await bed.wait_response("Nodes on b")
         assert "in the file" in json.dumps(answer.params)
         (upload,) = [f for f in bed.emu.uploaded_files if f.filename == "nodes-b.txt"]
         assert upload.channel_id == bed.emu.dm_channel("U0BOB")
@@ -140,7 +140,7 @@ def releases(cluster_b: TestCluster) -> Iterator[None]:
 
 async def test_helm_report_failed_first(bed: SlackBed, releases: None) -> None:
     await bed.command(f"helm -c b -n {NS}", "U0BOB", command="/k8s")
-    answer = await bed.wait_response("Helm releases on b", timeout=60)
+    answer = await bed.wait_response("Helm releases on b")
     text = json.dumps(answer.params)
     assert f"{NS}/db: failed" in text
     table = _code_blocks(answer.params).splitlines()

@@ -53,6 +53,11 @@ def testenv_bin_dir() -> Path:
     return Path(proc.stdout.strip().splitlines()[-1])
 
 
+# etcd and kube-apiserver start in seconds on an idle machine; with both cores busy
+# the apiserver's post-start hooks alone can take over a minute.
+STARTUP_PATIENCE = 240.0
+
+
 def _wait_until(check: Any, what: str, timeout: float, log: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     last: Exception | None = None
@@ -126,7 +131,7 @@ class TestCluster:
                 f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
             ],
         )
-        _wait_until(lambda: _port_open(client_port), "etcd", 30, log)
+        _wait_until(lambda: _port_open(client_port), "etcd", STARTUP_PATIENCE, log)
         return client_port
 
     def _start_apiserver(self, etcd_port: int) -> None:
@@ -156,7 +161,7 @@ class TestCluster:
                 *self.extra_args,
             ],
         )
-        _wait_until(self._ready, "kube-apiserver /readyz", 90, log)
+        _wait_until(self._ready, "kube-apiserver /readyz", STARTUP_PATIENCE, log)
 
     def _ssl_context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=str(self.pki.ca.cert))
@@ -216,7 +221,7 @@ class TestCluster:
 
     # -- real binaries -------------------------------------------------------
     def kubectl(
-        self, *args: str, kubeconfig: Path | None = None, check: bool = True, timeout: float = 60
+        self, *args: str, kubeconfig: Path | None = None, check: bool = True, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
         cmd = [str(self.bin_dir / "kubectl"), f"--kubeconfig={kubeconfig or self.kubeconfig}"]
         return _run([*cmd, *args], check=check, timeout=timeout)

@@ -15,6 +15,7 @@ from bot.retry import Backoff
 from k8s import grants as k8s_grants
 from tests.support.cluster import TestCluster, combined_kubeconfig, ensure_namespaces
 from tests.support.doubles import RecordingNotifier, StaticDirectory
+from tests.support.patience import PATIENCE
 
 POLICY = """
 approvals_channel: C0APPROVALS
@@ -53,7 +54,7 @@ class Harness:
     def workflow(self) -> Any:
         return self.core.workflow
 
-    async def wait_state(self, grant_id: str, *states: str, timeout: float = 30) -> Grant:
+    async def wait_state(self, grant_id: str, *states: str, timeout: float = PATIENCE) -> Grant:
         return await wait_for_grant(self.core, grant_id, lambda g: g.state in states, timeout)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tests.support.cluster import REPO, free_port
 from tests.support.harness import POLICY
+from tests.support.patience import PATIENCE
 from tests.support.slack_emulator import SlackEmulator
 
 SECRET = "serve-test-signing-secret"
@@ -52,7 +53,7 @@ class ServeProcess:
     def log_path(self) -> Path:
         return self.workdir / f"serve-{self.starts}.log"
 
-    def start(self, timeout: float = 30.0) -> ServeProcess:
+    def start(self, timeout: float = PATIENCE) -> ServeProcess:
         self.starts += 1
         base = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "ACCESSBOT_"))}
         base.pop("REDIS_URL", None)
@@ -72,7 +73,7 @@ class ServeProcess:
         self.wait_ready(timeout)
         return self
 
-    def get(self, path: str, timeout: float = 5.0) -> tuple[int, str]:
+    def get(self, path: str, timeout: float = 30.0) -> tuple[int, str]:
         try:
             with urllib.request.urlopen(self.url + path, timeout=timeout) as resp:
                 return int(resp.status), resp.read().decode()
@@ -93,7 +94,7 @@ class ServeProcess:
             time.sleep(0.1)
         raise AssertionError(f"serve not ready after {timeout}s:\n{self.logs()}")
 
-    def terminate(self, timeout: float = 15.0) -> tuple[int, float]:
+    def terminate(self, timeout: float = PATIENCE) -> tuple[int, float]:
         """SIGTERM; returns (exit code, seconds it took to exit)."""
         assert self.proc is not None
         started = time.monotonic()

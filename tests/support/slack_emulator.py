@@ -37,6 +37,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import BodyPartReader, WSCloseCode, WSMsgType, web
 
+from tests.support.patience import PATIENCE
 from tests.support.slack_signing import APP_ID, BOT_ID, BOT_USER_ID, TEAM_DOMAIN, TEAM_ID
 
 JSON = dict[str, Any]
@@ -1121,7 +1122,7 @@ class SlackEmulator(_WebApi):
         self,
         method: str,
         count: int = 1,
-        timeout: float = 5.0,
+        timeout: float = PATIENCE,
         predicate: Callable[[RecordedCall], bool] | None = None,
     ) -> list[RecordedCall]:
         """Wait until ``count`` answered calls of ``method`` (matching ``predicate``) exist."""
@@ -1300,7 +1301,7 @@ class SlackEmulator(_WebApi):
             self.socket_acks[envelope_id] = SocketAck(envelope_id, payload, time.time())
             self._notify()
 
-    async def wait_socket_connected(self, count: int = 1, timeout: float = 5.0) -> None:
+    async def wait_socket_connected(self, count: int = 1, timeout: float = PATIENCE) -> None:
         """Wait until at least ``count`` Socket Mode clients are connected."""
 
         def connected() -> bool | None:
@@ -1319,7 +1320,7 @@ class SlackEmulator(_WebApi):
         accepts_response_payload: bool | None = None,
         retry_attempt: int = 0,
         retry_reason: str = "",
-        timeout: float = 5.0,
+        timeout: float = PATIENCE,
     ) -> str:
         """Push an envelope (``events_api``, ``interactive``, ``slash_commands``).
 
@@ -1350,7 +1351,7 @@ class SlackEmulator(_WebApi):
         for ws in list(self._sockets):
             await ws.send_json(message)
 
-    async def wait_socket_ack(self, envelope_id: str, timeout: float = 5.0) -> JSON | None:
+    async def wait_socket_ack(self, envelope_id: str, timeout: float = PATIENCE) -> JSON | None:
         """Wait for the client's ack of ``envelope_id``; returns its payload (or None)."""
 
         def acked() -> SocketAck | None:

@@ -11,6 +11,11 @@ undelayed, as do the handshake records: delaying those would trip the client's
 connect timeout instead of making the call slow. Consecutive application records
 with no server bytes in between belong to one request (headers, then body) and
 are delayed once. ``delay`` may be changed while connections are open.
+
+``hold()`` stops every request at the proxy until ``release()``: the apiserver is then
+as slow as the test wants, however busy the machine is, so a test can show that an
+answer did not wait for it (it arrived while the apiserver had not answered) instead
+of timing that answer.
 """
 
 from __future__ import annotations
@@ -29,9 +34,24 @@ class SlowProxy:
         self.upstream_port = upstream_port
         self.delay = delay
         self.delayed_requests = 0
+        self.held_requests = 0
+        self._open = asyncio.Event()
+        self._open.set()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
+
+    def hold(self) -> None:
+        """From now on, keep each request at the proxy until :meth:`release`."""
+        self._open.clear()
+
+    @property
+    def holding(self) -> bool:
+        return not self._open.is_set()
+
+    def release(self) -> None:
+        """Let held and later requests through (after ``delay``, if any)."""
+        self._open.set()
 
     @property
     def url(self) -> str:
@@ -103,6 +123,9 @@ class SlowProxy:
                     # record following server bytes starts the next request.
                     first = state.app_records == 2
                     later = state.app_records > 2 and state.server_spoke
+                    if (first or later) and not self._open.is_set():
+                        self.held_requests += 1
+                        await self._open.wait()
                     if (first or later) and self.delay > 0:
                         self.delayed_requests += 1
                         await asyncio.sleep(self.delay)

@@ -17,6 +17,7 @@ from bot.policy import AccessRequestSpec
 from k8s import grants as k8s_grants
 from tests.support.cluster import REPO, TestCluster
 from tests.support.harness import POLICY, Harness, workflow_harness
+from tests.support.patience import PATIENCE
 
 pytestmark = pytest.mark.cluster
 
@@ -67,11 +68,16 @@ async def test_killed_mid_provisioning_converges(
     ) as h:
         grant = await h.workflow.submit(view_request())
         doomed = spawn_worker(h, redis_url, tmp_path, kill_at)
-        assert await asyncio.to_thread(doomed.wait, 60) == -9, "worker was not killed"
+        assert await asyncio.to_thread(doomed.wait, PATIENCE) == -9, "worker was not killed"
         survivor = spawn_worker(h, redis_url, tmp_path)
         try:
-            final = await h.wait_state(grant.id, State.ACTIVE, State.FAILED, timeout=60)
-            await asyncio.sleep(1.0)  # a duplicate delivery would show up now
+            final = await h.wait_state(grant.id, State.ACTIVE, State.FAILED)
+            # A duplicate delivery could only come from the provision job running again:
+            # wait until the survivor is done with it for good.
+            deadline = asyncio.get_running_loop().time() + PATIENCE
+            while await h.core.scheduler.get(f"provision:{grant.id}") is not None:
+                assert asyncio.get_running_loop().time() < deadline, "provisioning never ended"
+                await asyncio.sleep(0.05)
         finally:
             survivor.kill()
             survivor.wait()
@@ -109,7 +115,8 @@ async def test_redis_flushall_objects_removed_at_their_expiry(
             if not left:
                 gone_at = now
             else:
-                assert now < expires_at + dt.timedelta(seconds=interval + 1), "outlived expiry"
+                # How soon after expires-at is bench/expiry.py's business; here: it goes.
+                assert now < expires_at + dt.timedelta(seconds=PATIENCE), "outlived expiry"
                 await asyncio.sleep(0.1)
         assert gone_at >= expires_at - dt.timedelta(seconds=0.2), "removed before its expiry"
         print(f"\nremoved {(gone_at - expires_at).total_seconds():.2f}s after expires-at")

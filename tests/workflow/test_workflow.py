@@ -14,6 +14,7 @@ from bot.workflow import NotAllowed, Outcome
 from k8s import grants as k8s_grants
 from tests.support.cluster import TestCluster
 from tests.support.harness import Harness, wait_for_grant
+from tests.support.patience import PATIENCE
 
 pytestmark = pytest.mark.cluster
 
@@ -43,7 +44,9 @@ def kubeconfig_of(h: Harness, grant_id: str, tmp_path: Path) -> Path:
     return path
 
 
-async def poll_unauthorized(cluster: TestCluster, kubeconfig: Path, timeout: float = 30) -> None:
+async def poll_unauthorized(
+    cluster: TestCluster, kubeconfig: Path, timeout: float = PATIENCE
+) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         r = await asyncio.to_thread(
@@ -53,6 +56,13 @@ async def poll_unauthorized(cluster: TestCluster, kubeconfig: Path, timeout: flo
             return
         assert asyncio.get_running_loop().time() < deadline, r.stderr
         await asyncio.sleep(0.5)
+
+
+async def provision_job_done(h: Harness, grant_id: str) -> None:
+    deadline = asyncio.get_running_loop().time() + PATIENCE
+    while await h.core.scheduler.get(f"provision:{grant_id}") is not None:
+        assert asyncio.get_running_loop().time() < deadline, "provisioning never finished"
+        await asyncio.sleep(0.05)
 
 
 async def test_request_approve_use_expire(
@@ -84,10 +94,10 @@ async def test_request_approve_use_expire(
     assert {o.kind for o in objs} == {"ServiceAccount", "RoleBinding"}
     assert all(o.requester == "U0ALICE" and o.expires_at is not None for o in objs)
 
-    expired = await harness.wait_state(grant.id, State.EXPIRED, timeout=40)
+    expired = await harness.wait_state(grant.id, State.EXPIRED)
     assert expired.history[-1].actor == "accessbot"
     # The state changes first (with a durable cleanup job), then the objects go.
-    deadline = asyncio.get_running_loop().time() + 10
+    deadline = asyncio.get_running_loop().time() + PATIENCE
     while [o for o in await k8s_grants.list_managed(harness.core.clusters["a"])
            if o.grant_id == grant.id]:  # fmt: skip
         assert asyncio.get_running_loop().time() < deadline, "objects outlived the expiry"
@@ -114,7 +124,8 @@ async def test_fifty_concurrent_approvals_make_one_grant(harness: Harness) -> No
     assert outcomes.count(Outcome.APPROVED) == 1
     assert set(outcomes) == {Outcome.APPROVED, Outcome.ALREADY_DECIDED}
     await harness.wait_state(grant.id, State.ACTIVE)
-    await asyncio.sleep(0.5)  # let any duplicate provisioning show itself
+    # A duplicate could only come from a second provision job: none is left to run.
+    await provision_job_done(harness, grant.id)
     assert len(harness.notifier.delivered_to(grant.id)) == 1
     audit = await harness.core.store.audit_tail(1000)
     provisioning = [e for e in audit if e["grant_id"] == grant.id and e["event"] == "provisioning"]
@@ -235,7 +246,7 @@ async def test_extension_of_approval_role_needs_an_approver(harness: Harness) ->
     assert request.state == State.PENDING
     assert (await wf.get(grant.id)).expires_at == active.expires_at
     await wf.approve(request.id, "U0PL2")
-    deadline = asyncio.get_running_loop().time() + 20
+    deadline = asyncio.get_running_loop().time() + PATIENCE
     while (await wf.get(grant.id)).expires_at == active.expires_at:
         assert asyncio.get_running_loop().time() < deadline
         await asyncio.sleep(0.05)
@@ -249,6 +260,6 @@ async def test_card_lost_to_a_crash_is_posted_later(harness: Harness) -> None:
         await harness.workflow.submit(spec())
     (pending,) = await harness.core.store.by_state(State.PENDING)
     assert pending.card is None
-    posted = await wait_for_grant(harness.core, pending.id, lambda g: g.card is not None, 10)
+    posted = await wait_for_grant(harness.core, pending.id, lambda g: g.card is not None, PATIENCE)
     assert posted.state == State.PENDING
     assert [c.id for c in harness.notifier.cards] == [pending.id]
