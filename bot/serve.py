@@ -16,7 +16,6 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.core import Core, build_core
 from bot.http.app import HttpService, SlackHandler
-from bot.lifecycle import State
 from bot.metrics import Metrics
 from bot.policy import Policy, load_policy
 from bot.redis_server import RedisProcess
@@ -79,11 +78,10 @@ async def _build(
             "shutdown_grace": SHUTDOWN_BUDGET - 3.0,
         },
     )
-    core.store.on_change.append(metrics.on_change)
+    metrics.attach(core.store, policy)
     core.reconciler.on_report = lambda r: metrics.reconciled(
         len(r.revoked), len(r.deferred), len(r.rescheduled)
     )
-    metrics.set_active([g for g in await core.store.by_state(State.ACTIVE) if g.kind == "access"])
     signing_secret = (
         settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     )

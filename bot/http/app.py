@@ -98,7 +98,9 @@ class HttpService:
         await c.call(c.core.get_api_resources, _request_timeout=(2.0, READY_TIMEOUT))
 
     async def metrics_page(self, _: web.Request) -> web.Response:
-        return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+        return web.Response(
+            body=await self.metrics.scrape(), headers={"Content-Type": CONTENT_TYPE}
+        )
 
     async def openapi(self, _: web.Request) -> web.Response:
         return web.json_response(openapi.document())

@@ -53,7 +53,7 @@ async def service(
 ) -> AsyncIterator[tuple[Harness, Client, Metrics]]:
     async with workflow_harness(redis_url, {"a": cluster, "b": cluster_b}, tmp_path) as h:
         metrics = Metrics()
-        h.core.store.on_change.append(metrics.on_change)
+        metrics.attach(h.core.store, h.core.policy)
         app = HttpService(h.core, metrics, offboard_secret=SECRET).build()
         async with TestServer(app, host="127.0.0.1") as server, aiohttp.ClientSession() as s:
             yield h, Client(server, s), metrics
