@@ -14,7 +14,9 @@ Design decisions:
   plain user ID, ``approvals`` may not exceed their number, because such a role
   could never be approved. Usergroups can grow, so they are not counted.
 * A request for a role that has since disappeared from the policy can still be
-  approved by admins only, so a policy edit never strands a pending request.
+  decided by admins only, so a policy edit never strands a pending request; but
+  nothing is ever created or extended against a policy that no longer allows it
+  (``recheck_request``): approving such a request ends it as failed, saying why.
 * Some namespaces are never grantable (``protected_patterns``): whoever can write
   in a cluster's users' namespace can mint tokens for every grant's
   ServiceAccount, and ``kube-system`` holds the controllers' ServiceAccounts. A
@@ -72,6 +74,7 @@ __all__ = [
     "parse_policy",
     "protected_namespace",
     "protected_patterns",
+    "recheck_request",
     "resolve_request",
     "role_clusters",
 ]
@@ -683,6 +686,43 @@ def resolve_request(policy: Policy, spec: AccessRequestSpec) -> ResolvedRequest:
         cluster_role=role.cluster_role,
         approvals_required=role.approvals,
     )
+
+
+def recheck_request(
+    policy: Policy, decided: ResolvedRequest, *, approvals_given: int | None = None
+) -> None:
+    """Check a request decided under an earlier policy against today's policy.
+
+    The policy may have changed between a request and the moment its objects
+    are made or its grant is extended (an operator narrows a role, protects a
+    namespace, removes a cluster, raises the approvals). What is created must
+    satisfy the policy in force *now*: the role still exists and still binds
+    the same ClusterRole at the same scope, on a cluster and in a namespace it
+    still allows, for no longer than its maximum, with enough approvals
+    (``approvals_given``; None skips that check, e.g. for an extension, whose
+    own approval is decided separately).
+
+    Raises ``RequestRejected`` saying what changed.
+    """
+    changed = "the policy changed since this was requested"
+    try:
+        role = _role(policy, decided.role)
+        _pick_cluster(policy, decided.role, decided.cluster)
+        _pick_namespace(policy, decided.cluster, decided.role, role, decided.namespace)
+        _pick_duration(policy, decided.role, role, decided.duration)
+    except RequestRejected as exc:
+        raise RequestRejected(f"{changed}: {exc}") from None
+    if (role.cluster_role, role.scope) != (decided.cluster_role, decided.scope):
+        raise RequestRejected(
+            f"{changed}: role {decided.role} now binds ClusterRole {role.cluster_role} "
+            f"({role.scope} scope), not {decided.cluster_role} ({decided.scope} scope); "
+            "request it again"
+        )
+    if approvals_given is not None and approvals_given < role.approvals:
+        raise RequestRejected(
+            f"{changed}: role {decided.role} now needs {role.approvals} approval(s) and this "
+            f"request has {approvals_given}; request it again"
+        )
 
 
 def _blank_to_none(value: str | None) -> str | None:

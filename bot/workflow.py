@@ -24,9 +24,10 @@ from bot.policy import (
     AccessRequestSpec,
     Policy,
     RequestRejected,
+    ResolvedRequest,
     is_admin,
     may_approve,
-    protected_namespace,
+    recheck_request,
     resolve_request,
 )
 from bot.ports import Directory, Notifier
@@ -395,12 +396,12 @@ class Workflow:
         grant = await self._start_provisioning(grant_id)
         if grant is None:
             return await self.store.get(grant_id)
-        # Requested under an older policy, or one that now protects the namespace:
-        # the rule of resolve_request holds at the moment anything is created.
-        if grant.namespace is not None:
-            why = protected_namespace(self.policy, grant.cluster, grant.namespace)
-            if why is not None:
-                return await self._fail(grant, f"{why}; AccessBot never grants access there")
+        # Requested under an older policy: the policy in force when anything is
+        # created decides (role, ClusterRole, namespace, duration, approvals).
+        try:
+            recheck_request(self.policy, _decided(grant), approvals_given=len(grant.approvals))
+        except RequestRejected as exc:
+            return await self._fail(grant, str(exc))
         try:
             token, content = await self._make_credentials(grant)
             # The end the cluster honours is on record before anyone is told a time.
@@ -782,6 +783,7 @@ class Workflow:
             raise RequestRejected(f"{grant_id} is an extension request; extend the grant itself")
         if grant.state != State.ACTIVE or grant.expires_at is None:
             raise RequestRejected(f"grant {grant_id} is {grant.state}; only active grants extend")
+        recheck_request(self.policy, _decided(grant))
         role = self.policy.roles[grant.role]
         now = self.clock()
         try:
@@ -878,10 +880,12 @@ class Workflow:
         """
         now = self.clock()
         current = await self.get(grant_id)
-        max_duration = self.policy.roles[current.role].max_duration
         marker = request_id or new_id()
         if current.state != State.ACTIVE or current.expires_at is None:
             raise RequestRejected(f"grant {grant_id} is no longer active")
+        # Approved under an older policy, perhaps: today's decides.
+        recheck_request(self.policy, _decided(current))
+        max_duration = self.policy.roles[current.role].max_duration
         if marker in current.extensions:
             # Recorded by an earlier attempt that died before delivering.
             _, content = await self._renew_credentials(current, self._spec(current), resumed=True)
@@ -1113,6 +1117,21 @@ class Workflow:
                 actor, "re-enable", None, "only AccessBot admins can re-enable an offboarded user"
             )
         return await self.store.reenable(user)
+
+
+def _decided(grant: Grant) -> ResolvedRequest:
+    """What was decided for ``grant``, in the shape the policy checks."""
+    return ResolvedRequest(
+        requester=grant.requester,
+        role=grant.role,
+        cluster=grant.cluster,
+        namespace=grant.namespace,
+        duration=grant.duration,
+        reason=grant.reason,
+        scope=grant.scope,
+        cluster_role=grant.cluster_role,
+        approvals_required=grant.approvals_required,
+    )
 
 
 def _records(refs: tuple[k8s_grants.ObjectRef, ...]) -> tuple[ClusterObject, ...]:

@@ -9,8 +9,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from slack_sdk.errors import SlackClientError
 
 from bot.core import Core
 from bot.http import openapi, signing
@@ -124,6 +126,10 @@ class HttpService:
             parsed = OffboardBody.model_validate(json.loads(body))
         except (ValueError, ValidationError) as exc:
             return _error(400, _first_problem(exc))
+        except RecursionError:
+            # json.loads recurses per nesting level; a signed but absurd body
+            # must still get a 400, never a 5xx.
+            return _error(400, "body is nested too deeply")
         return await self._run_offboard(parsed)
 
     async def _run_offboard(self, body: OffboardBody) -> web.Response:
@@ -132,6 +138,11 @@ class HttpService:
             user = await wf.resolve_user(email=body.email, user_id=body.slack_user_id)
         except UnknownUser as exc:
             return _error(404, str(exc))
+        except (SlackClientError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+            # Who the person is could not be told (Slack down, nothing cached):
+            # a retryable answer, as HR systems retry a 503.
+            log.warning("offboarding lookup failed: %s", exc)
+            return _error(503, "Slack did not answer the user lookup; retry shortly")
         result = await wf.offboard(user, "hr-webhook", body.reason or "offboarded by HR")
         if not result.done:
             # The truth, not a promise: these grants' objects may still exist.

@@ -93,9 +93,10 @@ def document() -> dict[str, Any]:
                             "(repeating is harmless)",
                         ),
                         "503": _json(
-                            pending,
+                            {"oneOf": [pending, _ERROR]},
                             "Not finished: these grants' objects may still exist; the user "
-                            "is blocked and cleanup continues; retry (each retry makes progress)",
+                            "is blocked and cleanup continues; retry (each retry makes progress). "
+                            "Or Slack could not tell who the user is (an error body): retry",
                         ),
                         "400": _json(_ERROR, "Malformed body"),
                         "401": _json(_ERROR, "Bad or stale signature"),

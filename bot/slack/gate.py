@@ -3,7 +3,8 @@
 The workflow refuses an offboarded actor in every use case; this gate makes the
 Slack surface say so uniformly, including for what never reaches a use case
 (``/access help``, the request form, cluster reports, App Home). Each refusal
-is audited by :meth:`bot.workflow.Workflow.require_enabled`.
+is audited by :meth:`bot.workflow.Workflow.require_enabled`. When Redis cannot
+be asked, the gate fails closed: the person is told to try again.
 
 It answers within Slack's 3 s ack: a slash command gets the ephemeral refusal
 as its response, a modal submission has its modal replaced by the refusal, a
@@ -64,8 +65,16 @@ class OffboardGate:
         except NotAllowed as exc:
             return self._refusal(body, user, f"{_sentence(exc)}. Nothing was changed.")
         except RedisError:
-            # The use cases check again (and fail closed) when Redis is back.
-            log.warning("offboarding check skipped for %s: Redis unavailable", user)
+            # Fail closed: whoever cannot be checked gets nothing, not even the
+            # reports, the form or /access help. Deactivations (user_change)
+            # never reach this check, so offboarding itself goes on.
+            log.warning("offboarding check failed for %s: Redis unavailable", user)
+            return self._refusal(
+                body,
+                user,
+                "AccessBot cannot check your account right now (its database is not "
+                "answering). Nothing was changed; try again in a minute.",
+            )
         await next_()
         return None
 

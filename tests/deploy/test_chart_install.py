@@ -951,3 +951,76 @@ def glob_release(cluster: TestCluster, tmp_path_factory: pytest.TempPathFactory)
     wait_until_guarded(cluster, kubeconfig, "view")
     yield kubeconfig
     helm(cluster, home, "uninstall", "glob", "--namespace", "glob-accessbot")
+
+
+# -- what the guard keeps closed beyond labels, subjects and roleRef ------------------
+
+
+def _own_binding(release: Release, cluster: TestCluster, name: str) -> str:
+    """A well-formed grant binding, made as the bot; returns its namespace."""
+    cat = catalog_of(release, cluster)
+    manifest = binding("RoleBinding", name, cat.ns_role, [cat.grantee], cat.allowed_ns)
+    as_admin(cluster, "delete", "rolebinding", name, "-n", cat.allowed_ns, "--ignore-not-found")
+    as_bot(cluster, release, "create", "-f", "-", stdin=manifest).check_returncode()
+    return cat.allowed_ns
+
+
+def test_a_finalizer_cannot_keep_a_revoked_binding_in_force(
+    release: Release, cluster: TestCluster
+) -> None:
+    """A terminating binding still authorizes: a finalizer would make "deleted" a lie."""
+    ns = _own_binding(release, cluster, "esc-finalizer")
+    patch = json.dumps({"metadata": {"finalizers": ["example.com/keep"]}})
+    try:
+        out = as_bot(cluster, release, "patch", "rolebinding", "esc-finalizer", "-n", ns,
+                     "--type=merge", "-p", patch)  # fmt: skip
+        assert out.returncode != 0, out.stdout
+        assert "finalizers" in out.stderr
+    finally:
+        as_admin(cluster, "patch", "rolebinding", "esc-finalizer", "-n", ns, "--type=merge",
+                 "-p", '{"metadata":{"finalizers":null}}')  # fmt: skip
+        as_admin(cluster, "delete", "rolebinding", "esc-finalizer", "-n", ns, "--ignore-not-found")
+
+
+def test_owner_references_cannot_be_added(release: Release, cluster: TestCluster) -> None:
+    ns = _own_binding(release, cluster, "esc-owner")
+    uid = as_admin(cluster, "create", "configmap", "esc-owner-cm", "-n", ns, "-o",
+                   "jsonpath={.metadata.uid}").stdout  # fmt: skip
+    owner = {"apiVersion": "v1", "kind": "ConfigMap", "name": "esc-owner-cm", "uid": uid}
+    patch = json.dumps({"metadata": {"ownerReferences": [owner]}})
+    try:
+        out = as_bot(cluster, release, "patch", "rolebinding", "esc-owner", "-n", ns,
+                     "--type=merge", "-p", patch)  # fmt: skip
+        assert out.returncode != 0, out.stdout
+    finally:
+        as_admin(cluster, "delete", "rolebinding", "esc-owner", "-n", ns, "--ignore-not-found")
+        as_admin(cluster, "delete", "configmap", "esc-owner-cm", "-n", ns, "--ignore-not-found")
+
+
+def test_the_default_service_account_is_never_bound_nor_given_a_token(
+    release: Release, cluster: TestCluster
+) -> None:
+    """Revocation deletes the grant's own ServiceAccount; `default` would outlive it."""
+    cat = catalog_of(release, cluster)
+    subject = {"kind": "ServiceAccount", "name": "default", "namespace": release.users_namespace}
+    manifest = binding("RoleBinding", "esc-default", cat.ns_role, [subject], cat.allowed_ns)
+    out = as_bot(cluster, release, "create", "-f", "-", stdin=manifest)
+    as_admin(cluster, "delete", "rolebinding", "esc-default", "-n", cat.allowed_ns,
+             "--ignore-not-found")  # fmt: skip
+    assert out.returncode != 0, out.stdout
+    assert absent(cluster, "rolebinding", "esc-default", cat.allowed_ns)
+    kubectl(
+        cluster.bin_dir,
+        cluster.kubeconfig,
+        "create",
+        "serviceaccount",
+        "default",
+        "-n",
+        release.users_namespace,
+        check=False,
+        timeout=30,
+    )  # no controller makes it
+    token = as_bot(cluster, release, "create", "token", "default", "-n",
+                   release.users_namespace, "--duration=600s")  # fmt: skip
+    assert token.returncode != 0, "minted a token for the users' namespace's default SA"
+    assert "default ServiceAccount" in token.stderr

@@ -139,3 +139,26 @@ async def test_health_ready_metrics_openapi(service: tuple[Harness, Client, Metr
     status, text = await client.get("/openapi.json")
     assert status == 200
     assert "/hooks/offboard" in json.loads(text)["paths"]
+
+
+# Signed (so past the signature check) but hostile: the parser's own limits
+# (nesting, integer digits, encodings) must end in a 4xx, never a 5xx.
+HOSTILE_BODIES = {
+    "deep-array": b"[" * 40000,
+    "deep-object": b'{"a":' * 20000,
+    "deep-in-field": b'{"email": ' + b"[" * 30000 + b"}",
+    "huge-int": b'{"slack_user_id": ' + b"9" * 5000 + b"}",
+    "nul-email": b'{"email": "a\\u0000@b"}',
+    "lone-surrogate": b'{"email": "\\ud800@b"}',
+    "bad-utf8": b'{"email": "\xff@b"}',
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_BODIES))
+async def test_signed_hostile_body_is_a_4xx(
+    name: str, service: tuple[Harness, Client, Metrics]
+) -> None:
+    _, client, _ = service
+    status, body = await client.offboard(HOSTILE_BODIES[name])
+    assert 400 <= status < 500, (status, body)
+    assert "error" in body
