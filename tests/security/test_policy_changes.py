@@ -59,7 +59,9 @@ async def restarted(policy_text: str, redis_url: str, kubeconfig: Path) -> Async
 
 
 def test_the_policy_texts_really_differ() -> None:
-    assert NARROWED_EDIT != POLICY and PROTECTING != POLICY and MORE_APPROVALS != POLICY
+    assert NARROWED_EDIT != POLICY
+    assert PROTECTING != POLICY
+    assert MORE_APPROVALS != POLICY
     assert parse_policy(MORE_APPROVALS).roles["edit"].approvals == 2
 
 
@@ -79,7 +81,8 @@ async def test_an_approval_after_a_policy_change_creates_nothing_it_forbids(
         await core.workflow.approve(grant.id, "U0LEAD")
         final = await wait_for_grant(core, grant.id, lambda g: g.ended, PATIENCE)
         assert final.state == State.FAILED
-        assert final.failure is not None and "policy changed" in final.failure
+        assert final.failure is not None
+        assert "policy changed" in final.failure
         left = [o for o in await k8s_grants.list_managed(core.clusters["a"])
                 if o.grant_id == grant.id]  # fmt: skip
         assert left == []
@@ -106,6 +109,7 @@ async def test_a_grant_the_policy_no_longer_allows_is_not_extended(
             with pytest.raises(RequestRejected, match="policy changed"):
                 await core.workflow.extend(grant.id, "U0ALICE", dt.timedelta(minutes=30))
             current = await core.store.get(grant.id)
-            assert current is not None and current.expires_at == active.expires_at
+            assert current is not None
+            assert current.expires_at == active.expires_at
         finally:
             await core.workflow.revoke(grant.id, "U0ADMIN", operator=True)
