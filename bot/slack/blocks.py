@@ -291,24 +291,33 @@ def allowance_file(allowance: Allowance) -> str:
     return "\n".join(parts) + "\n"
 
 
-def _summary_lines(allowance: Allowance) -> tuple[str, int]:
-    """The summary as plain bullet lines within a section, and how many clauses were left out."""
+def _summary_lines(allowance: Allowance) -> tuple[str, bool]:
+    """The summary as plain bullet lines within a section, and whether it was cut short.
+
+    A clause too long for the room left is cut after a whole resource name.
+    """
     room = SECTION_TEXT_LIMIT - _MORE_ROOM
     lines: list[str] = []
     size = 0
     for clause in allowance.summary:
         line = _BULLET_LINE + clause
         # Slack counts the escaped text.
-        if size + len(escape(line)) + 1 > room:
-            break
-        lines.append(line)
-        size += len(escape(line)) + 1
-    return "\n".join(lines), len(allowance.summary) - len(lines)
+        if size + len(escape(line)) + 1 <= room:
+            lines.append(line)
+            size += len(escape(line)) + 1
+            continue
+        cut = line
+        while ", " in cut and size + len(escape(cut)) + 3 > room:
+            cut = cut.rsplit(", ", 1)[0]
+        if size + len(escape(cut)) + 3 <= room and cut != line:
+            lines.append(cut + ", …")
+        return "\n".join(lines), True
+    return "\n".join(lines), False
 
 
 def allowance_fits(allowance: Allowance) -> bool:
     """Whether the whole summary fits the blocks (else a file carries the full list)."""
-    return _summary_lines(allowance)[1] == 0
+    return not _summary_lines(allowance)[1]
 
 
 def _flag_line(flag: str) -> str:
@@ -328,6 +337,7 @@ def allowance_blocks(
     cluster: str,
     namespaced: bool,
     label: str = "*What this allows*",
+    file_place: str = " (in this message's thread)",
 ) -> list[JSON]:
     """What a ClusterRole allows: the summary, then every flag, dangerous ones first.
 
@@ -356,11 +366,11 @@ def allowance_blocks(
                 )
             )
         ]
-    text, left_out = _summary_lines(permissions)
-    if left_out:
+    text, cut = _summary_lines(permissions)
+    if cut:
         text += (
-            f"\n…and {left_out} more: the full list is in the file "
-            f"{allowance_file_name(permissions)}"
+            f"\n…cut short to fit Slack: the full list is in the file "
+            f"{allowance_file_name(permissions)}{file_place}"
         )
     blocks = [section(md(title)), section(plain(text))]
     flags = permissions.flags
@@ -446,6 +456,7 @@ def roles_messages(
                 cluster=cluster,
                 namespaced=config.scope == "namespace",
                 label=_role_label(policy, role),
+                file_place=" (in your DM with AccessBot)",
             ),
         ]
         if len(blocks) + len(item) > MESSAGE_BLOCK_LIMIT:

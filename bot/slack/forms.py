@@ -225,6 +225,7 @@ def _permission_blocks(
         cluster_role=config.cluster_role,
         cluster=cluster,
         namespaced=config.scope == "namespace",
+        file_place=" (run /access roles to get it)",
     )
     # Block ids tied to role and cluster, so Slack never keeps a stale one around.
     for n, block in enumerate(blocks):
