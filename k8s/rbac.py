@@ -450,7 +450,12 @@ _DISPLAY: Final[Mapping[str, str]] = {
     "customresourcedefinitions": "CustomResourceDefinitions",
     "storageclasses": "StorageClasses",
     "certificatesigningrequests": "CertificateSigningRequests",
+    "bindings": "Bindings",
+    "resourceclaims": "ResourceClaims",
+    "resourceclaimtemplates": "ResourceClaimTemplates",
 }
+# Subresources that are part of their object for a reader: shown as the object.
+_FOLDED = frozenset({"status", "scale"})
 _KNOWN_GROUPS = frozenset(
     {
         _CORE,
@@ -468,6 +473,8 @@ _KNOWN_GROUPS = frozenset(
         _CERTS,
         _AUTHN,
         "authorization.k8s.io",
+        "events.k8s.io",
+        "resource.k8s.io",
     }
 )
 
@@ -477,6 +484,9 @@ def _display(group: str, resource: str) -> str:
         return "all resources" if group == "*" else f"all resources of {group or 'core'}"
     if resource.startswith("*/"):
         return f"the {resource[2:]} of every resource"
+    parent, _, sub = resource.partition("/")
+    if sub in _FOLDED:
+        resource = parent
     name = _DISPLAY.get(resource)
     if name is not None and group in _KNOWN_GROUPS | {"*"}:
         return name
@@ -499,6 +509,8 @@ def _access_words(verbs: frozenset[str]) -> str:
         words.append(
             "write" if {"create", "update", "patch"} <= writes else "/".join(sorted(writes))
         )
+    if words == ["read and write"] and others:
+        words = ["read", "write"]
     words += others
     return " and ".join(words) if len(words) < 3 else ", ".join(words[:-1]) + " and " + words[-1]
 

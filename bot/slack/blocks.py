@@ -347,7 +347,7 @@ def allowance_blocks(
     naming the file (``allowance_file_name``) that holds the full list.
     """
     scope = "in the namespace" if namespaced else "cluster-wide"
-    title = f"*What this allows* · ClusterRole {code(cluster_role)} on {code(cluster)}, {scope}"
+    title = f"{label} · ClusterRole {code(cluster_role)} on {code(cluster)}, {scope}"
     if permissions is PERMISSIONS_CHECKING:
         return [context(md(f"{title}\n:hourglass_flowing_sand: Permissions being checked…"))]
     if isinstance(permissions, str):
