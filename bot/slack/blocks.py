@@ -339,7 +339,7 @@ def allowance_blocks(
     label: str = "*What this allows*",
     file_place: str = " (in this message's thread)",
 ) -> list[JSON]:
-    """What a ClusterRole allows: the summary, then every flag, dangerous ones first.
+    """What a ClusterRole allows: every flag (dangerous ones first), then the summary.
 
     The summary quotes the cluster (resource names, ``resourceNames``), so it is
     ``plain_text``; the flags are ours. At most three blocks, each within
@@ -372,13 +372,13 @@ def allowance_blocks(
             f"\n…cut short to fit Slack: the full list is in the file "
             f"{allowance_file_name(permissions)}{file_place}"
         )
-    blocks = [section(md(title)), section(plain(text))]
+    # Flags before the summary: what can outlive the grant is read first.
     flags = permissions.flags
     if flags:
-        blocks.append(section(md("\n".join(_flag_line(f) for f in flags))))
+        flag_block = section(md("\n".join(_flag_line(f) for f in flags)))
     else:
-        blocks.append(context(md(":white_check_mark: No risk flags")))
-    return blocks
+        flag_block = context(md(":white_check_mark: No risk flags"))
+    return [section(md(title)), flag_block, section(plain(text))]
 
 
 def approval_card(

@@ -70,9 +70,9 @@ def test_blocks_escape_cluster_text_and_show_every_flag() -> None:
     text = json.dumps(blocks)
     assert "<!channel>" not in text
     assert "evil<role>" not in text
-    summary = blocks[1]["text"]
+    summary = blocks[2]["text"]
     assert summary["type"] == "plain_text"  # resourceNames can hold anything
-    flags = blocks[2]["text"]["text"]
+    flags = blocks[1]["text"]["text"]
     assert flags.index("impersonation") < flags.index("secrets-read") < flags.index("cluster-scope")
 
 
