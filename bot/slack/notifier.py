@@ -126,16 +126,6 @@ class SlackNotifier:
             self._checks[key] = task
         return task
 
-    async def permissions(
-        self, cluster: str, cluster_role: str, *, namespaced: bool, patience: float | None = None
-    ) -> Permissions:
-        """``permissions_check``'s answer, or PERMISSIONS_CHECKING after ``patience`` seconds."""
-        task = self.permissions_check(cluster, cluster_role, namespaced=namespaced)
-        try:
-            return await asyncio.wait_for(asyncio.shield(task), patience)
-        except TimeoutError:
-            return PERMISSIONS_CHECKING
-
     async def _check(self, cluster: str, cluster_role: str, namespaced: bool) -> Permissions:
         if self._clusters is None:
             return "AccessBot has no cluster connection here"
