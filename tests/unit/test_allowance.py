@@ -128,3 +128,17 @@ def test_roles_listing_splits_at_the_block_limit() -> None:
     for message in messages:
         assert block_errors(message.blocks, MESSAGE_BLOCK_LIMIT) == []
     assert sum(json.dumps(m.blocks).count("ClusterRole") for m in messages) == 40
+
+
+def test_access_roles_parses_and_refuses_bad_input() -> None:
+    import pytest
+
+    from bot.slack.commands import CommandError, Roles, parse_access
+
+    assert parse_access("roles") == Roles()
+    assert parse_access("roles -c a") == Roles("a")
+    assert parse_access(Roles("a").text()) == Roles("a")
+    for bad in ("roles -c a%2Fb", "roles extra", "roles -n x"):
+        with pytest.raises(CommandError) as err:
+            parse_access(bad)
+        assert err.value.usage == "/access roles [-c CLUSTER]"
