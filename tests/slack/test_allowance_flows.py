@@ -30,6 +30,8 @@ from tests.support.slow_proxy import SlowProxy
 pytestmark = pytest.mark.cluster
 
 TUNED = "allows-test-tuned"
+HUGE = "allows-test-huge"
+HUGE_RESOURCES = [f"widget{i:03d}s" for i in range(300)]
 POLICY = f"""
 approvals_channel: C0APPROVALS
 audit_channel: C0AUDIT
@@ -44,6 +46,8 @@ roles:
                   approvals: 1, namespaces: ["team-*"], clusters: [a]}}
   tuned: {{cluster_role: {TUNED}, scope: namespace, max_duration: 4h, approvals: 1,
            namespaces: ["team-*"], clusters: [a]}}
+  huge: {{cluster_role: {HUGE}, scope: namespace, max_duration: 4h, approvals: 1,
+          namespaces: ["team-*"], clusters: [a]}}
   reader: {{cluster_role: view, scope: cluster, max_duration: 1h, approvals: 1,
             clusters: [a]}}
 defaults: {{duration: 1h, pending_ttl: 24h, reminder_before: 10m}}
@@ -62,10 +66,15 @@ def roles(cluster: TestCluster) -> Iterator[None]:
     apply_cluster_role(
         api, TUNED, [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
     )
+    apply_cluster_role(
+        api, HUGE, [{"apiGroups": ["allows-test.example.com"], "resources": HUGE_RESOURCES,
+                     "verbs": ["get", "list", "watch"]}],
+    )  # fmt: skip
     with curated_roles(cluster):
         yield
-    with contextlib.suppress(ApiException):
-        client.RbacAuthorizationV1Api(api).delete_cluster_role(TUNED)
+    for name in (TUNED, HUGE):
+        with contextlib.suppress(ApiException):
+            client.RbacAuthorizationV1Api(api).delete_cluster_role(name)
 
 
 @pytest.fixture
@@ -168,15 +177,41 @@ async def test_changing_the_cluster_role_changes_the_next_card(
     assert "no Secrets" in shown
 
 
+async def test_a_summary_too_long_for_slack_puts_the_full_list_in_the_thread(
+    bed: SlackBed,
+) -> None:
+    grant_id, call = await _settled_card(bed, "request huge -n team-a count widgets", "U0ALICE")
+    shown = _flags_text(call)
+    assert "cut short" in shown
+    assert "permissions-allows-test-huge-a.txt" in shown
+    ts = bed.card_for(grant_id)["ts"]
+    deadline = asyncio.get_running_loop().time() + 60
+    while not [f for f in bed.emu.uploaded_files if f.completed and f.thread_ts == ts]:
+        assert asyncio.get_running_loop().time() < deadline, "no file in the card's thread"
+        await asyncio.sleep(0.05)
+    (file,) = [f for f in bed.emu.uploaded_files if f.completed and f.thread_ts == ts]
+    assert file.filename == "permissions-allows-test-huge-a.txt"
+    content = (file.content or b"").decode()
+    assert all(name in content for name in HUGE_RESOURCES)
+
+
 async def test_access_roles_lists_what_each_role_allows(bed: SlackBed) -> None:
     reply = await bed.command("roles -c a", "U0BOB")
     assert reply.status == 200
     answer = await bed.wait_response("Roles on a", timeout=60)
     shown = json.dumps(answer.params, ensure_ascii=False)
-    for role in ("edit", "curated-view", "tuned", "reader"):
+    for role in ("edit", "curated-view", "tuned", "huge", "reader"):
         assert f"*{role}*" in shown, shown[:4000]
     assert TOKEN_FLAG in shown
     assert NO_FLAGS in shown
+    assert "permissions-allows-test-huge-a.txt (in your DM with AccessBot)" in shown
+    deadline = asyncio.get_running_loop().time() + 60
+    while not any(
+        f.completed and f.filename == "permissions-allows-test-huge-a.txt" and not f.thread_ts
+        for f in bed.emu.uploaded_files
+    ):
+        assert asyncio.get_running_loop().time() < deadline, "no full list in the DM"
+        await asyncio.sleep(0.05)
     bad = await bed.command("roles -c nowhere", "U0BOB")
     assert "unknown cluster" in bad.text
 
