@@ -37,16 +37,22 @@ from bot.core import Core
 from bot.http.signing import verify_slack
 from bot.lifecycle import State
 from bot.models import Grant, utcnow
-from bot.policy import AccessRequestSpec, RequestRejected, resolve_request
+from bot.policy import AccessRequestSpec, RequestRejected, resolve_request, role_clusters
 from bot.slack import ids
 from bot.slack.blocks import (
+    PERMISSIONS_CHECKING,
     HomeData,
     Message,
+    Permissions,
+    allowance_file,
+    allowance_file_name,
+    allowance_fits,
     error_message,
     grant_list_message,
     help_message,
     home_view,
     info_message,
+    roles_messages,
 )
 from bot.slack.client import error_code
 from bot.slack.commands import (
@@ -60,6 +66,7 @@ from bot.slack.commands import (
     OpenModal,
     Request,
     Revoke,
+    Roles,
     parse_access,
     parse_k8s,
 )
@@ -71,15 +78,18 @@ from bot.slack.forms import (
     read_request_form,
     read_text,
     request_modal,
+    requestable_clusters,
+    roles_on,
     validate_extension,
     validate_request_form,
 )
 from bot.slack.gate import OffboardGate
-from bot.slack.notifier import SlackNotifier
+from bot.slack.notifier import CARD_PATIENCE_SECONDS, SlackNotifier
 from bot.slack.reports import ReportAccess, may_run_reports, run_report
 from bot.slack.text import code, escape, unescape
 from bot.workflow import NotAllowed, Outcome, UnknownGrant, Workflow
 from k8s.errors import ClusterError
+from k8s.rbac import Allowance
 
 __all__ = ["ReportAccess", "build_slack_app", "slack_http_handler"]
 
@@ -230,6 +240,7 @@ class _Listeners:
         self.notifier = (
             notifier if isinstance(notifier, SlackNotifier) else SlackNotifier(client, core.policy)
         )
+        self.notifier.use_clusters(core.clusters)
         directory = core.workflow.directory
         self.directory = directory if isinstance(directory, SlackDirectory) else None
 
@@ -244,6 +255,7 @@ class _Listeners:
         app.action(ids.EXTEND)(self.extend_click)
         app.action(ids.OPEN_MODAL)(self.open_modal_click)
         app.action(ids.MODAL_CLUSTER)(self.modal_cluster_changed)
+        app.action(ids.MODAL_ROLE)(self.modal_role_changed)
         app.view(ids.REQUEST_MODAL)(self.request_submitted)
         app.view(ids.DENY_MODAL)(self.deny_submitted)
         app.view(ids.EXTEND_MODAL)(self.extend_submitted)
@@ -342,6 +354,16 @@ class _Listeners:
         if isinstance(parsed, Help):
             await ack(**_ephemeral(help_message("access")))
             return
+        if isinstance(parsed, Roles):
+            clusters = requestable_clusters(self.policy)
+            if parsed.cluster is not None and parsed.cluster not in clusters:
+                problem = f"unknown cluster {parsed.cluster!r}; clusters: {', '.join(clusters)}"
+                await ack(**_ephemeral(error_message(problem, USAGE["roles"])))
+                return
+            await ack()
+            names = [parsed.cluster] if parsed.cluster else clusters
+            await self._answer(user, respond, "roles", "", self._roles(names, user, respond))
+            return
         await ack()
         if isinstance(parsed, OpenModal):
             await self._open(str(command["trigger_id"]), request_modal(self.policy), user)
@@ -372,6 +394,37 @@ class _Listeners:
             return await self._revoke(cmd.grant_id, user)
         result = await self.workflow.extend(cmd.grant_id, user, cmd.duration)
         return _extended(cmd.grant_id, result)
+
+    async def _roles(self, clusters: list[str], user: str, respond: AsyncRespond) -> None:
+        """``/access roles``: every role's permissions per cluster, read concurrently."""
+        checks = {
+            (cluster, role): self.notifier.permissions_check(
+                cluster,
+                self.policy.roles[role].cluster_role,
+                namespaced=self.policy.roles[role].scope == "namespace",
+            )
+            for cluster in clusters
+            for role in roles_on(self.policy, cluster)
+        }
+        await asyncio.gather(*checks.values())
+        sent = 0
+        for cluster in clusters:
+            entries = [
+                (role, checks[cluster, role].result()) for role in roles_on(self.policy, cluster)
+            ]
+            for message in roles_messages(self.policy, cluster, entries):
+                # A response_url takes 5 posts; past that the rest goes to the DM.
+                await self._send(user, respond if sent < RESPONSES_PER_COMMAND else None, message)
+                sent += 1
+            for _, permissions in entries:
+                if (
+                    isinstance(permissions, Allowance)
+                    and permissions.exists
+                    and not allowance_fits(permissions)
+                ):
+                    await self._upload(
+                        user, allowance_file_name(permissions), allowance_file(permissions)
+                    )
 
     # -- /k8s -----------------------------------------------------------------------------
 
@@ -526,6 +579,50 @@ class _Listeners:
         except SlackClientError as exc:
             # hash_conflict: the user changed it again meanwhile; the newer update wins.
             log.info("request form update skipped: %s", error_code(exc))
+
+    async def modal_role_changed(self, ack: AsyncAck, body: JSON, action: JSON) -> None:
+        """The request form's role changed: show what it allows on the chosen cluster.
+
+        The form is redrawn at once (saying "permissions being checked" unless the
+        answer comes within the card's patience) and again when the answer comes.
+        """
+        await ack()
+        view = body.get("view") or {}
+        form = read_request_form(_values(view))
+        role = str((action.get("selected_option") or {}).get("value") or "")
+        cluster = form.cluster or ""
+        if role not in self.policy.roles or cluster not in role_clusters(self.policy, role):
+            return
+        config = self.policy.roles[role]
+        check = self.notifier.permissions_check(
+            cluster, config.cluster_role, namespaced=config.scope == "namespace"
+        )
+        try:
+            found = await asyncio.wait_for(asyncio.shield(check), CARD_PATIENCE_SECONDS)
+        except TimeoutError:
+            found = PERMISSIONS_CHECKING
+        view_hash = await self._redraw_request_form(view, cluster, role, found, view.get("hash"))
+        if found is PERMISSIONS_CHECKING and view_hash is not None:
+            await self._redraw_request_form(view, cluster, role, await check, view_hash)
+
+    async def _redraw_request_form(
+        self, view: JSON, cluster: str, role: str, found: Permissions, view_hash: Any
+    ) -> str | None:
+        """``views.update`` the request form; the new hash, None when Slack refused."""
+        metadata = str(view.get("private_metadata") or "")
+        try:
+            resp = await self.client.views_update(
+                view_id=str(view.get("id") or ""),
+                hash=view_hash,
+                view=request_modal(
+                    self.policy, cluster=cluster, role=role, metadata=metadata, permissions=found
+                ),
+            )
+        except SlackClientError as exc:
+            # hash_conflict: the user changed the form meanwhile; the newer update wins.
+            log.info("request form update skipped: %s", error_code(exc))
+            return None
+        return str((resp.get("view") or {}).get("hash") or "") or None
 
     # -- modals: validated before the ack, so mistakes show next to the field -------------
 

@@ -37,6 +37,7 @@ __all__ = [
     "OpenModal",
     "Request",
     "Revoke",
+    "Roles",
     "parse_access",
     "parse_k8s",
 ]
@@ -46,11 +47,12 @@ USAGE: dict[str, str] = {
     "list": "/access list [--all]",
     "revoke": "/access revoke GRANT_ID",
     "extend": "/access extend GRANT_ID -d DURATION",
+    "roles": "/access roles [-c CLUSTER]",
     "help": "/access help",
     "nodes": "/k8s nodes [-c CLUSTER]",
     "helm": "/k8s helm [-c CLUSTER] [-n NAMESPACE | -A]",
 }
-ACCESS_USAGE = "\n".join(USAGE[k] for k in ("request", "list", "revoke", "extend", "help"))
+ACCESS_USAGE = "\n".join(USAGE[k] for k in ("request", "list", "revoke", "extend", "roles", "help"))
 K8S_USAGE = "\n".join(USAGE[k] for k in ("nodes", "helm"))
 
 # Anything shaped like an option: "-x", "--word", "--word=value". A lone "-" or
@@ -134,6 +136,16 @@ class Extend:
 
 
 @dataclass(frozen=True)
+class Roles:
+    """``/access roles [-c CLUSTER]``: what each role allows (None: every cluster)."""
+
+    cluster: str | None = None
+
+    def text(self) -> str:
+        return "roles" if self.cluster is None else f"roles -c {self.cluster}"
+
+
+@dataclass(frozen=True)
 class Help:
     topic: str = "access"  # "access" or "k8s"
 
@@ -166,7 +178,7 @@ class Helm:
         return " ".join(parts)
 
 
-AccessCommand = OpenModal | Request | ListGrants | Revoke | Extend | Help
+AccessCommand = OpenModal | Request | ListGrants | Revoke | Extend | Roles | Help
 K8sCommand = Nodes | Helm | Help
 
 
@@ -365,6 +377,12 @@ def _parse_extend(text: str) -> Extend:
     return Extend(grant_id, _duration(scan.options["duration"], usage))
 
 
+def _parse_roles(text: str) -> Roles:
+    usage = USAGE["roles"]
+    scan = _scan(text, usage, valued=_CLUSTER, flags={}, positional=0)
+    return Roles(_label(scan.options.get("cluster"), "cluster", usage))
+
+
 def _parse_help(text: str) -> Help:
     _scan(text, USAGE["help"], valued={}, flags={}, positional=0)
     return Help("access")
@@ -376,6 +394,7 @@ _ACCESS_VERBS: dict[str, Callable[[str], AccessCommand]] = {
     "ls": _parse_list,
     "revoke": _parse_revoke,
     "extend": _parse_extend,
+    "roles": _parse_roles,
     "help": _parse_help,
 }
 

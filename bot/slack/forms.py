@@ -27,7 +27,7 @@ from bot.policy import (
     role_clusters,
 )
 from bot.slack import ids
-from bot.slack.blocks import context, section
+from bot.slack.blocks import PERMISSIONS_CHECKING, Permissions, allowance_blocks, context, section
 from bot.slack.text import (
     JSON,
     MODAL_TITLE_LIMIT,
@@ -140,9 +140,18 @@ def role_block_id(cluster: str) -> str:
 
 
 def request_modal(
-    policy: Policy, *, cluster: str | None = None, role: str | None = None, metadata: str = ""
+    policy: Policy,
+    *,
+    cluster: str | None = None,
+    role: str | None = None,
+    metadata: str = "",
+    permissions: Permissions = PERMISSIONS_CHECKING,
 ) -> JSON:
-    """The ``/access`` form; ``cluster`` picks whose roles are offered (default the first)."""
+    """The ``/access`` form; ``cluster`` picks whose roles are offered (default the first).
+
+    Once ``role`` is chosen, the form shows what its ClusterRole allows on the
+    cluster (``permissions``; PERMISSIONS_CHECKING says they are being read).
+    """
     clusters = requestable_clusters(policy)
     chosen = cluster if cluster in clusters else clusters[0]
     roles = roles_on(policy, chosen)
@@ -155,7 +164,7 @@ def request_modal(
     }
     role_select: JSON = {
         "type": "static_select",
-        "action_id": ids.VALUE,
+        "action_id": ids.MODAL_ROLE,
         "placeholder": plain("Pick a role"),
         "options": [_option(_role_text(policy, r), r) for r in roles[:OPTIONS_LIMIT]],
     }
@@ -174,9 +183,11 @@ def request_modal(
         {
             "type": "input",
             "block_id": role_block_id(chosen),
+            "dispatch_action": True,
             "label": plain("Role"),
             "element": role_select,
         },
+        *_permission_blocks(policy, chosen, role if role in roles else None, permissions),
         _text_input(
             ids.NAMESPACE_BLOCK,
             "Namespace",
@@ -201,6 +212,25 @@ def request_modal(
         ),
     ]
     return _modal(ids.REQUEST_MODAL, "Request access", "Request", blocks, metadata)
+
+
+def _permission_blocks(
+    policy: Policy, cluster: str, role: str | None, permissions: Permissions
+) -> list[JSON]:
+    if role is None:
+        return []
+    config = policy.roles[role]
+    blocks = allowance_blocks(
+        permissions,
+        cluster_role=config.cluster_role,
+        cluster=cluster,
+        namespaced=config.scope == "namespace",
+        file_place=" (run /access roles to get it)",
+    )
+    # Block ids tied to role and cluster, so Slack never keeps a stale one around.
+    for n, block in enumerate(blocks):
+        block["block_id"] = f"{ids.PERMISSIONS_BLOCK}-{cluster}-{role}-{n}"[:255]
+    return blocks
 
 
 @dataclass(frozen=True)

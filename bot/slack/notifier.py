@@ -27,7 +27,12 @@ from bot.audit import new_steps
 from bot.models import Grant, MessageRef, utcnow
 from bot.policy import Policy
 from bot.slack.blocks import (
+    PERMISSIONS_CHECKING,
     Message,
+    Permissions,
+    allowance_file,
+    allowance_file_name,
+    allowance_fits,
     approval_card,
     audit_message,
     info_message,
@@ -37,10 +42,19 @@ from bot.slack.blocks import (
 from bot.slack.client import CONFIG_ERRORS, error_code
 from bot.slack.directory import SlackDirectory
 from bot.slack.text import escape
+from k8s.clients import ClusterRegistry
+from k8s.errors import ClusterError
+from k8s.rbac import Allowance, AllowanceCache
 
 __all__ = ["DeliveryFailed", "SlackNotifier"]
 
 log = logging.getLogger(__name__)
+
+# How long a new card waits for its role's permissions before it is posted saying
+# "permissions being checked" (and updated in place once they are known).
+CARD_PATIENCE_SECONDS = 1.0
+# Past this, a permission check that still has no answer is reported as failed.
+CHECK_LIMIT_SECONDS = 60.0
 
 # Errors worth another attempt later (the scheduler retries the delivery job).
 TRANSIENT_ERRORS = frozenset(
@@ -84,12 +98,123 @@ class SlackNotifier:
         self._locks: dict[str, asyncio.Lock] = {}
         self._card_versions: dict[str, int] = {}
         self._alerted: dict[str, float] = {}
+        self._clusters: ClusterRegistry | None = None
+        self._allowances = AllowanceCache()
+        self._checks: dict[tuple[str, str, bool], asyncio.Task[Permissions]] = {}
+        self._latest: dict[str, Grant] = {}
+        self._filling: set[str] = set()
+        self._background: set[asyncio.Task[None]] = set()
+
+    # -- what a role allows ------------------------------------------------------------------
+
+    def use_clusters(self, clusters: ClusterRegistry) -> None:
+        """Read roles' permissions from these clusters for cards, forms and ``/access roles``."""
+        self._clusters = clusters
+
+    def permissions_check(
+        self, cluster: str, cluster_role: str, *, namespaced: bool
+    ) -> asyncio.Task[Permissions]:
+        """What ``cluster_role`` allows on ``cluster``, read now (or joining a read under way).
+
+        Every new check asks the cluster whether the ClusterRole changed (see
+        ``AllowanceCache``); the task never raises: a problem is returned as words.
+        """
+        key = (cluster, cluster_role, namespaced)
+        task = self._checks.get(key)
+        if task is None or task.done():
+            task = asyncio.create_task(self._check(*key))
+            self._checks[key] = task
+        return task
+
+    async def _check(self, cluster: str, cluster_role: str, namespaced: bool) -> Permissions:
+        if self._clusters is None:
+            return "AccessBot has no cluster connection here"
+        try:
+            async with asyncio.timeout(CHECK_LIMIT_SECONDS):
+                return await self._allowances.allowance(
+                    self._clusters[cluster], cluster_role, namespaced=namespaced
+                )
+        except ClusterError as exc:
+            return str(exc)
+        except TimeoutError:
+            return f"cluster {cluster} did not answer within {CHECK_LIMIT_SECONDS:.0f}s"
+        except Exception as exc:  # never let a card go without an answer
+            log.exception("checking ClusterRole %s on %s failed", cluster_role, cluster)
+            return f"unexpected error ({exc.__class__.__name__})"
+
+    def _known(self, grant: Grant) -> Permissions:
+        """The latest permissions known for the grant's role, without waiting."""
+        namespaced = grant.namespace is not None
+        task = self._checks.get((grant.cluster, grant.cluster_role, namespaced))
+        if task is not None and task.done():
+            return task.result()
+        return self._allowances.peek(grant.cluster, grant.cluster_role, namespaced=namespaced)
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _fill_in_later(
+        self, grant_id: str, ref: MessageRef, check: asyncio.Task[Permissions]
+    ) -> None:
+        """Redraw a card posted as "permissions being checked" once the check answers."""
+        self._filling.add(grant_id)
+        try:
+            permissions = await check
+            async with self._lock(grant_id):
+                grant = self._latest.get(grant_id)
+                if grant is None:
+                    return
+                card = approval_card(grant, self._policy, permissions)
+                try:
+                    await self._client.chat_update(
+                        channel=ref.channel, ts=ref.ts, **card.as_kwargs()
+                    )
+                except SlackClientError as exc:
+                    await self._trouble("update an approval card", exc, ref.channel, grant)
+                    return
+            await self._attach_full_list(ref, permissions)
+        except Exception:
+            log.exception("could not fill in the permissions of card %s", grant_id)
+        finally:
+            self._filling.discard(grant_id)
+            grant = self._latest.get(grant_id)
+            if grant is not None and grant.ended:
+                self._latest.pop(grant_id, None)
+
+    async def _attach_full_list(self, ref: MessageRef, permissions: Permissions) -> None:
+        """When the summary did not fit the card: the full list as a file in its thread."""
+        if not isinstance(permissions, Allowance) or not permissions.exists:
+            return
+        if allowance_fits(permissions):
+            return
+        name = allowance_file_name(permissions)
+        try:
+            await self._client.files_upload_v2(
+                channel=ref.channel,
+                thread_ts=ref.ts,
+                content=allowance_file(permissions).encode(),
+                filename=name,
+                title=name,
+            )
+        except SlackClientError as exc:
+            log.error("could not attach %s to the card: %s", name, error_code(exc))
 
     # -- Notifier ------------------------------------------------------------------------
 
     async def post_card(self, grant: Grant) -> MessageRef | None:
+        """Post the card at once: with the role's permissions if they are known within
+        CARD_PATIENCE_SECONDS, else saying they are being checked (then filled in)."""
         channel = self._policy.approvals_channel
-        card = approval_card(grant, self._policy)
+        check = self.permissions_check(
+            grant.cluster, grant.cluster_role, namespaced=grant.namespace is not None
+        )
+        try:
+            permissions = await asyncio.wait_for(asyncio.shield(check), CARD_PATIENCE_SECONDS)
+        except TimeoutError:
+            permissions = PERMISSIONS_CHECKING
+        card = approval_card(grant, self._policy, permissions)
         try:
             resp = await self._client.chat_postMessage(
                 channel=channel, unfurl_links=False, unfurl_media=False, **card.as_kwargs()
@@ -98,7 +223,13 @@ class SlackNotifier:
             await self._trouble("post an approval card", exc, channel, grant)
             return None
         self._card_versions[grant.id] = grant.version
-        return MessageRef(channel=str(resp["channel"]), ts=str(resp["ts"]))
+        ref = MessageRef(channel=str(resp["channel"]), ts=str(resp["ts"]))
+        self._latest.setdefault(grant.id, grant)
+        if permissions is PERMISSIONS_CHECKING:
+            self._spawn(self._fill_in_later(grant.id, ref, check))
+        else:
+            self._spawn(self._attach_full_list(ref, permissions))
+        return ref
 
     async def deliver_kubeconfig(self, grant: Grant, filename: str, content: bytes) -> str:
         """Upload the file into the requester's DM; returns the Slack file id."""
@@ -125,12 +256,16 @@ class SlackNotifier:
         return file_id
 
     async def grant_changed(self, before: Grant, after: Grant) -> None:
+        latest = self._latest.get(after.id)
+        if latest is None or latest.version <= after.version:
+            self._latest[after.id] = after
         async with self._lock(after.id):
             await self._guarded("update the approval card", self._update_card(before, after), after)
             await self._guarded("message the requester", self._tell_requester(before, after), after)
             await self._guarded("post to the audit channel", self._audit(before, after), after)
-        if after.ended:
+        if after.ended and after.id not in self._filling:
             self._locks.pop(after.id, None)
+            self._latest.pop(after.id, None)
 
     async def remind(self, grant: Grant) -> None:
         message = reminder_message(grant, self._clock())
@@ -149,7 +284,7 @@ class SlackNotifier:
         if after.version < self._card_versions.get(after.id, -1):
             return  # a newer change already drew the card
         self._card_versions[after.id] = after.version
-        card = approval_card(after, self._policy)
+        card = approval_card(after, self._policy, self._known(after))
         try:
             await self._client.chat_update(
                 channel=after.card.channel, ts=after.card.ts, **card.as_kwargs()
