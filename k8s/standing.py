@@ -193,7 +193,8 @@ def binding_entries(
     risks = frozenset() if rules is None else rbac.analyse(rules, namespaced=not cluster_wide)
     kind = "ClusterRoleBinding" if cluster_wide else "RoleBinding"
     where = str(meta.name) if cluster_wide else f"{ns}/{meta.name}"
-    via = f"{kind} {where} -> {ref.kind} {ref.name}" + (" (missing)" if rules is None else "")
+    missing = ", missing" if rules is None else ""
+    via = f"{kind} {where} ({ref.kind} {ref.name}{missing})"
     scope = "cluster-wide" if cluster_wide else f"namespace {ns}"
     managed = _labelled(meta, MANAGED_LABEL)
     bootstrap = _labelled(meta, BOOTSTRAP_LABEL)
