@@ -379,6 +379,9 @@ def test_the_service_account_has_nothing_beyond_what_the_bot_calls(
         # Read-only, for the risk analysis of the catalog.
         ("get", "clusterroles/admin"),
         ("list", "clusterroles"),
+        # Read-only, for /k8s standing.
+        ("list", "roles", "-A"),
+        ("list", "rolebindings", "-A"),
         *[("bind", f"clusterroles/{r.cluster_role}") for r in local_roles(release).values()],
     ]
     denied = [
@@ -398,6 +401,8 @@ def test_the_service_account_has_nothing_beyond_what_the_bot_calls(
         ("create", "pods", "-n", users),
         ("get", "configmaps", "-n", release.namespace),
         ("delete", "namespaces"),
+        ("create", "roles", "-n", "some-team"),
+        ("update", "roles", "-n", "some-team"),
     ]
     secrets = [("list", "secrets", "-A"), ("get", "secrets", "-n", "kube-system")]
     for args in allowed + (secrets if release.helm_report else []):
