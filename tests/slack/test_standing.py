@@ -165,6 +165,12 @@ async def test_standing_is_for_admins_only(bed: SlackBed, seeded: None) -> None:
         refused = await bed.wait_response("AccessBot admins can see standing privilege")
         assert ROOT_USER not in json.dumps(refused.params)
     assert not [f for f in bed.emu.uploaded_files if f.filename.startswith("standing-")]
+    refusals = [
+        e["actor"]
+        for e in await bed.core.store.audit_tail(500)
+        if e["event"] == "refused" and "standing" in json.dumps(e)
+    ]
+    assert sorted(refusals) == ["U0BOB", "U0PL1"]  # audited
     usage = (await bed.command("standing -c nowhere", "U0ADMIN", command="/k8s")).json()
     assert "unknown cluster 'nowhere'" in json.dumps(usage)
     extra = (await bed.command("standing -c a extra", "U0ADMIN", command="/k8s")).json()
