@@ -25,7 +25,7 @@ from bot.redis_server import RedisProcess, RedisUnavailable
 from bot.settings import ConfigError, Settings, bot_namespace, load_settings
 from bot.workflow import NotAllowed, UnknownGrant, UnknownUser
 from k8s import grants as k8s_grants
-from k8s import rbac
+from k8s import rbac, standing
 from k8s.clients import TRANSIENT_STATUSES, ClusterClient, ClusterRegistry, status_of
 from k8s.errors import ClusterError
 
@@ -50,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     who.add_argument("--email")
     who.add_argument("--slack-user", dest="slack_user")
     off.add_argument("--reason", default="offboarded by an operator")
+    st = sub.add_parser(
+        "standing", help="privileged access AccessBot did not grant (the /k8s standing report)"
+    )
+    st.add_argument("-c", "--cluster", help="a policy cluster (default: every cluster)")
     return p
 
 
@@ -65,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "check": _check,
         "grants": _grants,
         "offboard": _offboard,
+        "standing": _standing,
     }
     try:
         code = asyncio.run(commands[args.command](settings, args))
@@ -383,3 +388,33 @@ async def _offboard(settings: Settings, args: argparse.Namespace) -> int:
               f"cancelled {len(result.cancelled)}; {user} is blocked until an admin "
               f"re-enables them")  # fmt: skip
         return 0
+
+
+# -- standing ----------------------------------------------------------------------
+async def _standing(settings: Settings, args: argparse.Namespace) -> int:
+    """Print the /k8s standing report of one policy cluster (or each): the same text
+    as the file Slack sends. Needs no Redis: it only reads the clusters."""
+    policy = load_policy(settings.accessbot_policy, bot_namespace=bot_namespace(settings))
+    names = [args.cluster] if args.cluster else list(policy.clusters)
+    unknown = [n for n in names if n not in policy.clusters]
+    if unknown:
+        known = ", ".join(policy.clusters) or "none"
+        raise ConfigError(f"unknown cluster {unknown[0]!r}; clusters in the policy: {known}")
+    try:
+        targets = cluster_targets(policy, settings.kubeconfig)
+        registry = ClusterRegistry({n: targets[n] for n in names})
+    except Exception as exc:  # a bad kubeconfig or unknown context, as `check` says it
+        raise ConfigError(f"kubeconfig: {exc}") from exc
+    code = 0
+    try:
+        for n, name in enumerate(names):
+            try:
+                report = await standing.standing_report(registry[name])
+            except ClusterError as exc:
+                print(f"accessbot: {exc}", file=sys.stderr)
+                code = EXIT_PROBLEM
+                continue
+            print(("\n" if n else "") + report.render_text(), end="")
+    finally:
+        registry.close()
+    return code

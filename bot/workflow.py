@@ -197,6 +197,12 @@ class Workflow:
         if await self.store.offboarding(user) is not None:
             raise await self._refuse(user, action, grant, OFFBOARDED)
 
+    async def require_admin(self, user: str, action: str) -> None:
+        """Raise an audited NotAllowed unless ``user`` is an admin now (never when offboarded)."""
+        await self.require_enabled(user, action)
+        if not await self.is_admin(user):
+            raise await self._refuse(user, action, None, f"only AccessBot admins can {action}")
+
     async def list_grants(self, user: str, *, everyone: bool = False) -> list[Grant]:
         """A user's live and pending grants; admins may ask for everyone's."""
         await self.require_enabled(user, "list --all" if everyone else "list")

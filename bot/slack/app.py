@@ -67,6 +67,7 @@ from bot.slack.commands import (
     Request,
     Revoke,
     Roles,
+    Standing,
     parse_access,
     parse_k8s,
 )
@@ -85,7 +86,7 @@ from bot.slack.forms import (
 )
 from bot.slack.gate import OffboardGate
 from bot.slack.notifier import CARD_PATIENCE_SECONDS, SlackNotifier
-from bot.slack.reports import ReportAccess, may_run_reports, run_report
+from bot.slack.reports import ReportAccess, may_run_reports, run_report, run_standing
 from bot.slack.text import code, escape, unescape
 from bot.workflow import NotAllowed, Outcome, UnknownGrant, Workflow
 from k8s.errors import ClusterError
@@ -451,12 +452,15 @@ class _Listeners:
         )
 
     async def _reports(
-        self, cmd: Nodes | Helm, names: list[str], user: str, respond: AsyncRespond
+        self, cmd: Nodes | Helm | Standing, names: list[str], user: str, respond: AsyncRespond
     ) -> Message | None:
         """Post each cluster's report; returns a closing note, if one is needed."""
-        groups = frozenset() if self.report_access == "everyone" else await self._groups(user)
-        if not may_run_reports(self.policy, self.report_access, user, groups):
-            raise NotAllowed("cluster reports are limited to admins and approvers")
+        if isinstance(cmd, Standing):
+            await self.workflow.require_admin(user, "see standing privilege")
+        else:
+            groups = frozenset() if self.report_access == "everyone" else await self._groups(user)
+            if not may_run_reports(self.policy, self.report_access, user, groups):
+                raise NotAllowed("cluster reports are limited to admins and approvers")
         sent = 0
         for name in names:
             for message in await self._report(cmd, name, user):
@@ -470,9 +474,13 @@ class _Listeners:
     async def _groups(self, user: str) -> frozenset[str]:
         return await self.workflow.directory.groups_of(user)
 
-    async def _report(self, cmd: Nodes | Helm, cluster: str, user: str) -> list[Message]:
+    async def _report(self, cmd: Nodes | Helm | Standing, cluster: str, user: str) -> list[Message]:
         try:
-            output = await run_report(cmd, self.core.clusters[cluster])
+            client = self.core.clusters[cluster]
+            if isinstance(cmd, Standing):
+                output = await run_standing(cmd, client)
+            else:
+                output = await run_report(cmd, client)
         except ClusterError as exc:
             return [error_message(str(exc))]
         if output.file_name and output.file_content is not None:

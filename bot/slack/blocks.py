@@ -740,7 +740,8 @@ def info_message(text: str) -> Message:
 def help_message(topic: str = "access") -> Message:
     usage = K8S_USAGE if topic == "k8s" else ACCESS_USAGE
     intro = (
-        "Cluster reports: node status and Helm releases, problems first."
+        "Cluster reports: node status and Helm releases, problems first; "
+        "standing privilege AccessBot did not grant (admins)."
         if topic == "k8s"
         else "Ask for time-limited Kubernetes access; approvers decide in the approvals "
         "channel and the kubeconfig arrives here as a file. `/access` alone opens a form."
@@ -910,3 +911,36 @@ def report_file_content(title: str, problems: Sequence[str], table: str) -> str:
     else:
         parts += ["No problems found.", ""]
     return "\n".join(parts) + "\n" + table
+
+
+# -- /k8s standing ---------------------------------------------------------------------------------
+
+
+def standing_message(
+    title: str,
+    counts: Sequence[str],
+    lines: Sequence[str],
+    notes: Sequence[str],
+    filename: str | None,
+) -> tuple[Message, bool]:
+    """Counts first, then as many whole entry lines as fit, then ``notes``.
+
+    Returns the message and whether every entry line is in it; when not, or
+    when ``filename`` is given, the message points at the file in the DM. Lines
+    and counts quote names from the cluster, so they go out as plain_text.
+    """
+    blocks: list[JSON] = [header(title)]
+    blocks.append(section(plain("\n".join(counts) if counts else "Nothing found.")))
+    groups = _pack([escape(_BULLET + line) for line in lines], SECTION_TEXT_LIMIT)
+    groups = groups[:REPORT_PROBLEM_SECTIONS]
+    for group in groups:
+        blocks.append(section(plain("\n".join(_BULLET + lines[i] for i in group))))
+    shown = sum(len(g) for g in groups)
+    if shown < len(lines):
+        blocks.append(context(md(f"…and {len(lines) - shown} more line(s) in the file.")))
+    blocks += [context(plain(note)) for note in notes]
+    if filename is not None:
+        blocks.append(
+            section(md(f"The full list is in the file {code(filename)} in your DM with AccessBot."))
+        )
+    return Message(escape(title), blocks), shown == len(lines)

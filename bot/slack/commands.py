@@ -38,6 +38,7 @@ __all__ = [
     "Request",
     "Revoke",
     "Roles",
+    "Standing",
     "parse_access",
     "parse_k8s",
 ]
@@ -51,9 +52,10 @@ USAGE: dict[str, str] = {
     "help": "/access help",
     "nodes": "/k8s nodes [-c CLUSTER]",
     "helm": "/k8s helm [-c CLUSTER] [-n NAMESPACE | -A]",
+    "standing": "/k8s standing [-c CLUSTER]",
 }
 ACCESS_USAGE = "\n".join(USAGE[k] for k in ("request", "list", "revoke", "extend", "roles", "help"))
-K8S_USAGE = "\n".join(USAGE[k] for k in ("nodes", "helm"))
+K8S_USAGE = "\n".join(USAGE[k] for k in ("nodes", "helm", "standing"))
 
 # Anything shaped like an option: "-x", "--word", "--word=value". A lone "-" or
 # "-5" is an ordinary word (people write "-" as a dash in reasons).
@@ -178,8 +180,18 @@ class Helm:
         return " ".join(parts)
 
 
+@dataclass(frozen=True)
+class Standing:
+    """``/k8s standing``: privileged access AccessBot did not grant (admins only)."""
+
+    cluster: str | None = None
+
+    def text(self) -> str:
+        return "standing" if self.cluster is None else f"standing -c {self.cluster}"
+
+
 AccessCommand = OpenModal | Request | ListGrants | Revoke | Extend | Roles | Help
-K8sCommand = Nodes | Helm | Help
+K8sCommand = Nodes | Helm | Standing | Help
 
 
 # -- tokenising ---------------------------------------------------------------------
@@ -415,6 +427,10 @@ def parse_k8s(text: str) -> K8sCommand:
         return Nodes(_label(scan.options.get("cluster"), "cluster", usage))
     if verb == "helm":
         return _parse_helm(rest)
+    if verb == "standing":
+        usage = USAGE["standing"]
+        scan = _scan(rest, usage, valued=_CLUSTER, flags={}, positional=0)
+        return Standing(_label(scan.options.get("cluster"), "cluster", usage))
     raise CommandError(f"unknown subcommand {verb!r}", K8S_USAGE)
 
 

@@ -1,4 +1,8 @@
-"""``/k8s nodes`` and ``/k8s helm``: run the cluster report, shape it for chat.
+"""``/k8s nodes``, ``/k8s helm`` and ``/k8s standing``: run the cluster report, shape it for chat.
+
+``/k8s standing`` is for admins only, whatever ``ReportAccess`` says: it maps
+who holds standing privilege, which is what an attacker would look for first.
+The caller checks that with the workflow (``Workflow.require_admin``).
 
 Who may run them: by default any workspace member. Node and release status is
 operational information, not a secret (no object contents, no credentials), and
@@ -20,15 +24,17 @@ from bot.slack.blocks import (
     report_file_content,
     report_file_message,
     report_messages,
+    standing_message,
     with_file_note,
 )
-from bot.slack.commands import Helm, Nodes
+from bot.slack.commands import Helm, Nodes, Standing
 from k8s.clients import ClusterClient
 from k8s.helm import helm_report
 from k8s.nodes import nodes_report
+from k8s.standing import CERTIFICATE_NOTE, standing_report
 from k8s.table import Problem, group_problems, names_hidden
 
-__all__ = ["ReportAccess", "ReportOutput", "may_run_reports", "run_report"]
+__all__ = ["ReportAccess", "ReportOutput", "may_run_reports", "run_report", "run_standing"]
 
 ReportAccess = Literal["everyone", "approvers"]
 
@@ -110,3 +116,23 @@ async def run_report(command: Nodes | Helm, cluster: ClusterClient) -> ReportOut
         "No releases.",
         f"helm-{cluster.name}.txt",
     )
+
+
+async def run_standing(command: Standing, cluster: ClusterClient) -> ReportOutput:
+    """``/k8s standing`` for one cluster: counts, the entries that fit, the note.
+
+    The file (the same text ``accessbot standing`` prints) is sent whenever the
+    chat leaves anything out: entry lines that do not fit, or the bindings
+    built into Kubernetes, which the chat only counts.
+    Raises :class:`k8s.errors.ClusterError`.
+    """
+    del command  # one cluster per call; the caller resolved -c
+    report = await standing_report(cluster)
+    lines = [e.line for e in report.entries]
+    notes = [f"Not checked: {gap}" for gap in report.gaps] + [CERTIFICATE_NOTE]
+    message, whole = standing_message(report.title, report.counts(), lines, notes, None)
+    if whole and not report.builtin:
+        return ReportOutput([message])
+    file_name = f"standing-{cluster.name}.txt"
+    message, _ = standing_message(report.title, report.counts(), lines, notes, file_name)
+    return ReportOutput([message], file_name, report.render_text())

@@ -30,6 +30,7 @@ from k8s.errors import ClusterError
 from k8s.helm import helm_report
 from k8s.kubeconfig import KubeconfigSpec, render_kubeconfig
 from k8s.nodes import nodes_report
+from k8s.standing import standing_report
 from tests.deploy.chart import (
     CHART,
     SERVICE_MONITOR_CRD,
@@ -379,6 +380,9 @@ def test_the_service_account_has_nothing_beyond_what_the_bot_calls(
         # Read-only, for the risk analysis of the catalog.
         ("get", "clusterroles/admin"),
         ("list", "clusterroles"),
+        # Read-only, for /k8s standing.
+        ("list", "roles", "-A"),
+        ("list", "rolebindings", "-A"),
         *[("bind", f"clusterroles/{r.cluster_role}") for r in local_roles(release).values()],
     ]
     denied = [
@@ -398,6 +402,8 @@ def test_the_service_account_has_nothing_beyond_what_the_bot_calls(
         ("create", "pods", "-n", users),
         ("get", "configmaps", "-n", release.namespace),
         ("delete", "namespaces"),
+        ("create", "roles", "-n", "some-team"),
+        ("update", "roles", "-n", "some-team"),
     ]
     secrets = [("list", "secrets", "-A"), ("get", "secrets", "-n", "kube-system")]
     for args in allowed + (secrets if release.helm_report else []):
@@ -429,6 +435,15 @@ async def test_reports_run_as_the_bot(
         with pytest.raises(ClusterError) as refused:
             await helm_report(bot)
         assert status_of(refused.value) == 403
+
+    # /k8s standing: RBAC read-only always; token Secrets only where the release allows
+    # listing Secrets (values-all enables rbac.standingReport, the default does not).
+    standing = await standing_report(bot)
+    assert "Group system:masters" in standing.render_text()
+    if release.helm_report:
+        assert standing.gaps == ()
+    else:
+        assert [g for g in standing.gaps if "may not list Secrets" in g]
 
 
 def test_notes_tell_the_operator_what_the_bot_may_do(release: Release) -> None:

@@ -426,6 +426,28 @@ def test_secrets_readable_only_with_the_helm_report(testenv_bin: Path, helm_home
     assert secret_rules(scoped) == [("Role", "apps"), ("Role", "web")]
 
 
+def test_standing_report_lists_secrets_only_when_enabled(
+    testenv_bin: Path, helm_home: Path
+) -> None:
+    """/k8s standing: read-only RBAC always; `list` (never `get`) on Secrets only when enabled."""
+
+    def rules(docs: list[dict[str, Any]], resource: str) -> list[list[str]]:
+        return [r["verbs"] for r in bot_role(docs)["rules"] if resource in r["resources"]]
+
+    default = render(testenv_bin, helm_home, "default")
+    assert rules(default, "roles") == [["list"]]
+    assert rules(default, "secrets") == []
+    standing = render(testenv_bin, helm_home, "default", "rbac.standingReport.enabled=true")
+    assert rules(standing, "secrets") == [["list"]]
+    assert rules(standing, "roles") == [["list"]]
+    # Helm's cluster-wide rule already lists; one rule, not two.
+    both = render(testenv_bin, helm_home, "all")
+    assert rules(both, "secrets") == [["list", "get"]]
+    # Nothing here writes: the standing report is read-only.
+    for verbs in rules(standing, "roles") + rules(standing, "secrets"):
+        assert set(verbs) <= {"get", "list"}
+
+
 def test_users_namespace_not_created_when_asked_not_to(testenv_bin: Path, helm_home: Path) -> None:
     off = render(testenv_bin, helm_home, "default", "rbac.createUsersNamespace=false")
     assert "Namespace" not in kinds(off)

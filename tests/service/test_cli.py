@@ -85,7 +85,7 @@ def test_check_all_good_reaches_redis_and_clusters(
 def test_help_lists_commands(tmp_path: Path) -> None:
     r = accessbot("--help", env={}, cwd=tmp_path)
     assert r.returncode == 0
-    for command in ("serve", "check", "grants", "offboard"):
+    for command in ("serve", "check", "grants", "offboard", "standing"):
         assert command in r.stdout
 
 

@@ -19,6 +19,7 @@ from bot.slack.commands import (
     OpenModal,
     Request,
     Revoke,
+    Standing,
     parse_access,
     parse_k8s,
 )
@@ -108,6 +109,9 @@ def test_unknown_subcommand_shows_every_usage() -> None:
         ("helm -A", Helm()),
         ("helm -c prod -n web", Helm("prod", "web")),
         ("helm --all-namespaces -c a", Helm("a")),
+        ("standing", Standing()),
+        ("standing -c prod", Standing("prod")),
+        ("standing --cluster=prod", Standing("prod")),
     ],
 )
 def test_k8s_examples(text: str, expected: object) -> None:
@@ -121,6 +125,8 @@ def test_k8s_examples(text: str, expected: object) -> None:
         ("helm -n web -A", "not both"),
         ("nodes extra", "unexpected 'extra'"),
         ("nodes -n x", "unknown option '-n'"),
+        ("standing -n x", "unknown option '-n'"),
+        ("standing everything", "unexpected 'everything'"),
     ],
 )
 def test_k8s_mistakes(text: str, problem: str) -> None:
@@ -141,6 +147,7 @@ def test_names_are_validated_before_use(name: str) -> None:
         (f"helm -c {name}", parse_k8s),
         (f"helm --namespace={name}", parse_k8s),
         (f"nodes -c {name}", parse_k8s),
+        (f"standing -c {name}", parse_k8s),
         (f"request view -n {name} why", parse_access),
         (f"request view -c {name} why", parse_access),
     ]:

@@ -35,6 +35,7 @@ async def test_offboarded_admin_is_refused_everything(bed: SlackBed) -> None:
         ("help", "/access"),
         ("", "/access"),
         ("nodes", "/k8s"),
+        ("standing -c a", "/k8s"),
     ):
         reply = (await bed.command(text, "U0ADMIN", command=command)).json()
         assert reply["response_type"] == "ephemeral"
@@ -56,7 +57,7 @@ async def test_offboarded_admin_is_refused_everything(bed: SlackBed) -> None:
     assert (await bed.core.store.get(bobs.id)).state == State.ACTIVE  # type: ignore[union-attr]
     assert await bed.core.store.by_user("U0ADMIN") == []
     assert bed.emu.calls_to("views.open") == []
-    assert len(await refused(bed, "U0ADMIN")) == 7
+    assert len(await refused(bed, "U0ADMIN")) == 8
 
 
 async def test_offboarded_approvers_click_does_not_approve(bed: SlackBed) -> None:
