@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -23,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import slack_bolt
 from aiohttp import web
 from slack_bolt.async_app import AsyncApp
 
+import bot.slack
 from bot.core import Core, build_core
 from bot.models import Grant
 from bot.policy import parse_policy
@@ -37,6 +40,7 @@ from tests.support.harness import (
     FAST_BACKOFF,
     FAST_SCHEDULER,
     prepare_clusters,
+    settled,
     wait_for_grant,
     wipe_managed,
 )
@@ -170,6 +174,23 @@ class SlackBed:
         body = event_callback_body(event, event_id)
         return await self.post(body, headers=retry_headers(retry) if retry else None)
 
+    # -- waiting for the bot to be done ---------------------------------------------
+
+    def in_flight(self) -> list[asyncio.Task[Any]]:
+        """Slack deliveries still being handled in this process (see :func:`_slack_work`)."""
+        return [t for t in asyncio.all_tasks() if not t.done() and _slack_work(t)]
+
+    async def settled(self, timeout: float = PATIENCE) -> None:
+        """Return once the bot has finished with everything sent to it so far.
+
+        Every delivery has been handled to its end (Bolt runs a listener on after its
+        ack, so an answered request proves nothing about what the listener does next)
+        and the scheduler has no work due, running or retrying
+        (:func:`tests.support.harness.settled`). The barrier before asserting that
+        something did not happen.
+        """
+        await settled(self.core, lambda: not self.in_flight(), timeout)
+
     # -- looking -------------------------------------------------------------------
 
     def dm(self, user: str) -> list[dict[str, Any]]:
@@ -278,6 +299,24 @@ class SlackBed:
                 yield call.method, call.params
             if call.method in ("views.open", "views.update", "views.publish"):
                 yield call.method, call.params.get("view")
+
+
+_SLACK_CODE = tuple(
+    f"{Path(package.__file__).parent}{os.sep}"  # type: ignore[arg-type]
+    for package in (slack_bolt, bot.slack)
+)
+
+
+def _slack_work(task: asyncio.Task[Any]) -> bool:
+    """Whether ``task`` handles a Slack delivery: a Bolt dispatch or listener, or work the
+    bot's Slack layer started on its own (the offboarding gate's refusal DM).
+
+    Told by where the task's coroutine is defined: nothing in Bolt or bot/slack runs
+    as a long-lived task (the scheduler, reconciler and HTTP servers live elsewhere),
+    so any such task still running is a delivery not yet fully handled.
+    """
+    code = getattr(task.get_coro(), "cr_code", None)
+    return code is not None and code.co_filename.startswith(_SLACK_CODE)
 
 
 _CARD_ID = re.compile(r"Request `([a-z2-7]+)`")

@@ -6,7 +6,6 @@ Slack signs (or deliberately not), against the Slack emulator, Redis and apiserv
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -214,7 +213,9 @@ async def test_replayed_slash_command_creates_one_grant(bed: SlackBed) -> None:
     assert all(r.status == 200 for r in replays)
     grant = await bed.only_grant("U0ALICE")
     await bed.wait_grant(grant.id, State.ACTIVE)
-    await asyncio.sleep(0.5)  # a second grant would have been created by now
+    # Every replay handled to its end and no job left to run: a second grant would
+    # exist (and be provisioned) by now.
+    await bed.settled()
     grants = await bed.core.store.by_user("U0ALICE")
     assert [g.id for g in grants] == [grant.id]
     uploads = [f for f in bed.emu.uploaded_files if f.filename == "a-view.kubeconfig"]
@@ -234,7 +235,7 @@ async def test_replayed_request_form_creates_one_request(bed: SlackBed) -> None:
     await bed.emu.wait_for(
         "chat.postMessage", timeout=30, predicate=lambda c: c.params.get("channel") == APPROVALS
     )
-    await asyncio.sleep(0.5)
+    await bed.settled()  # the replay handled to its end: a second request would exist now
     assert [g.id for g in await bed.core.store.by_user("U0ALICE")] == [grant.id]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -12,6 +14,7 @@ from bot.core import Core, build_core
 from bot.models import Grant
 from bot.policy import parse_policy
 from bot.retry import Backoff
+from bot.scheduler import Job
 from k8s import grants as k8s_grants
 from tests.support.cluster import TestCluster, combined_kubeconfig, ensure_namespaces
 from tests.support.doubles import RecordingNotifier, StaticDirectory
@@ -61,8 +64,6 @@ class Harness:
 async def wait_for_grant(
     core: Core, grant_id: str, ok: Callable[[Grant], bool], timeout: float
 ) -> Grant:
-    import asyncio
-
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
@@ -71,6 +72,64 @@ async def wait_for_grant(
             return grant
         if loop.time() > deadline:
             raise AssertionError(f"grant {grant_id} did not get there in {timeout}s: {grant}")
+        await asyncio.sleep(0.05)
+
+
+# bot.scheduler.Scheduler's default key prefix; build_core keeps it.
+SCHEDULER_PREFIX = "ab:sched"
+
+
+async def scheduler_idle(core: Core) -> bool:
+    """Whether the scheduler has nothing left to do about what happened so far.
+
+    Idle: no job is due (by the scheduler's own clock, wall time), none is claimed by
+    any worker, none runs in this process, and none waits to be retried after a
+    failure. Jobs due later (an expiry, a reminder, a cleanup safety net) may remain;
+    a test that says something about them reads them (:func:`pending_jobs`).
+    """
+    if core.scheduler.running_count:
+        return False
+    r = core.redis
+    p = SCHEDULER_PREFIX
+    if await r.zcard(f"{p}:leases") or await r.zcount(f"{p}:due", "-inf", time.time() * 1000):
+        return False
+    return not any(job.attempts for job in (await pending_jobs(core)).values())
+
+
+async def pending_jobs(core: Core) -> dict[str, Job]:
+    """Every job the scheduler holds (waiting or running), by id."""
+    raw: dict[str, str] = await core.redis.hgetall(f"{SCHEDULER_PREFIX}:jobs")  # type: ignore[misc]
+    return {job_id: Job.from_payload(payload) for job_id, payload in raw.items()}
+
+
+async def until_job_gone(core: Core, job_id: str, timeout: float = PATIENCE) -> None:
+    """Return once the scheduler no longer holds ``job_id``: it finished (or was
+    cancelled); a job that failed and waits for its retry is still held."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while await core.scheduler.get(job_id) is not None:
+        assert loop.time() < deadline, f"job {job_id} still held after {timeout}s"
+        await asyncio.sleep(0.05)
+
+
+async def settled(
+    core: Core, also: Callable[[], bool] = lambda: True, timeout: float = PATIENCE
+) -> None:
+    """Return once the bot has finished everything it started: the barrier before a
+    "nothing bad happened" assertion.
+
+    Outside the call a test awaits, the workflow acts only through scheduler jobs
+    (provisioning, cleanup, cards, retries): once none is due, claimed, running or
+    retrying, whatever the test's actions set in motion has run to its end, and an
+    assertion that something did *not* happen can no longer pass merely because it
+    has not happened *yet*. ``also``: more work that must be over (Slack deliveries
+    still being handled, see tests/slack/support.py), checked in the same pass.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    # Slack work first: a delivery being handled may still schedule jobs.
+    while not (also() and await scheduler_idle(core)):
+        assert loop.time() < deadline, f"the bot still busy after {timeout}s"
         await asyncio.sleep(0.05)
 
 

@@ -16,10 +16,10 @@ import redis.asyncio as aioredis
 from bot.lifecycle import State
 from bot.models import Grant
 from bot.policy import AccessRequestSpec
-from bot.workflow import NotAllowed, Outcome
+from bot.workflow import NotAllowed, Outcome, expire_job, remind_job
 from k8s import grants as k8s_grants
 from tests.support.cluster import TestCluster
-from tests.support.harness import Harness
+from tests.support.harness import Harness, pending_jobs, settled
 
 pytestmark = pytest.mark.cluster
 
@@ -126,7 +126,12 @@ async def test_revoking_a_pending_extension_request_leaves_the_grant(
     grant = await active_edit(harness)
     request = await harness.workflow.extend(grant.id, "U0ALICE", dt.timedelta(minutes=30))
     assert (await harness.workflow.revoke(request.id, "U0ALICE")).state == State.CANCELLED
-    await asyncio.sleep(0.5)  # a cleanup of the parent would be under way now
+    # No job due, running or retrying: a cleanup of the parent set off by the revoke
+    # would have run by now; and no job waits to touch the parent later but its own
+    # expiry and reminder.
+    await settled(harness.core)
+    later = {j for j in await pending_jobs(harness.core) if j.endswith(grant.id)}
+    assert later <= {expire_job(grant.id), remind_job(grant.id)}, later
     current = await harness.workflow.get(grant.id)
     assert (current.state, current.expires_at) == (State.ACTIVE, grant.expires_at)
     assert len(await objects_of(harness, grant.id)) == 2

@@ -19,11 +19,18 @@ import redis as sync_redis
 from bot.lifecycle import State
 from bot.models import Offboarding
 from bot.policy import AccessRequestSpec
-from bot.workflow import NotAllowed, Outcome
+from bot.workflow import NotAllowed, Outcome, provision_job
 from k8s import grants as k8s_grants
 from tests.support.cluster import TestCluster
 from tests.support.doubles import StaticDirectory
-from tests.support.harness import Harness, default_directory, wait_for_grant, workflow_harness
+from tests.support.harness import (
+    Harness,
+    default_directory,
+    settled,
+    until_job_gone,
+    wait_for_grant,
+    workflow_harness,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -156,7 +163,9 @@ async def test_request_in_flight_when_offboarded_is_never_created(
     with pytest.raises(NotAllowed, match="offboarded"):
         await submitting
     assert await h.core.store.by_user("U0ALICE") == []
-    await asyncio.sleep(0.5)  # a grant slipping through would be provisioning now
+    # No job due, running or retrying: a grant slipping through would have been
+    # provisioned (its only way to objects and a kubeconfig) by now.
+    await settled(h.core)
     assert h.notifier.deliveries == []
     assert await k8s_grants.list_managed(h.core.clusters["a"]) == []
 
@@ -204,6 +213,9 @@ async def test_provisioning_of_an_approved_grant_checks_offboarding_atomically(
         h.core.start()
         final = await h.wait_state(grant.id, State.REVOKED, State.ACTIVE, State.FAILED)
         assert final.state == State.REVOKED
-        await asyncio.sleep(0.5)  # a delivery slipping through would show now
+        # The provisioning job, the only one that delivers, has run to its end (it is
+        # gone from the scheduler), and so has any cleanup it left behind.
+        await until_job_gone(h.core, provision_job(grant.id))
+        await settled(h.core)
         assert h.notifier.delivered_to(grant.id) == []
         assert await objects_of(h, grant.id) == []
