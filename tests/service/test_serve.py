@@ -372,13 +372,14 @@ async def test_slack_events_answered_while_redis_is_stopped(
         try:
             change = emu.deactivate_user("U0ALICE")
             for body in (event_callback_body(change), request_edit(emu)):
-                status = await asyncio.wait_for(post_signed(serve, body), 10)
-                assert status[0] == 200, serve.logs()
+                # A detector of "never answered", not a speed check (bench/ack.py).
+                status = await asyncio.wait_for(post_signed(serve, body), 60)
+                assert status == 200, serve.logs()
             assert (await ready(serve))[0] == 503
         finally:
             os.kill(pid, signal.SIGCONT)
         await _eventually_ready(serve)
-        assert (await asyncio.wait_for(post_signed(serve, request_edit(emu)), 10))[0] == 200
+        assert await asyncio.wait_for(post_signed(serve, request_edit(emu)), 60) == 200
     finally:
         serve.kill()
         redis.stop()

@@ -32,7 +32,9 @@ from tests.support.slack_signing import (
     view_submission_body,
 )
 
-NO_ANSWER = 10.0  # seconds: Slack gives up after 3; this only detects "never"
+# Seconds. Only detects "never answered" (the unbounded Redis wait this guards
+# against hangs until SIGCONT); how fast Slack is answered is bench/ack.py's business.
+NO_ANSWER = 60.0
 
 
 @pytest.fixture
