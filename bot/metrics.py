@@ -11,6 +11,7 @@ from datetime import timedelta
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from bot.audit import new_steps
 from bot.lifecycle import State
 from bot.models import Grant
 
@@ -49,6 +50,11 @@ class Metrics:
         self.slack_errors = Counter(
             "accessbot_slack_api_errors", "Slack Web API errors", ["method", "error"], registry=r
         )
+        self.receipts = Counter(
+            "accessbot_revocation_receipts", "Revocation receipts by cluster and result "
+            "(verified, failed: access not proven gone, an alert)", ["cluster", "result"],
+            registry=r,
+        )  # fmt: skip
         self.reconcile_actions = Counter(
             "accessbot_reconcile_actions", "Reconciler actions", ["action"], registry=r
         )
@@ -64,6 +70,10 @@ class Metrics:
 
     async def on_change(self, before: Grant, after: Grant) -> None:
         """Store hook: count each committed transition once."""
+        for step in new_steps(before, after) if not after.is_new else ():
+            if step.event in ("verified", "verification_failed"):
+                result = "verified" if step.event == "verified" else "failed"
+                self.receipts.labels(after.cluster, result).inc()
         if after.kind != "access" or (before.state == after.state and not after.is_new):
             return
         state = after.state

@@ -96,6 +96,7 @@ class UploadedFile:
     initial_comment: str | None = None
     thread_ts: str | None = None
     completed: bool = False
+    deleted: bool = False
 
 
 @dataclass(frozen=True)
@@ -902,6 +903,24 @@ class _WebApi:
             self._complete(file, _entry_title(entries, file.file_id), channels, params)
         self._post_file_share(files, channels, params)
         return {"files": [self._file_object(f) for f in files]}
+
+    def _api_files_delete(self, params: JSON) -> JSON:
+        """Delete a file; as on Slack, its messages keep a tombstone in its place."""
+        file = self._files.get(str(params.get("file") or ""))
+        if file is None:
+            raise SlackError("file_not_found")
+        if file.deleted:
+            raise SlackError("file_deleted")
+        file.deleted = True
+        file.content = None
+        for messages in self._messages.values():
+            for message in messages:
+                if any(f.get("id") == file.file_id for f in message.get("files", [])):
+                    message["files"] = [
+                        {"id": f["id"], "mode": "tombstone"} if f.get("id") == file.file_id else f
+                        for f in message["files"]
+                    ]
+        return {}
 
     def _share_targets(self, params: JSON) -> tuple[str, ...]:
         targets = _split(params.get("channels")) or _split(params.get("channel_id"))
