@@ -49,6 +49,23 @@ def receipt_summary(grant: Grant, receipt: Receipt) -> str:
     return f"access on {grant.cluster} gone: {result} at {at} ({checks}). {CACHE_CAVEAT}"
 
 
+def request_entry(grant: Grant) -> dict[str, str]:
+    """The audit entry of a new record: who asked for what (its steps follow)."""
+    return {
+        "grant_id": grant.id,
+        "kind": grant.kind,
+        "event": "requested",
+        "from": "",
+        "actor": grant.requester,
+        "at": grant.created_at.isoformat(),
+        "requester": grant.requester,
+        "cluster": grant.cluster,
+        "role": grant.role,
+        "namespace": grant.namespace or "",
+        "reason": grant.reason,
+    }
+
+
 def refusal_entry(
     actor: str, action: str, grant: Grant | None, why: str, at: str
 ) -> dict[str, str]:

@@ -332,7 +332,9 @@ class Workflow:
             g = g.model_copy(update={"approvals": tally.approvers})
             if not tally.satisfied:
                 result["o"] = Outcome.RECORDED
-                return Change(g)
+                # Audited as its own event: each approval is answerable from the stream.
+                counted = f"approval {len(tally.approvers)} of {g.approvals_required}"
+                return Change(g.noted("approval", approver, now, counted))
             result["o"] = Outcome.APPROVED
             return self._approved(g, approver, now)
 

@@ -158,7 +158,10 @@ def _what(grant: Grant) -> str:
 
 
 def _last(grant: Grant) -> Step | None:
-    return grant.history[-1] if grant.history else None
+    # The last state change: noted events (an approval, an extension, a receipt)
+    # come after it but say nothing about who moved the grant to where it is.
+    moves = [s for s in grant.history if s.event is None]
+    return moves[-1] if moves else None
 
 
 def _reason_blocks(label: str, text: str) -> list[JSON]:
