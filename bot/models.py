@@ -110,6 +110,9 @@ class Grant(BaseModel):
     extensions: tuple[str, ...] = ()
     card: MessageRef | None = None
     delivered_file: str | None = None
+    # Files of kubeconfigs delivered again (an extension's fresh token): the
+    # end deletes them from Slack with the first.
+    later_files: tuple[str, ...] = ()
     # Recorded on activation; None means unknown (cleanup then goes by label).
     objects: tuple[ClusterObject, ...] | None = None
     # Which provisioning attempt may deliver, and since when: a second attempt

@@ -582,6 +582,20 @@ class Workflow:
             grant, grant.kubeconfig_filename, content.encode()
         )
 
+    async def _deliver_again(self, grant: Grant, content: str) -> None:
+        """Deliver a renewed kubeconfig and record its file, so the end deletes it too."""
+        file_id = await self._deliver(grant, content)
+        if not file_id:
+            return
+        await self.store.update(
+            grant.id,
+            lambda g: (
+                None
+                if file_id in g.later_files
+                else Change(g.model_copy(update={"later_files": (*g.later_files, file_id)}))
+            ),
+        )
+
     async def _activate(
         self, grant: Grant, delivery: str, objects: tuple[ClusterObject, ...]
     ) -> Grant | None:
@@ -988,7 +1002,7 @@ class Workflow:
             # Recorded by an earlier attempt that died before delivering.
             _, content = await self._renew_credentials(current, self._spec(current), resumed=True)
             await self._write_facts(current)
-            await self._deliver(current, content)
+            await self._deliver_again(current, content)
             return current
         try:
             wanted = new_expiry(current.expires_at, by, now, max_duration)
@@ -1029,7 +1043,7 @@ class Workflow:
             raise RequestRejected(f"grant {grant_id} is no longer active")
         await self._write_facts(updated)
         # The old token dies at the old end: the extension needs the fresh file.
-        await self._deliver(updated, content)
+        await self._deliver_again(updated, content)
         log.info("grant %s extended by %s", grant_id, asked_by, extra={"grant_id": grant_id})
         return updated
 

@@ -196,7 +196,8 @@ class SlackNotifier:
             await self._send_dm(after.requester, receipt_dm(after, receipt))
         if before.receipt is not None or not after.delivered_file:
             return
-        await self._delete_file(after.delivered_file, after)
+        for file_id in (after.delivered_file, *after.later_files):
+            await self._delete_file(file_id, after)
         ref = self._granted_dms.pop(after.id, None)
         if ref is not None:
             try:

@@ -221,3 +221,23 @@ async def test_a_kept_binding_fails_the_receipt_alerts_and_the_retry_verifies(
     assert ended.objects_gone_at == ended.receipt.at  # type: ignore[union-attr]
     final = [m for m in _channel_receipts(bed, grant.id) if "NOT verified" not in blocks_text(m)]
     assert len(final) == 1
+
+
+async def test_every_kubeconfig_of_the_grant_is_deleted_at_the_end(bed: SlackBed) -> None:
+    grant, _ = await _active(bed)
+    await bed.command(f"extend {grant.id} -d 15m", "U0ALICE")
+
+    async def redelivered() -> Grant | None:
+        g = await bed.core.store.get(grant.id)
+        return g if g is not None and g.later_files else None
+
+    extended = await _until(redelivered, "the extension's kubeconfig recorded")
+    files = {extended.delivered_file, *extended.later_files}
+    assert len(files) == 2
+    await bed.command(f"revoke {grant.id}", "U0ALICE")
+    await _verified(bed, grant.id)
+
+    async def all_deleted() -> bool:
+        return all(f.deleted for f in bed.emu.uploaded_files if f.file_id in files)
+
+    await _until(all_deleted, "files.delete of both kubeconfigs")
