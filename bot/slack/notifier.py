@@ -94,6 +94,7 @@ class SlackNotifier:
         # The "access granted" DM of each live grant, to mark it ended later.
         # Process memory: after a restart the receipt DM alone says it ended.
         self._granted_dms: dict[str, MessageRef] = {}
+        self._background: set[asyncio.Task[None]] = set()
 
     # -- Notifier ------------------------------------------------------------------------
 
@@ -135,6 +136,27 @@ class SlackNotifier:
         return file_id
 
     async def grant_changed(self, before: Grant, after: Grant) -> None:
+        """Tell everyone about a committed change.
+
+        An access grant's end and its receipt are told in the background: the
+        store calls this before the workflow goes on to delete the objects
+        and verify, and revocation must never wait on Slack. The per-grant
+        lock (FIFO) keeps the end message before the receipt.
+        """
+        if after.kind == "access" and after.ended:
+            task = asyncio.create_task(self._changed(before, after))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            return
+        await self._changed(before, after)
+
+    async def flush(self, budget_seconds: float = 5.0) -> None:
+        """Wait (at most ``budget_seconds``) for messages still being sent in the background."""
+        pending = set(self._background)
+        if pending:
+            await asyncio.wait(pending, timeout=budget_seconds)
+
+    async def _changed(self, before: Grant, after: Grant) -> None:
         async with self._lock(after.id):
             await self._guarded("update the approval card", self._update_card(before, after), after)
             await self._guarded("message the requester", self._tell_requester(before, after), after)

@@ -241,3 +241,29 @@ async def test_every_kubeconfig_of_the_grant_is_deleted_at_the_end(bed: SlackBed
         return all(f.deleted for f in bed.emu.uploaded_files if f.file_id in files)
 
     await _until(all_deleted, "files.delete of both kubeconfigs")
+
+
+async def test_revocation_never_waits_on_slack(bed: SlackBed) -> None:
+    """With Slack stalled, the objects go and the receipt is recorded; Slack hears after."""
+    grant, _ = await _active(bed)
+    # Without the scheduler, no cleanup job can rescue a revocation stuck on Slack
+    # a lease later: the receipt must come from the revocation itself.
+    await bed.core.stop()
+    bed.emu.hold("chat.postMessage", "chat.update", "files.delete")
+    try:
+        revoking = asyncio.create_task(bed.core.workflow.revoke(grant.id, "U0ALICE", "done"))
+
+        async def recorded() -> Grant | None:
+            g = await bed.core.store.get(grant.id)
+            return g if g is not None and g.receipt is not None and g.receipt.verified else None
+
+        # A held Slack call only gives up at the client's 30 s timeout: a revocation
+        # that waited on Slack could not have its receipt within this deadline.
+        await _until(recorded, "the receipt recorded while Slack is stalled", timeout=20)
+        assert (await revoking).state == State.REVOKED
+        assert not _channel_receipts(bed, grant.id)  # Slack has not answered anything yet
+    finally:
+        bed.emu.release()
+    await _verified(bed, grant.id)
+    await bed.wait_dm("U0ALICE", "was revoked by")
+    await bed.wait_dm("U0ALICE", "verified at")

@@ -1020,6 +1020,7 @@ class SlackEmulator(_WebApi):
         self.socket_acks: dict[str, SocketAck] = {}
         self._faults: defaultdict[str, deque[_Fault]] = defaultdict(deque)
         self._delays: dict[str, float] = {}
+        self._held: dict[str, asyncio.Event] = {}
         self._started: defaultdict[str, int] = defaultdict(int)
 
     # ------------------------------------------------------------------ lifecycle
@@ -1107,6 +1108,17 @@ class SlackEmulator(_WebApi):
             self._delays[method] = seconds
         else:
             self._delays.pop(method, None)
+
+    def hold(self, *methods: str) -> None:
+        """Answer no call of these methods until :meth:`release` (Slack stalled)."""
+        for method in methods:
+            self._held.setdefault(method, asyncio.Event())
+
+    def release(self) -> None:
+        """Answer every held call now, and hold nothing from here on."""
+        for event in self._held.values():
+            event.set()
+        self._held = {}
 
     def _add_fault(self, method: str, reply: _Reply, times: int) -> None:
         if times < 1:
@@ -1216,6 +1228,9 @@ class SlackEmulator(_WebApi):
             return _Reply.error(auth_error)
         if method in self._delays:
             await asyncio.sleep(self._delays[method])
+        held = self._held.get(method)
+        if held is not None:
+            await held.wait()
         fault = self._take_fault(method)
         if fault is not None:
             return fault
