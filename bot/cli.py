@@ -340,6 +340,10 @@ async def _grants(settings: Settings, args: argparse.Namespace) -> int:
             print(f"accessbot: {exc}", file=sys.stderr)
             return EXIT_PROBLEM
         print(f"{grant.id}: {grant.state}")
+        receipt = (await core.workflow.get(grant.id)).receipt
+        if receipt is not None:
+            result = "verified" if receipt.verified else "NOT verified (cleanup keeps at it)"
+            print(f"access gone: {result} at {_stamp(receipt.at.isoformat())}")
         return 0
 
 

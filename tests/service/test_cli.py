@@ -117,6 +117,7 @@ async def test_operator_commands_list_revoke_offboard(
         )
         assert revoked.returncode == 0, revoked.stderr
         assert f"{made[2].id}: revoked" in revoked.stdout
+        assert "access gone: verified at " in revoked.stdout
 
         off = await asyncio.to_thread(
             accessbot, "offboard", "--slack-user", "U0ALICE", env=env, cwd=tmp_path
