@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from kubernetes import client
 
 from bot.lifecycle import State
+from bot.metrics import Metrics
 from bot.models import Grant
 from bot.scheduler import Job
 from tests.slack.support import AUDIT, SlackBed, blocks_text
@@ -168,6 +169,8 @@ def _keep_binding(cluster: TestCluster, grant: Grant, keep: bool) -> None:
 async def test_a_kept_binding_fails_the_receipt_alerts_and_the_retry_verifies(
     bed: SlackBed, cluster: TestCluster
 ) -> None:
+    metrics = Metrics()
+    bed.core.store.on_change.append(metrics.on_change)  # as `accessbot serve` wires it
     grant, _ = await _active(bed)
     _keep_binding(cluster, grant, True)
     try:
@@ -212,6 +215,7 @@ async def test_a_kept_binding_fails_the_receipt_alerts_and_the_retry_verifies(
             "verification_failed"
         ]
         assert len([m for m in bed.dm("U0ADMIN") if grant.id in m["text"]]) == 1
+        assert _receipt_count(metrics, "failed") == 1
     finally:
         _keep_binding(cluster, grant, False)
 
@@ -221,6 +225,15 @@ async def test_a_kept_binding_fails_the_receipt_alerts_and_the_retry_verifies(
     assert ended.objects_gone_at == ended.receipt.at  # type: ignore[union-attr]
     final = [m for m in _channel_receipts(bed, grant.id) if "NOT verified" not in blocks_text(m)]
     assert len(final) == 1
+    assert _receipt_count(metrics, "failed") == 1
+    assert _receipt_count(metrics, "verified") == 1
+
+
+def _receipt_count(metrics: Metrics, result: str) -> float:
+    value = metrics.registry.get_sample_value(
+        "accessbot_revocation_receipts_total", {"cluster": "a", "result": result}
+    )
+    return value or 0.0
 
 
 async def test_every_kubeconfig_of_the_grant_is_deleted_at_the_end(bed: SlackBed) -> None:
