@@ -8,9 +8,10 @@ no field that could carry it.
 from __future__ import annotations
 
 import logging
+from datetime import UTC
 from typing import Any
 
-from bot.models import Grant, Step
+from bot.models import Grant, Receipt, Step
 
 log = logging.getLogger("accessbot.audit")
 
@@ -29,6 +30,39 @@ def audit_entry(grant: Grant, step: Step) -> dict[str, str]:
         "role": grant.role,
         "namespace": grant.namespace or "",
         "reason": step.reason,
+    }
+
+
+# Said in every receipt: the time verified is the bound, not the instant access ended.
+CACHE_CAVEAT = (
+    "The apiserver may honour an already-authenticated token for up to about 10 s after "
+    "its ServiceAccount is gone (its token cache), so the verification time is the "
+    "honest bound."
+)
+
+
+def receipt_summary(grant: Grant, receipt: Receipt) -> str:
+    """The receipt as one line for the audit stream: result, time, every check, the caveat."""
+    result = "verified" if receipt.verified else "FAILED"
+    at = receipt.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    checks = "; ".join(receipt.checks) or "no checks"
+    return f"access on {grant.cluster} gone: {result} at {at} ({checks}). {CACHE_CAVEAT}"
+
+
+def request_entry(grant: Grant) -> dict[str, str]:
+    """The audit entry of a new record: who asked for what (its steps follow)."""
+    return {
+        "grant_id": grant.id,
+        "kind": grant.kind,
+        "event": "requested",
+        "from": "",
+        "actor": grant.requester,
+        "at": grant.created_at.isoformat(),
+        "requester": grant.requester,
+        "cluster": grant.cluster,
+        "role": grant.role,
+        "namespace": grant.namespace or "",
+        "reason": grant.reason,
     }
 
 

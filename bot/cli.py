@@ -16,13 +16,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot.core import Core, build_core, cluster_targets
+from bot.core import Core, build_core, cluster_targets, redis_client
 from bot.lifecycle import LIVE, State
 from bot.logs import setup_logging
 from bot.models import Grant, MessageRef
 from bot.policy import Policy, PolicyError, load_policy, role_clusters
 from bot.redis_server import RedisProcess, RedisUnavailable
+from bot.scheduler import Scheduler
 from bot.settings import ConfigError, Settings, bot_namespace, load_settings
+from bot.store import AUDIT_MAXLEN, Store
 from bot.workflow import NotAllowed, UnknownGrant, UnknownUser
 from k8s import grants as k8s_grants
 from k8s import rbac, standing
@@ -45,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     rv = grants.add_parser("revoke", help="revoke one grant now")
     rv.add_argument("grant_id")
     rv.add_argument("--reason", default="revoked by an operator")
+    au = sub.add_parser("audit", help="a grant's whole life from the audit stream")
+    au.add_argument("grant_id")
     off = sub.add_parser("offboard", help="revoke everything a person holds and block them")
     who = off.add_mutually_exclusive_group(required=True)
     who.add_argument("--email")
@@ -70,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "grants": _grants,
         "offboard": _offboard,
         "standing": _standing,
+        "audit": _audit,
     }
     try:
         code = asyncio.run(commands[args.command](settings, args))
@@ -340,6 +345,10 @@ async def _grants(settings: Settings, args: argparse.Namespace) -> int:
             print(f"accessbot: {exc}", file=sys.stderr)
             return EXIT_PROBLEM
         print(f"{grant.id}: {grant.state}")
+        receipt = (await core.workflow.get(grant.id)).receipt
+        if receipt is not None:
+            result = "verified" if receipt.verified else "NOT verified (cleanup keeps at it)"
+            print(f"access gone: {result} at {_stamp(receipt.at.isoformat())}")
         return 0
 
 
@@ -357,6 +366,51 @@ def _print_grants(grants: list[Grant]) -> None:
         print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
     if not grants:
         print("(none)")
+
+
+# How each audit event reads in `accessbot audit` (anything else prints as recorded).
+_EVENT_LABELS = {
+    "active": "delivered",
+    "verified": "receipt: verified",
+    "verification_failed": "receipt: FAILED",
+}
+
+
+async def _audit(settings: Settings, args: argparse.Namespace) -> int:
+    """Print a grant's whole life from the audit stream: requested, each approval,
+    delivery, each extension, the end, the receipt. Reads Redis only."""
+    async with _redis(settings) as url:
+        redis = redis_client(url)
+        try:
+            entries = await Store(redis, Scheduler(redis)).audit_history(args.grant_id)
+        finally:
+            await redis.aclose()
+    if not entries:
+        print(
+            f"accessbot: no audit history for {args.grant_id!r}: no such grant was ever "
+            "recorded, or its history is gone (the stream keeps only the newest "
+            f"~{AUDIT_MAXLEN} entries)",
+            file=sys.stderr,
+        )
+        return EXIT_PROBLEM
+    first = entries[0]
+    where = f" namespace {first['namespace']}" if first.get("namespace") else ""
+    print(f"{args.grant_id}: {first['role']} on {first['cluster']}{where} for {first['requester']}")
+    if first.get("event") != "requested":
+        print("  (its start is gone from the stream: it keeps only the newest entries)")
+    for e in entries:
+        event = _EVENT_LABELS.get(e["event"], e["event"])
+        if e["kind"] == "extend":
+            event = f"extension request {event}"
+        print(f"{_stamp(e['at'])}  {event:<24} {e['actor']:<16} {e['reason']}".rstrip())
+    return 0
+
+
+def _stamp(at: str) -> str:
+    try:
+        return datetime.fromisoformat(at).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        return at
 
 
 async def _offboard(settings: Settings, args: argparse.Namespace) -> int:

@@ -97,6 +97,11 @@ class Core:
 
     async def close(self) -> None:
         await self.stop()
+        # Messages about ends are sent in the background (revocation never waits
+        # on Slack); give them a moment before the process goes.
+        flush = getattr(self.workflow.notifier, "flush", None)
+        if flush is not None:
+            await flush()
         self.clusters.close()
         await self.redis.aclose()
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -31,6 +31,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from bot.audit import new_steps
 from bot.lifecycle import State
 from bot.models import Grant
 
@@ -145,6 +146,11 @@ class Metrics:
         self.slack_errors = Counter(
             "accessbot_slack_api_errors", "Slack Web API errors", ["method", "error"], registry=r
         )
+        self.receipts = Counter(
+            "accessbot_revocation_receipts", "Revocation receipts by cluster and result "
+            "(verified, failed: access not proven gone, an alert)", ["cluster", "result"],
+            registry=r,
+        )  # fmt: skip
         self.reconcile_actions = Counter(
             "accessbot_reconcile_actions", "Reconciler actions", ["action"], registry=r
         )
@@ -198,6 +204,9 @@ class Metrics:
     async def on_change(self, before: Grant, after: Grant) -> None:
         """Store hook: count each committed change once (``before is after`` when created)."""
         kind = after.kind
+        for step in new_steps(before, after) if not after.is_new else ():
+            if step.event in ("verified", "verification_failed"):
+                self._receipt(after, step.at, ok=step.event == "verified")
         if after.is_new:
             self.submitted.labels(kind).inc()
             if after.state == State.APPROVED:
@@ -222,6 +231,13 @@ class Metrics:
                 )
         elif state == State.EXPIRED and after.expires_at is not None:
             self.revocation_lag.observe(_seconds(at - after.expires_at))
+
+    def _receipt(self, grant: Grant, verified_at: datetime, *, ok: bool) -> None:
+        self.receipts.labels(grant.cluster, "verified" if ok else "failed").inc()
+        ended = next((s.at for s in reversed(grant.history) if s.event is None and s.to_state in
+                      (State.REVOKED, State.EXPIRED, State.FAILED)), None)  # fmt: skip
+        if ended is not None:
+            self.observe_verification(_seconds(verified_at - ended), ok, grant.cluster)
 
     def _decided(self, grant: Grant, outcome: str) -> None:
         self.requests.labels(grant.kind, outcome).inc()

@@ -62,6 +62,23 @@ class ClusterObject(BaseModel):
     uid: str
 
 
+class Receipt(BaseModel):
+    """The revocation receipt: what the bot checked on the cluster after a grant ended.
+
+    ``verified``: every check showed the access gone (objects 404 by recorded
+    UID, SubjectAccessReviews not allowed). ``at``: when the checks finished,
+    the honest bound on when access ended (the apiserver may still honour an
+    already-authenticated token for about 10 s after its ServiceAccount is
+    gone). ``checks``: one line per check, "what: answer".
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    verified: bool
+    at: datetime
+    checks: tuple[str, ...] = ()
+
+
 class Grant(BaseModel):
     """A request for access and, once approved, the access itself."""
 
@@ -93,6 +110,9 @@ class Grant(BaseModel):
     extensions: tuple[str, ...] = ()
     card: MessageRef | None = None
     delivered_file: str | None = None
+    # Files of kubeconfigs delivered again (an extension's fresh token): the
+    # end deletes them from Slack with the first.
+    later_files: tuple[str, ...] = ()
     # Recorded on activation; None means unknown (cleanup then goes by label).
     objects: tuple[ClusterObject, ...] | None = None
     # Which provisioning attempt may deliver, and since when: a second attempt
@@ -109,6 +129,9 @@ class Grant(BaseModel):
     # When the bot last confirmed that none of this grant's objects exist on
     # its cluster (deleted and looked for): "revoked" as a fact, not a hope.
     objects_gone_at: datetime | None = None
+    # The latest revocation receipt: a failed one until a re-check verifies.
+    # Set together with objects_gone_at, which is the verified receipt's time.
+    receipt: Receipt | None = None
     history: tuple[Step, ...] = ()
     version: int = 0
 

@@ -21,7 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
-from bot.audit import audit_entry, log_entry, new_steps
+from bot.audit import audit_entry, log_entry, new_steps, request_entry
 from bot.lifecycle import State
 from bot.models import Grant, Offboarding
 from bot.scheduler import Job, Scheduler
@@ -233,15 +233,19 @@ class Store:
             self.scheduler.add_to(pipe, job)
         for job_id in change.cancel:
             self.scheduler.cancel_in(pipe, job_id)
-        for step in new_steps(before, grant):
+        entries = [request_entry(grant)] if before is None else []
+        entries += [audit_entry(grant, step) for step in new_steps(before, grant)]
+        for entry in entries:
             pipe.xadd(
                 self._audit_key,
-                audit_entry(grant, step),  # type: ignore[arg-type]
+                entry,  # type: ignore[arg-type]
                 maxlen=AUDIT_MAXLEN,
                 approximate=True,
             )
 
     async def _after(self, before: Grant | None, after: Grant) -> None:
+        if before is None:
+            log_entry(request_entry(after))
         for step in new_steps(before, after):
             log_entry(audit_entry(after, step))
         for hook in self.on_change:
@@ -289,6 +293,21 @@ class Store:
             approximate=True,
         )
         log_entry(entry)
+
+    async def audit_history(self, grant_id: str, page: int = 1000) -> list[dict[str, str]]:
+        """Every audit entry of one grant, oldest first (the stream read in pages).
+
+        Empty when the grant never existed or its entries were trimmed from
+        the stream (it keeps about ``AUDIT_MAXLEN`` entries).
+        """
+        found: list[dict[str, str]] = []
+        start = "-"
+        while True:
+            batch = await self.redis.xrange(self._audit_key, min=start, max="+", count=page)
+            found += [fields for _id, fields in batch if fields.get("grant_id") == grant_id]
+            if len(batch) < page:
+                return found
+            start = "(" + batch[-1][0]
 
     async def audit_tail(self, count: int = 100) -> list[dict[str, str]]:
         entries = await self.redis.xrevrange(self._audit_key, count=count)

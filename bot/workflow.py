@@ -16,10 +16,19 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from bot.audit import refusal_entry
+from bot.audit import receipt_summary, refusal_entry
 from bot.durations import format_duration
 from bot.lifecycle import LIVE, ExtensionRejected, State, new_expiry
-from bot.models import ClusterObject, Grant, MessageRef, Offboarding, new_grant, new_id, utcnow
+from bot.models import (
+    ClusterObject,
+    Grant,
+    MessageRef,
+    Offboarding,
+    Receipt,
+    new_grant,
+    new_id,
+    utcnow,
+)
 from bot.policy import (
     AccessRequestSpec,
     Policy,
@@ -35,6 +44,8 @@ from bot.retry import Backoff, retrying
 from bot.scheduler import Job, RetryLater, Scheduler
 from bot.store import Change, RequesterOffboarded, Store
 from k8s import grants as k8s_grants
+from k8s import names
+from k8s import rbac as k8s_rbac
 from k8s.clients import ClusterRegistry
 from k8s.errors import ClusterError
 from k8s.kubeconfig import KubeconfigSpec, kubeconfig_names, render_kubeconfig
@@ -328,7 +339,9 @@ class Workflow:
             g = g.model_copy(update={"approvals": tally.approvers})
             if not tally.satisfied:
                 result["o"] = Outcome.RECORDED
-                return Change(g)
+                # Audited as its own event: each approval is answerable from the stream.
+                counted = f"approval {len(tally.approvers)} of {g.approvals_required}"
+                return Change(g.noted("approval", approver, now, counted))
             result["o"] = Outcome.APPROVED
             return self._approved(g, approver, now)
 
@@ -576,6 +589,20 @@ class Workflow:
             grant, grant.kubeconfig_filename, content.encode()
         )
 
+    async def _deliver_again(self, grant: Grant, content: str) -> None:
+        """Deliver a renewed kubeconfig and record its file, so the end deletes it too."""
+        file_id = await self._deliver(grant, content)
+        if not file_id:
+            return
+        await self.store.update(
+            grant.id,
+            lambda g: (
+                None
+                if file_id in g.later_files
+                else Change(g.model_copy(update={"later_files": (*g.later_files, file_id)}))
+            ),
+        )
+
     async def _activate(
         self, grant: Grant, delivery: str, objects: tuple[ClusterObject, ...]
     ) -> Grant | None:
@@ -696,14 +723,90 @@ class Workflow:
     async def _cleanup(
         self, grant_id: str, cluster_name: str, objects: tuple[ClusterObject, ...] | None = None
     ) -> list[str]:
-        deleted = await retrying(
-            f"revoke {grant_id}",
-            lambda: self._revoke(grant_id, cluster_name, objects),
-            self.backoff,
-        )
-        await self.scheduler.cancel(cleanup_job(grant_id))
-        await self._mark_gone(grant_id, self.clock(), again=bool(deleted))
+        """Delete an ended grant's objects, then prove on the cluster that access is gone.
+
+        Never raises for the cluster: a refused or failed delete is logged and
+        left to the verification, whose failed receipt raises the alert; the
+        cleanup job (scheduled when the grant ended) then runs again until a
+        receipt verifies. Slack hears of it only after the store has the receipt.
+        """
+        deleted: list[str] = []
+        try:
+            deleted = await retrying(
+                f"revoke {grant_id}",
+                lambda: self._revoke(grant_id, cluster_name, objects),
+                self.backoff,
+            )
+        except ClusterError as exc:
+            log.error("revoking %s on %s failed: %s", grant_id, cluster_name, exc,
+                      extra={"grant_id": grant_id})  # fmt: skip
+        if await self._receipt(grant_id, cluster_name, again=bool(deleted)):
+            await self.scheduler.cancel(cleanup_job(grant_id))
+        else:
+            # Verification failed: make sure the durable retry exists, whoever ended it.
+            await self.scheduler.schedule(
+                _job(cleanup_job(grant_id), self.clock() + self.cleanup_grace, cluster=cluster_name)
+            )
         return deleted
+
+    async def _receipt(self, grant_id: str, cluster_name: str, *, again: bool = False) -> bool:
+        """Verify an ended grant's access is gone and record the receipt; True when verified.
+
+        One receipt per end: a failed one at most once (the alert), then the
+        verified one (the fact the webhook reports as ``verified``). A grant
+        already verified only has its time moved when ``again`` (objects were
+        found and deleted since: a provisioning attempt that raced the end).
+        """
+        grant = await self.store.get(grant_id)
+        if grant is None or grant.kind != "access" or not grant.ended:
+            return True  # nothing of an ended grant to prove (never a live one's job)
+        if grant.receipt is not None and grant.receipt.verified:
+            if again:
+                await self._mark_gone(grant_id, self.clock(), again=True)
+            return True
+        checks = await self._check_gone(grant, cluster_name)
+        verified = all(c.gone for c in checks)
+        at = self.clock()
+        receipt = Receipt(verified=verified, at=at, checks=tuple(str(c) for c in checks))
+        event = "verified" if verified else "verification_failed"
+        text = receipt_summary(grant, receipt)
+
+        def decide(g: Grant) -> Change | None:
+            if g.receipt is not None and (g.receipt.verified or not verified):
+                return None  # recorded already: one failed receipt, one verified
+            update: dict[str, object] = {"receipt": receipt}
+            if verified:
+                update["objects_gone_at"] = at
+            return Change(g.model_copy(update=update).noted(event, SYSTEM, at, text))
+
+        await self.store.update(grant_id, decide)
+        if not verified:
+            log.error("grant %s: access NOT verified gone on %s: %s", grant_id, cluster_name,
+                      "; ".join(str(c) for c in checks if not c.gone),
+                      extra={"grant_id": grant_id})  # fmt: skip
+        return verified
+
+    async def _check_gone(self, grant: Grant, cluster_name: str) -> list[k8s_grants.GoneCheck]:
+        """The checks of a receipt; a cluster that does not answer is a failed check."""
+        cluster = self.clusters[cluster_name]
+        sa_ns = self.policy.clusters[grant.cluster].namespace
+        sa_name = names.service_account_name(grant.handle, grant.id)
+        sa_user = f"system:serviceaccount:{sa_ns}:{sa_name}"
+        refs = None
+        if grant.objects is not None:
+            refs = [k8s_grants.ObjectRef(o.kind, o.namespace, o.name, o.uid) for o in grant.objects]
+        try:
+            rules = (await k8s_rbac.cluster_role_rules(cluster, [grant.cluster_role])).get(
+                grant.cluster_role
+            )
+        except ClusterError:
+            rules = None  # unreadable role: the fallback question still tells
+        where = grant.namespace if grant.scope == "namespace" else None
+        reviews = k8s_grants.representative_reviews(rules, where)
+        try:
+            return await k8s_grants.verify_gone(cluster, grant.id, sa_user, refs, reviews)
+        except ClusterError as exc:
+            return [k8s_grants.GoneCheck(f"cluster {cluster_name}", False, f"no answer ({exc})")]
 
     async def _mark_gone(self, grant_id: str, at: datetime, *, again: bool = False) -> None:
         """Record that an ended grant's objects were deleted (a fact the webhook reports).
@@ -738,10 +841,23 @@ class Workflow:
         cluster = job.data.get("cluster") or (grant.cluster if grant else None)
         # The reconciler asks by label: it saw objects the recorded UIDs may not cover.
         objects = None if grant is None or job.data.get("by") == "label" else grant.objects
-        if cluster is not None:
+        if cluster is None:
+            return
+        if grant is None:
+            await self._revoke(grant_id, cluster, objects)
+            return
+        deleted: list[str] = []
+        try:
             deleted = await self._revoke(grant_id, cluster, objects)
-            if grant is not None:
-                await self._mark_gone(grant_id, self.clock(), again=bool(deleted))
+        except ClusterError as exc:
+            log.error("cleanup of %s on %s failed: %s", grant_id, cluster, exc,
+                      extra={"grant_id": grant_id})  # fmt: skip
+        if not await self._receipt(grant_id, cluster, again=bool(deleted)):
+            # Scheduled afresh (the scheduler keeps a job moved while it ran), not
+            # failed: a failure count would give up one day; this runs until verified.
+            await self.scheduler.schedule(
+                _job(job.id, self.clock() + self.cleanup_grace, **job.data)
+            )
 
     async def _job_expire(self, job: Job) -> None:
         grant_id = job.id.split(":", 1)[1]
@@ -896,7 +1012,7 @@ class Workflow:
             # Recorded by an earlier attempt that died before delivering.
             _, content = await self._renew_credentials(current, self._spec(current), resumed=True)
             await self._write_facts(current)
-            await self._deliver(current, content)
+            await self._deliver_again(current, content)
             return current
         try:
             wanted = new_expiry(current.expires_at, by, now, max_duration)
@@ -937,7 +1053,7 @@ class Workflow:
             raise RequestRejected(f"grant {grant_id} is no longer active")
         await self._write_facts(updated)
         # The old token dies at the old end: the extension needs the fresh file.
-        await self._deliver(updated, content)
+        await self._deliver_again(updated, content)
         log.info("grant %s extended by %s", grant_id, asked_by, extra={"grant_id": grant_id})
         return updated
 
@@ -1077,10 +1193,20 @@ class Workflow:
             except ClusterError as exc:
                 log.warning("offboarding %s: cluster %s not clean yet: %s", user, cluster, exc)
                 pending.extend(PendingCleanup(g.id, cluster) for g in open_)
+                for g in open_:
+                    if (await self.get(g.id)).ended:
+                        await self._receipt(g.id, cluster)  # the failed receipt: an alert
                 return
+            # Gone as far as a listing shows; the receipts prove it grant by grant.
             for g in open_:
-                await self._mark_gone(g.id, at)
-            verified[cluster] = at
+                if not await self._receipt(g.id, cluster, again=True):
+                    pending.append(PendingCleanup(g.id, cluster))
+            if any(p.cluster == cluster for p in pending):
+                return
+            done = await self.store.many(g.id for g in grants)
+            verified[cluster] = max(
+                (g.objects_gone_at for g in done if g.objects_gone_at), default=at
+            )
 
         await asyncio.gather(*(one(c, gs) for c, gs in sorted(by_cluster.items())))
         pending.sort(key=lambda p: (p.cluster, p.grant))

@@ -10,12 +10,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from bot.audit import CACHE_CAVEAT
 from bot.durations import format_duration
 from bot.lifecycle import State
-from bot.models import Grant, Step
+from bot.models import Grant, Receipt, Step
 from bot.policy import Policy, approvers_of
 from bot.slack import ids
 from bot.slack.commands import ACCESS_USAGE, K8S_USAGE
@@ -49,12 +50,15 @@ __all__ = [
     "allowance_file_name",
     "approval_card",
     "audit_message",
+    "ended_dm",
     "error_message",
     "extended_message",
     "grant_list_message",
     "help_message",
     "home_view",
     "info_message",
+    "receipt_dm",
+    "receipt_message",
     "reminder_message",
     "report_messages",
     "requester_update",
@@ -162,7 +166,10 @@ def _what(grant: Grant) -> str:
 
 
 def _last(grant: Grant) -> Step | None:
-    return grant.history[-1] if grant.history else None
+    # The last state change: noted events (an approval, an extension, a receipt)
+    # come after it but say nothing about who moved the grant to where it is.
+    moves = [s for s in grant.history if s.event is None]
+    return moves[-1] if moves else None
 
 
 def _reason_blocks(label: str, text: str) -> list[JSON]:
@@ -944,3 +951,79 @@ def standing_message(
             section(md(f"The full list is in the file {code(filename)} in your DM with AccessBot."))
         )
     return Message(escape(title), blocks), shown == len(lines)
+
+
+# -- revocation receipts ----------------------------------------------------------------------
+# Plain UTC times, not Slack's localised dates: a receipt is evidence, quoted as written.
+
+
+def _utc(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%H:%M:%S UTC on %Y-%m-%d")
+
+
+def ended_at(grant: Grant) -> datetime | None:
+    """When the grant's record moved to its end state (revoked, expired, failed)."""
+    for step in reversed(grant.history):
+        if step.event is None and step.to_state == grant.state:
+            return step.at
+    return None
+
+
+def _check_lines(receipt: Receipt) -> str:
+    lines = [("✅ " if _check_passed(c) else "❌ ") + escape(c) for c in receipt.checks]
+    return "\n".join(lines) or "no checks"
+
+
+def _check_passed(check: str) -> bool:
+    answer = check.rsplit(": ", 1)[-1]
+    return answer in ("404", "not allowed", "none") or answer.startswith("404 ")
+
+
+def receipt_message(grant: Grant, receipt: Receipt) -> Message:
+    """The revocation receipt for the audit channel: grant, cluster, checks, result, time."""
+    ended = ended_at(grant)
+    result = "verified" if receipt.verified else "FAILED: access may remain"
+    title = (
+        f"Revocation receipt: {grant.id} verified"
+        if receipt.verified
+        else f"🚨 Revocation NOT verified: {grant.id}"
+    )
+    summary = (
+        f"{code(grant.id)} {_summary_md(grant)} for {mention(grant.requester)} "
+        f"ended ({escape(str(grant.state))})"
+        + (f" at {_utc(ended)}" if ended else "")
+        + f". Checked on cluster {code(grant.cluster)} at {_utc(receipt.at)}: *{result}*."
+    )
+    blocks = [
+        header(clip_raw(title, HEADER_TEXT_LIMIT)),
+        section(md(summary)),
+        section(md(f"*What was checked*\n{_check_lines(receipt)}")),
+    ]
+    if not receipt.verified:
+        blocks.append(
+            section(md("AccessBot runs the cleanup again until this verifies; a receipt follows."))
+        )
+    blocks.append(context(plain(CACHE_CAVEAT)))
+    text = f"Revocation receipt for {code(grant.id)} on {code(grant.cluster)}: {result}"
+    return Message(text, blocks)
+
+
+def receipt_dm(grant: Grant, receipt: Receipt) -> Message:
+    """The requester's copy: "your access to prod ended at 12:03:41 UTC, verified"."""
+    ended = ended_at(grant) or receipt.at
+    text = (
+        f"Your access to {code(grant.cluster)} ({_summary_md(grant)}, grant {code(grant.id)}) "
+        f"ended at {_utc(ended)}, verified at {_utc(receipt.at)}."
+    )
+    return Message(text, [section(md(text)), context(plain(CACHE_CAVEAT))])
+
+
+def ended_dm(grant: Grant) -> Message:
+    """What the "access granted" DM becomes once the grant ended (its buttons go)."""
+    ended = ended_at(grant)
+    when = f" at {_utc(ended)}" if ended else ""
+    text = (
+        f"Access ended{when}: {_summary_md(grant)}, grant {code(grant.id)} "
+        f"({escape(str(grant.state))}). The kubeconfig file was deleted from Slack."
+    )
+    return Message(text, [section(md(text))])

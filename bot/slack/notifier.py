@@ -24,6 +24,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.audit import new_steps
+from bot.lifecycle import State
 from bot.models import Grant, MessageRef, utcnow
 from bot.policy import Policy
 from bot.slack.blocks import (
@@ -35,7 +36,10 @@ from bot.slack.blocks import (
     allowance_fits,
     approval_card,
     audit_message,
+    ended_dm,
     info_message,
+    receipt_dm,
+    receipt_message,
     reminder_message,
     requester_update,
 )
@@ -60,6 +64,9 @@ CHECK_LIMIT_SECONDS = 60.0
 TRANSIENT_ERRORS = frozenset(
     {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 )
+
+# The audit steps that carry a revocation receipt (see Workflow._receipt).
+RECEIPT_EVENTS = frozenset({"verified", "verification_failed"})
 
 _HINTS = {
     "channel_not_found": "Check the channel ID in the policy file; the channel may be gone.",
@@ -103,6 +110,9 @@ class SlackNotifier:
         self._checks: dict[tuple[str, str, bool], asyncio.Task[Permissions]] = {}
         self._latest: dict[str, Grant] = {}
         self._filling: set[str] = set()
+        # The "access granted" DM of each live grant, to mark it ended later.
+        # Process memory: after a restart the receipt DM alone says it ended.
+        self._granted_dms: dict[str, MessageRef] = {}
         self._background: set[asyncio.Task[None]] = set()
 
     # -- what a role allows ------------------------------------------------------------------
@@ -256,20 +266,43 @@ class SlackNotifier:
         return file_id
 
     async def grant_changed(self, before: Grant, after: Grant) -> None:
+        """Tell everyone about a committed change.
+
+        An access grant's end and its receipt are told in the background: the
+        store calls this before the workflow goes on to delete the objects
+        and verify, and revocation must never wait on Slack. The per-grant
+        lock (FIFO) keeps the end message before the receipt.
+        """
         latest = self._latest.get(after.id)
         if latest is None or latest.version <= after.version:
             self._latest[after.id] = after
+        if after.kind == "access" and after.ended:
+            task = asyncio.create_task(self._changed(before, after))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            return
+        await self._changed(before, after)
+
+    async def flush(self, budget_seconds: float = 5.0) -> None:
+        """Wait (at most ``budget_seconds``) for messages still being sent in the background."""
+        pending = set(self._background)
+        if pending:
+            await asyncio.wait(pending, timeout=budget_seconds)
+
+    async def _changed(self, before: Grant, after: Grant) -> None:
         async with self._lock(after.id):
             await self._guarded("update the approval card", self._update_card(before, after), after)
             await self._guarded("message the requester", self._tell_requester(before, after), after)
             await self._guarded("post to the audit channel", self._audit(before, after), after)
-        if after.ended and after.id not in self._filling:
+            if after.receipt is not None and after.receipt != before.receipt:
+                await self._guarded("send the receipt", self._receipt(before, after), after)
+        if after.ended and after.id not in self._filling and _nothing_more_to_tell(after):
             self._locks.pop(after.id, None)
             self._latest.pop(after.id, None)
 
     async def remind(self, grant: Grant) -> None:
         message = reminder_message(grant, self._clock())
-        await self._guarded("send a reminder", self._send_dm(grant.requester, message), grant)
+        await self._guarded("send a reminder", self.send_dm(grant.requester, message), grant)
 
     # -- the three audiences ---------------------------------------------------------------
 
@@ -294,8 +327,54 @@ class SlackNotifier:
 
     async def _tell_requester(self, before: Grant, after: Grant) -> None:
         message = requester_update(before, after, self._policy, self._clock())
-        if message is not None:
-            await self._send_dm(after.requester, message)
+        if message is None:
+            return
+        ref = await self._send_dm(after.requester, message)
+        if ref is not None and after.state == State.ACTIVE and before.state != State.ACTIVE:
+            self._granted_dms[after.id] = ref
+
+    async def _receipt(self, before: Grant, after: Grant) -> None:
+        """A new receipt: the requester's copy, the file deleted, the DM marked ended.
+
+        Runs after the store recorded the receipt, so never before the deletes
+        and the verification. The hygiene is done once, at the first receipt;
+        each step logs its own failure and never stops the next.
+        """
+        receipt = after.receipt
+        assert receipt is not None
+        if not receipt.verified:
+            await self.alert_admins(
+                f"AccessBot could not verify that grant {after.id}'s access on cluster "
+                f"{after.cluster} is gone; it keeps cleaning up. See the audit channel.",
+                key=f"receipt:{after.id}",
+            )
+        elif after.delivered_file:
+            await self._send_dm(after.requester, receipt_dm(after, receipt))
+        if before.receipt is not None or not after.delivered_file:
+            return
+        for file_id in (after.delivered_file, *after.later_files):
+            await self._delete_file(file_id, after)
+        ref = self._granted_dms.pop(after.id, None)
+        if ref is not None:
+            try:
+                await self._client.chat_update(
+                    channel=ref.channel, ts=ref.ts, **ended_dm(after).as_kwargs()
+                )
+            except SlackClientError as exc:
+                await self._trouble("mark the access DM ended", exc, ref.channel, after)
+
+    async def _delete_file(self, file_id: str, grant: Grant) -> None:
+        """``files.delete`` the kubeconfig the bot uploaded (a bot may delete its own files)."""
+        try:
+            await self._client.files_delete(file=file_id)
+        except SlackApiError as exc:
+            if error_code(exc) == "file_deleted":
+                return
+            await self._trouble("delete a kubeconfig file", exc, file_id, grant)
+        except SlackClientError as exc:
+            await self._trouble("delete a kubeconfig file", exc, file_id, grant)
+        else:
+            log.info("kubeconfig %s of grant %s deleted from Slack", file_id, grant.id)
 
     async def _audit(self, before: Grant, after: Grant) -> None:
         channel = self._policy.audit_channel
@@ -304,7 +383,12 @@ class SlackNotifier:
         created = after.is_new
         steps = after.history if created else new_steps(before, after)
         messages = [audit_message(after, None)] if created else []
-        messages += [audit_message(after, step) for step in steps]
+        messages += [
+            receipt_message(after, after.receipt)
+            if step.event in RECEIPT_EVENTS and after.receipt is not None
+            else audit_message(after, step)
+            for step in steps
+        ]
         for message in messages:
             try:
                 await self._post(channel, message)
@@ -341,16 +425,18 @@ class SlackNotifier:
             self._dm_channels[user] = channel
         return channel
 
-    async def _post(self, channel: str, message: Message) -> None:
-        await self._client.chat_postMessage(
+    async def _post(self, channel: str, message: Message) -> MessageRef:
+        resp = await self._client.chat_postMessage(
             channel=channel, unfurl_links=False, unfurl_media=False, **message.as_kwargs()
         )
+        return MessageRef(channel=str(resp.get("channel") or channel), ts=str(resp.get("ts")))
 
-    async def _send_dm(self, user: str, message: Message) -> None:
+    async def _send_dm(self, user: str, message: Message) -> MessageRef | None:
         try:
-            await self._post(await self._dm(user), message)
+            return await self._post(await self._dm(user), message)
         except SlackClientError as exc:
             await self._trouble("send a direct message", exc, user, None)
+            return None
 
     async def send_dm(self, user: str, message: Message) -> None:
         """Send ``message`` to ``user`` privately; failures are logged, never raised."""
@@ -410,3 +496,13 @@ def _alert_text(doing: str, where: str, code: str, exc: SlackClientError) -> str
         text += f" Scope needed: {needed}."
     hint = _HINTS.get(code)
     return f"{text} {hint}" if hint else text
+
+
+def _nothing_more_to_tell(grant: Grant) -> bool:
+    """An ended grant expects no more messages: no receipt to come, or it came verified."""
+    expects_receipt = grant.kind == "access" and grant.state in (
+        State.EXPIRED,
+        State.REVOKED,
+        State.FAILED,
+    )
+    return not expects_receipt or (grant.receipt is not None and grant.receipt.verified)

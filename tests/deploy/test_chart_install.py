@@ -374,6 +374,7 @@ def test_the_service_account_has_nothing_beyond_what_the_bot_calls(
         ("get", "namespaces"),
         ("list", "nodes"),
         ("create", "selfsubjectrulesreviews"),
+        ("create", "subjectaccessreviews"),  # the revocation receipt's question
         # Annotations only: the admission policy refuses any other change.
         ("patch", "rolebindings", "-n", "some-team"),
         ("patch", "serviceaccounts", "-n", users),
@@ -410,6 +411,25 @@ def test_the_service_account_has_nothing_beyond_what_the_bot_calls(
         assert can_i(cluster, release, *args), f"bot should be allowed: {args}"
     for args in denied + ([] if release.helm_report else secrets):
         assert not can_i(cluster, release, *args), f"bot must be denied: {args}"
+
+
+async def test_the_receipt_checks_run_as_the_bot(release: Release, bot: ClusterClient) -> None:
+    """The chart lets the bot verify an end: read its objects back, ask a SubjectAccessReview."""
+    users = release.users_namespace
+    sa = grants.ObjectRef("ServiceAccount", users, "nobody-gone", "uid-of-nothing")
+    rb = grants.ObjectRef("RoleBinding", "some-team", "accessbot-nobody-gone", "uid-x")
+    checks = await grants.verify_gone(
+        bot,
+        "gone",
+        f"system:serviceaccount:{users}:nobody-gone",
+        [sa, rb],
+        [grants.Review("get", "pods", "", "some-team")],
+    )
+    assert [(c.gone, c.answer) for c in checks] == [
+        (True, "404"),
+        (True, "404"),
+        (True, "not allowed"),
+    ]
 
 
 async def test_reports_run_as_the_bot(

@@ -85,7 +85,7 @@ def test_check_all_good_reaches_redis_and_clusters(
 def test_help_lists_commands(tmp_path: Path) -> None:
     r = accessbot("--help", env={}, cwd=tmp_path)
     assert r.returncode == 0
-    for command in ("serve", "check", "grants", "offboard", "standing"):
+    for command in ("serve", "check", "grants", "offboard", "standing", "audit"):
         assert command in r.stdout
 
 
@@ -118,6 +118,7 @@ async def test_operator_commands_list_revoke_offboard(
         )
         assert revoked.returncode == 0, revoked.stderr
         assert f"{made[2].id}: revoked" in revoked.stdout
+        assert "access gone: verified at " in revoked.stdout
 
         off = await asyncio.to_thread(
             accessbot, "offboard", "--slack-user", "U0ALICE", env=env, cwd=tmp_path
@@ -139,3 +140,66 @@ async def test_operator_commands_list_revoke_offboard(
         )
         assert unknown.returncode == 1
         assert "no request or grant with id 'zzzzzzzz'" in unknown.stderr
+
+
+@pytest.mark.cluster
+async def test_audit_tells_a_grants_whole_life_and_says_when_it_is_gone(
+    tmp_path: Path, redis_url: str, cluster: TestCluster, cluster_b: TestCluster
+) -> None:
+    import datetime as dt
+
+    from redis.asyncio import Redis
+
+    from bot.lifecycle import State
+    from bot.policy import AccessRequestSpec
+    from tests.support.harness import workflow_harness
+
+    async with workflow_harness(redis_url, {"a": cluster, "b": cluster_b}, tmp_path) as h:
+        wf = h.workflow
+        spec = AccessRequestSpec(requester="U0ALICE", role="cluster-admin", cluster="b",
+                                 namespace=None, duration=dt.timedelta(minutes=20),
+                                 reason="incident 42")  # fmt: skip
+        grant = await wf.submit(spec)
+        await wf.approve(grant.id, "U0LEAD")
+        await wf.approve(grant.id, "U0BOSS")
+        await h.wait_state(grant.id, State.ACTIVE)
+        ext = await wf.extend(grant.id, "U0ALICE", dt.timedelta(minutes=10))
+        await wf.approve(ext.id, "U0LEAD")
+        await wf.approve(ext.id, "U0BOSS")
+        await h.wait_state(ext.id, State.APPLIED)
+        await wf.revoke(grant.id, "U0ALICE", "done")
+        ended = await h.wait_state(grant.id, State.REVOKED)
+        assert ended.receipt is not None
+        assert ended.receipt.verified
+        (tmp_path / "policy.yaml").write_text(POLICY)
+        env = {"REDIS_URL": redis_url, "KUBECONFIG": str(h.kubeconfig)}
+
+        life = await asyncio.to_thread(accessbot, "audit", grant.id, env=env, cwd=tmp_path)
+        assert life.returncode == 0, life.stderr
+        lines = life.stdout.splitlines()
+        assert lines[0] == f"{grant.id}: cluster-admin on b for U0ALICE"
+        events = [line.split()[1:3] for line in lines[1:]]
+        assert [e[0] for e in events] == [
+            "requested", "approval", "approved", "provisioning", "delivered", "extended",
+            "revoked", "receipt:",
+        ]  # fmt: skip
+        who = [line.split()[2] for line in lines[1:]]
+        assert who[:3] == ["U0ALICE", "U0LEAD", "U0BOSS"]
+        assert "asked by U0ALICE; approved by U0LEAD, U0BOSS" in lines[6]
+        assert "receipt: verified" in lines[-1]
+        assert "SubjectAccessReview" in lines[-1]
+        assert "token cache" in lines[-1]
+
+        unknown = await asyncio.to_thread(accessbot, "audit", "zzzzzzzz", env=env, cwd=tmp_path)
+        assert unknown.returncode == 1
+        assert "no audit history for 'zzzzzzzz'" in unknown.stderr
+
+        # The stream is capped: once trimmed away, the CLI says the history is gone.
+        r = Redis.from_url(redis_url, decode_responses=True)
+        try:
+            await r.xtrim("ab:audit", maxlen=0)
+        finally:
+            await r.aclose()
+        gone = await asyncio.to_thread(accessbot, "audit", grant.id, env=env, cwd=tmp_path)
+        assert gone.returncode == 1
+        assert "its history is gone" in gone.stderr

@@ -139,6 +139,7 @@ async def test_audit_channel_gets_every_step(emu: SlackEmulator) -> None:
     await notifier.grant_changed(created, created)
     denied = grant(State.DENIED, version=1, card=None)
     await notifier.grant_changed(created, denied)
+    await notifier.flush()  # an end is told in the background
     audit = [m["text"] for m in emu.messages("C0AUDIT")]
     assert len(audit) == 2
     assert "requested by" in audit[0]
@@ -190,6 +191,7 @@ async def test_a_failing_message_does_not_stop_the_others(emu: SlackEmulator) ->
     after = grant(State.DENIED, version=1)
     emu.fail("chat.update", "message_not_found")
     await notifier.grant_changed(before, after)  # never raises
+    await notifier.flush()  # an end is told in the background
     assert emu.messages("C0AUDIT")  # the audit post still went out
     assert emu.messages(emu.dm_channel("U0ALICE"))  # and the requester heard
 

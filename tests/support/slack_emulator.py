@@ -97,6 +97,7 @@ class UploadedFile:
     initial_comment: str | None = None
     thread_ts: str | None = None
     completed: bool = False
+    deleted: bool = False
 
 
 @dataclass(frozen=True)
@@ -904,6 +905,24 @@ class _WebApi:
         self._post_file_share(files, channels, params)
         return {"files": [self._file_object(f) for f in files]}
 
+    def _api_files_delete(self, params: JSON) -> JSON:
+        """Delete a file; as on Slack, its messages keep a tombstone in its place."""
+        file = self._files.get(str(params.get("file") or ""))
+        if file is None:
+            raise SlackError("file_not_found")
+        if file.deleted:
+            raise SlackError("file_deleted")
+        file.deleted = True
+        file.content = None
+        for messages in self._messages.values():
+            for message in messages:
+                if any(f.get("id") == file.file_id for f in message.get("files", [])):
+                    message["files"] = [
+                        {"id": f["id"], "mode": "tombstone"} if f.get("id") == file.file_id else f
+                        for f in message["files"]
+                    ]
+        return {}
+
     def _share_targets(self, params: JSON) -> tuple[str, ...]:
         targets = _split(params.get("channels")) or _split(params.get("channel_id"))
         return tuple(self._channel_id(t) for t in targets)
@@ -1002,6 +1021,7 @@ class SlackEmulator(_WebApi):
         self.socket_acks: dict[str, SocketAck] = {}
         self._faults: defaultdict[str, deque[_Fault]] = defaultdict(deque)
         self._delays: dict[str, float] = {}
+        self._held: dict[str, asyncio.Event] = {}
         self._started: defaultdict[str, int] = defaultdict(int)
 
     # ------------------------------------------------------------------ lifecycle
@@ -1089,6 +1109,17 @@ class SlackEmulator(_WebApi):
             self._delays[method] = seconds
         else:
             self._delays.pop(method, None)
+
+    def hold(self, *methods: str) -> None:
+        """Answer no call of these methods until :meth:`release` (Slack stalled)."""
+        for method in methods:
+            self._held.setdefault(method, asyncio.Event())
+
+    def release(self) -> None:
+        """Answer every held call now, and hold nothing from here on."""
+        for event in self._held.values():
+            event.set()
+        self._held = {}
 
     def _add_fault(self, method: str, reply: _Reply, times: int) -> None:
         if times < 1:
@@ -1198,6 +1229,9 @@ class SlackEmulator(_WebApi):
             return _Reply.error(auth_error)
         if method in self._delays:
             await asyncio.sleep(self._delays[method])
+        held = self._held.get(method)
+        if held is not None:
+            await held.wait()
         fault = self._take_fault(method)
         if fault is not None:
             return fault
