@@ -557,13 +557,19 @@ class Workflow:
             lambda: k8s_grants.provision(cluster, spec, on_step=self.on_provision_step),
             self.backoff,
         )
+        return token, await self._verified_kubeconfig(grant, spec, token)
+
+    async def _verified_kubeconfig(
+        self, grant: Grant, spec: k8s_grants.GrantSpec, token: k8s_grants.IssuedToken
+    ) -> str:
+        """The requester's file, proven to connect and act as the grant before anyone gets it."""
         content = self._kubeconfig(grant, token)
         await retrying(
             f"verify {grant.id}",
-            lambda: k8s_grants.verify(cluster, spec, token, content),
+            lambda: k8s_grants.verify(self.clusters[grant.cluster], spec, token, content),
             self.backoff,
         )
-        return token, content
+        return content
 
     def _kubeconfig(self, grant: Grant, token: k8s_grants.IssuedToken) -> str:
         """The file the requester gets: the bot's own trust in the cluster, their token."""
@@ -1090,13 +1096,7 @@ class Workflow:
                 f"{format_duration(timedelta(seconds=token.lifetime_seconds))}; "
                 f"grant {grant.id} cannot be extended beyond its current end yet"
             )
-        content = self._kubeconfig(grant, token)
-        await retrying(
-            f"verify {grant.id}",
-            lambda: k8s_grants.verify(cluster, spec, token, content),
-            self.backoff,
-        )
-        return token, content
+        return token, await self._verified_kubeconfig(grant, spec, token)
 
     # -- offboarding ----------------------------------------------------------
     async def resolve_user(self, *, email: str | None = None, user_id: str | None = None) -> str:

@@ -351,17 +351,7 @@ async def annotate_objects(
         if ref.uid:
             meta["uid"] = ref.uid
         body = {"metadata": meta}
-        call: Callable[..., Any]
-        if ref.kind == "ClusterRoleBinding":
-            call = partial(c.rbac.patch_cluster_role_binding, ref.name, body)
-        elif ref.kind == "ServiceAccount":
-            call = partial(
-                c.core.patch_namespaced_service_account, ref.name, ref.namespace or "", body
-            )
-        else:
-            call = partial(
-                c.rbac.patch_namespaced_role_binding, ref.name, ref.namespace or "", body
-            )
+        call = partial(_object_call(c, ref, "patch"), body=body)
         try:
             await c.call(call)
         except ClusterError as exc:
@@ -464,15 +454,25 @@ async def revoke_objects(c: ClusterClient, refs: Sequence[ObjectRef]) -> list[st
     return deleted
 
 
+def _object_call(
+    c: ClusterClient, ref: ObjectRef, verb: Literal["read", "patch", "delete"]
+) -> Callable[..., Any]:
+    """The client method for ``verb`` on the object ``ref`` names, its name (and namespace) bound.
+
+    ``patch`` takes ``body=``, ``delete`` takes ``body=`` (delete options).
+    """
+    if ref.kind == "ClusterRoleBinding":
+        return partial(getattr(c.rbac, f"{verb}_cluster_role_binding"), ref.name)
+    if ref.kind == "ServiceAccount":
+        method = getattr(c.core, f"{verb}_namespaced_service_account")
+    else:
+        method = getattr(c.rbac, f"{verb}_namespaced_role_binding")
+    return partial(method, ref.name, ref.namespace or "")
+
+
 async def _delete_pinned(c: ClusterClient, ref: ObjectRef) -> bool:
     body = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=ref.uid))
-    call: Callable[..., Any]
-    if ref.kind == "ClusterRoleBinding":
-        call = partial(c.rbac.delete_cluster_role_binding, ref.name)
-    elif ref.kind == "ServiceAccount":
-        call = partial(c.core.delete_namespaced_service_account, ref.name, ref.namespace or "")
-    else:
-        call = partial(c.rbac.delete_namespaced_role_binding, ref.name, ref.namespace or "")
+    call = _object_call(c, ref, "delete")
     try:
         await c.call(call, body=body)
         return True
@@ -792,13 +792,7 @@ async def verify_gone(
 
 
 async def _object_gone(c: ClusterClient, ref: ObjectRef) -> GoneCheck:
-    call: Callable[..., Any]
-    if ref.kind == "ClusterRoleBinding":
-        call = partial(c.rbac.read_cluster_role_binding, ref.name)
-    elif ref.kind == "ServiceAccount":
-        call = partial(c.core.read_namespaced_service_account, ref.name, ref.namespace or "")
-    else:
-        call = partial(c.rbac.read_namespaced_role_binding, ref.name, ref.namespace or "")
+    call = _object_call(c, ref, "read")
     where = f"{ref.namespace}/{ref.name}" if ref.namespace else ref.name
     what = f"{ref.kind} {where}"
     try:

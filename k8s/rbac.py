@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
 from k8s.clients import status_of
 from k8s.errors import ClusterError
@@ -64,17 +64,7 @@ Risk = Literal[
 ]
 
 # In the contract's order; it is also the order risks are shown in.
-RISKS: Final[tuple[Risk, ...]] = (
-    "token-minting",
-    "impersonation",
-    "escalation",
-    "rbac-write",
-    "pod-create",
-    "exec",
-    "secrets-read",
-    "node-proxy",
-    "wildcard",
-)
+RISKS: Final[tuple[Risk, ...]] = get_args(Risk)
 
 # Risks that let a grant's holder keep or widen access after the grant ends or act
 # as someone else; ``accessbot check`` fails on them unless the role accepts them.
