@@ -488,7 +488,7 @@ def test_notes_tell_the_operator_what_the_bot_may_do(release: Release) -> None:
 MANAGED = {"app.kubernetes.io/managed-by": "accessbot", "accessbot.io/grant-id": "esc0001"}
 GUARD = "ValidatingAdmissionPolicy"
 PROTECTED = "AccessBot may not bind in a protected namespace"
-ONE_SUBJECT = "must have exactly one subject, a ServiceAccount in the"
+ONE_SUBJECT = "must have exactly one subject, a ServiceAccount of its own"
 CLUSTER_CATALOG = "may reference only a ClusterRole of the\npolicy's cluster-wide roles"
 NS_CATALOG = "namespace roles, in a namespace their patterns allow"
 NOT_OURS = "AccessBot may change or delete only objects it made"

@@ -19,6 +19,8 @@ METHOD_SCOPES = {
     "chat_update": "chat:write",
     "conversations_open": "im:write",
     "files_upload_v2": "files:write",
+    # A bot may delete the files it uploaded (the kubeconfig, when the grant ends).
+    "files_delete": "files:write",
     "users_info": "users:read",
     "users_lookupByEmail": "users:read.email",
     "usergroups_list": "usergroups:read",

@@ -122,6 +122,10 @@ class SlackBed:
     http: aiohttp.ClientSession
     replies: list[Reply] = field(default_factory=list)
     mark: float = 0.0  # when the last request was sent: responses after it are its own
+    # Tasks alive when this bed was made: an earlier test's leftovers, not this bed's work.
+    before: frozenset[asyncio.Task[Any]] = field(
+        default_factory=lambda: frozenset(asyncio.all_tasks())
+    )
 
     # -- sending -------------------------------------------------------------------
 
@@ -177,8 +181,16 @@ class SlackBed:
     # -- waiting for the bot to be done ---------------------------------------------
 
     def in_flight(self) -> list[asyncio.Task[Any]]:
-        """Slack deliveries still being handled in this process (see :func:`_slack_work`)."""
-        return [t for t in asyncio.all_tasks() if not t.done() and _slack_work(t)]
+        """Slack deliveries this bed sent still being handled (see :func:`_slack_work`).
+
+        Tasks that already existed when the bed was made belong to earlier tests
+        sharing the session's event loop: they are not this bed's deliveries.
+        """
+        return [
+            t
+            for t in asyncio.all_tasks()
+            if not t.done() and t not in self.before and _slack_work(t)
+        ]
 
     async def settled(self, timeout: float = PATIENCE) -> None:
         """Return once the bot has finished with everything sent to it so far.
