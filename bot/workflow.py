@@ -216,12 +216,11 @@ class Workflow:
 
     async def list_grants(self, user: str, *, everyone: bool = False) -> list[Grant]:
         """A user's live and pending grants; admins may ask for everyone's."""
-        await self.require_enabled(user, "list --all" if everyone else "list")
         shown = (State.PENDING, *LIVE)
         if everyone:
-            if not await self.is_admin(user):
-                raise NotAllowed("only AccessBot admins can list everyone's grants")
+            await self.require_admin(user, "list everyone's grants")
             return await self.store.by_state(*shown)
+        await self.require_enabled(user, "list")
         return [g for g in await self.store.by_user(user) if g.state in shown]
 
     async def awaiting(self, user: str) -> list[Grant]:
@@ -1243,11 +1242,7 @@ class Workflow:
         return self.clock()
 
     async def reenable(self, user: str, actor: str) -> bool:
-        await self.require_enabled(actor, "re-enable")
-        if not await self.is_admin(actor):
-            raise await self._refuse(
-                actor, "re-enable", None, "only AccessBot admins can re-enable an offboarded user"
-            )
+        await self.require_admin(actor, "re-enable an offboarded user")
         return await self.store.reenable(user)
 
 
