@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.core import Core, build_core, cluster_targets, redis_client
+from bot.errors import NotAllowed, UnknownGrant, UnknownUser
 from bot.lifecycle import LIVE, State
 from bot.logs import setup_logging
 from bot.models import Grant, MessageRef
@@ -25,7 +26,6 @@ from bot.redis_server import RedisProcess, RedisUnavailable
 from bot.scheduler import Scheduler
 from bot.settings import ConfigError, Settings, bot_namespace, load_settings
 from bot.store import AUDIT_MAXLEN, Store
-from bot.workflow import NotAllowed, UnknownGrant, UnknownUser
 from k8s import grants as k8s_grants
 from k8s import rbac, standing
 from k8s.clients import TRANSIENT_STATUSES, ClusterClient, ClusterRegistry, status_of

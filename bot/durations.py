@@ -12,6 +12,8 @@ from typing import Annotated
 
 from pydantic import BeforeValidator, PlainSerializer
 
+from bot.errors import Rejected
+
 __all__ = ["Duration", "DurationError", "format_duration", "parse_duration"]
 
 ACCEPTED_FORMAT = "use e.g. 30m, 2h, 1d, 1h30m"
@@ -32,7 +34,7 @@ _MAX_DIGITS = 15
 _ECHO_LIMIT = 40
 
 
-class DurationError(ValueError):
+class DurationError(Rejected):
     """A duration the user typed (or wrote in the policy) cannot be understood."""
 
 

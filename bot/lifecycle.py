@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from bot.durations import format_duration
+from bot.errors import Rejected
 from bot.policy import RoleConfig
 
 __all__ = [
@@ -92,7 +93,7 @@ class IllegalTransition(ValueError):
         super().__init__(f"cannot go from {current} to {target}")
 
 
-class ExtensionRejected(ValueError):
+class ExtensionRejected(Rejected):
     """An extension that would exceed what the role allows."""
 
 

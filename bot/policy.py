@@ -49,6 +49,7 @@ from pydantic import (
 )
 
 from bot.durations import Duration, format_duration
+from bot.errors import PermanentFailure, Rejected
 from k8s.rbac import RISKS
 
 __all__ = [
@@ -100,7 +101,7 @@ _NAMESPACE_PATTERN = re.compile(r"[a-z0-9*?\[\]!-]{1,63}")
 DNS_LABEL_RULE = "lowercase letters, digits and '-', starting and ending alphanumeric, at most 63"
 
 
-class PolicyError(ValueError):
+class PolicyError(PermanentFailure, ValueError):
     """The policy file is unusable; each line reads ``FILE: key.path: problem``."""
 
     def __init__(self, *problems: str) -> None:
@@ -108,7 +109,7 @@ class PolicyError(ValueError):
         super().__init__("\n".join(problems))
 
 
-class RequestRejected(ValueError):
+class RequestRejected(Rejected):
     """An access request the policy does not allow; the message says what is allowed."""
 
 

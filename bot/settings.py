@@ -9,8 +9,10 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.errors import PermanentFailure
 
-class ConfigError(ValueError):
+
+class ConfigError(PermanentFailure, ValueError):
     """A configuration problem, worded for the operator; one line."""
 
 

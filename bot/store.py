@@ -22,6 +22,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
 from bot.audit import audit_entry, log_entry, new_steps, request_entry
+from bot.errors import NotAllowed
 from bot.lifecycle import State
 from bot.models import Grant, Offboarding
 from bot.scheduler import Job, Scheduler
@@ -51,7 +52,7 @@ Decide = Callable[[Grant], Change | None]
 CheckedDecide = Callable[[Grant, frozenset[str]], Change | None]
 
 
-class RequesterOffboarded(PermissionError):
+class RequesterOffboarded(NotAllowed):
     """The record's requester is offboarded: nothing may be created for them."""
 
     def __init__(self, user: str) -> None:

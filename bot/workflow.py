@@ -18,6 +18,7 @@ from enum import StrEnum
 
 from bot.audit import receipt_summary, refusal_entry
 from bot.durations import format_duration
+from bot.errors import NotAllowed, UnknownGrant, UnknownUser
 from bot.lifecycle import LIVE, ExtensionRejected, State, new_expiry
 from bot.models import (
     ClusterObject,
@@ -56,18 +57,6 @@ SYSTEM = "accessbot"  # the actor for changes nobody clicked
 OFFBOARDED = "you were offboarded; an admin must re-enable you before you can use AccessBot"
 REQUESTER_OFFBOARDED = "the requester was offboarded"
 APPROVER_OFFBOARDED = "an approval came from someone since offboarded and no longer counts"
-
-
-class NotAllowed(PermissionError):
-    """The user may not do this; the message says why, for the user."""
-
-
-class UnknownGrant(LookupError):
-    pass
-
-
-class UnknownUser(LookupError):
-    pass
 
 
 class Outcome(StrEnum):

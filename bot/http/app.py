@@ -15,9 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from slack_sdk.errors import SlackClientError
 
 from bot.core import Core
+from bot.errors import UnknownUser
 from bot.http import openapi, signing
 from bot.metrics import CONTENT_TYPE, Metrics
-from bot.workflow import UnknownUser
 from k8s.grants import rfc3339
 
 log = logging.getLogger(__name__)

@@ -34,6 +34,7 @@ from slack_sdk.errors import SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core import Core
+from bot.errors import NotAllowed, UnknownGrant
 from bot.http.signing import verify_slack
 from bot.lifecycle import State
 from bot.models import Grant, utcnow
@@ -88,7 +89,7 @@ from bot.slack.gate import OffboardGate
 from bot.slack.notifier import CARD_PATIENCE_SECONDS, SlackNotifier
 from bot.slack.reports import ReportAccess, may_run_reports, run_report, run_standing
 from bot.slack.text import code, escape, unescape
-from bot.workflow import NotAllowed, Outcome, UnknownGrant, Workflow
+from bot.workflow import Outcome, Workflow
 from k8s.errors import ClusterError
 from k8s.rbac import Allowance
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from bot.durations import DurationError, format_duration, parse_duration
+from bot.errors import Rejected
 from bot.policy import DNS_LABEL_RULE, is_dns_label
 
 __all__ = [
@@ -70,7 +71,7 @@ _GRANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # bot.models.new_id a
 _ECHO_LIMIT = 40
 
 
-class CommandError(ValueError):
+class CommandError(Rejected):
     """A command the user got wrong; ``problem`` says what, ``usage`` how to write it."""
 
     def __init__(self, problem: str, usage: str) -> None:

@@ -22,9 +22,10 @@ from typing import Any
 from redis.exceptions import RedisError
 from slack_bolt.response import BoltResponse
 
+from bot.errors import NotAllowed
 from bot.slack.blocks import error_message
 from bot.slack.notifier import SlackNotifier
-from bot.workflow import NotAllowed, Workflow
+from bot.workflow import Workflow
 
 log = logging.getLogger(__name__)
 

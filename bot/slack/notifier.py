@@ -24,6 +24,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.audit import new_steps
+from bot.errors import PermanentFailure
 from bot.lifecycle import State
 from bot.models import Grant, MessageRef, utcnow
 from bot.policy import Policy
@@ -76,7 +77,7 @@ _HINTS = {
 }
 
 
-class DeliveryFailed(ValueError):
+class DeliveryFailed(PermanentFailure, ValueError):
     """The kubeconfig cannot be delivered; the message is for the requester.
 
     A ``ValueError`` so the workflow marks the grant failed and removes the

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from bot.errors import NotAllowed
 from bot.lifecycle import State
 from bot.models import Grant
 from bot.policy import AccessRequestSpec
-from bot.workflow import NotAllowed, Outcome, expire_job, remind_job
+from bot.workflow import Outcome, expire_job, remind_job
 from k8s import grants as k8s_grants
 from tests.support.cluster import TestCluster
 from tests.support.harness import Harness, pending_jobs, settled

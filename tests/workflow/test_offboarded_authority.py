@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 import redis as sync_redis
 
+from bot.errors import NotAllowed
 from bot.lifecycle import State
 from bot.models import Offboarding
 from bot.policy import AccessRequestSpec
-from bot.workflow import NotAllowed, Outcome, provision_job
+from bot.workflow import Outcome, provision_job
 from k8s import grants as k8s_grants
 from tests.support.cluster import TestCluster
 from tests.support.doubles import StaticDirectory

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from bot.errors import NotAllowed
 from bot.lifecycle import State
 from bot.policy import AccessRequestSpec, RequestRejected
-from bot.workflow import NotAllowed, Outcome
+from bot.workflow import Outcome
 from k8s import grants as k8s_grants
 from tests.support.cluster import TestCluster
 from tests.support.harness import Harness, wait_for_grant

@@ -1,0 +1,71 @@
+"""AccessBot's one error tree: what went wrong, and whose it is to fix.
+
+::
+
+    Exception
+    ├── UserError                      the person asked for something: say why, change nothing
+    │   ├── NotAllowed                 not theirs to do (authorization, offboarded)
+    │   ├── Rejected                   the input breaks a rule (policy, duration, command)
+    │   │   ├── RequestRejected        bot.policy: the role/cluster/namespace/duration/reason
+    │   │   ├── ExtensionRejected      bot.lifecycle: beyond what the role allows
+    │   │   ├── DurationError          bot.durations: not a duration we read
+    │   │   └── CommandError           bot.slack.commands: a slash command written wrong
+    │   └── Unknown                    names nothing we know
+    │       ├── UnknownGrant
+    │       └── UnknownUser
+    └── Failure                        k8s.errors: not the user's doing
+        ├── PermanentFailure           retrying fails the same way: end the attempt, say so
+        │   ├── DeliveryFailed         bot.slack.notifier: the kubeconfig cannot reach its owner
+        │   └── ConfigError/PolicyError  settings or policy unusable at start-up
+        ├── TransientFailure           retrying may help: back off and try again
+        └── ClusterError               k8s.errors: typed by the apiserver's answer
+            ├── NotFound (404), Conflict (409), Forbidden (401/403), Invalid (400/422)
+            │                          permanent
+            └── TooManyRequests (429), ServerError (5xx), Unreachable (no answer)
+                                       transient
+
+A use case catches :class:`PermanentFailure` to end an attempt cleanly and lets
+:class:`TransientFailure` reach its retry policy; it never catches ``ValueError``
+(a bug that raises one must surface as a bug, not as "grant failed").
+"""
+
+from __future__ import annotations
+
+from k8s.errors import ClusterError, Failure, PermanentFailure, TransientFailure
+
+__all__ = [
+    "ClusterError",
+    "Failure",
+    "NotAllowed",
+    "PermanentFailure",
+    "Rejected",
+    "TransientFailure",
+    "Unknown",
+    "UnknownGrant",
+    "UnknownUser",
+    "UserError",
+]
+
+
+class UserError(Exception):
+    """The person's request cannot be done as asked; the message is for them."""
+
+
+class NotAllowed(UserError, PermissionError):
+    """The actor may not do this (wrong person, offboarded, not an admin)."""
+
+
+class Rejected(UserError, ValueError):
+    """The input breaks a rule; the message says which and what is allowed."""
+
+
+class Unknown(UserError, LookupError):
+    """The input names something that does not exist."""
+
+
+class UnknownGrant(Unknown):
+    """No grant has this id."""
+
+
+class UnknownUser(Unknown):
+    """No Slack user matches this email or id."""
