@@ -11,39 +11,28 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ValidationError
 from slack_sdk.errors import SlackClientError
 
 from bot.core import Core
 from bot.errors import UnknownUser
 from bot.http import openapi, signing
+from bot.http.schemas import ErrorBody, OffboardBody, OffboardDone, OffboardPending, PendingGrant
 from bot.metrics import CONTENT_TYPE, Metrics
 from k8s.grants import rfc3339
+
+__all__ = ["MAX_WEBHOOK_BODY", "HttpService", "OffboardBody", "SlackHandler"]
 
 log = logging.getLogger(__name__)
 
 MAX_WEBHOOK_BODY = 64 * 1024
-READY_TIMEOUT = 3.0
+READY_TIMEOUT_SECONDS = 3.0  # each /readyz probe (Redis, every cluster)
 
 SlackHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class OffboardBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    email: str | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
-    slack_user_id: str | None = Field(None, pattern=r"^[UW][A-Z0-9]{2,20}$")
-    reason: str = Field("", max_length=500)
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> OffboardBody:
-        if (self.email is None) == (self.slack_user_id is None):
-            raise ValueError("give exactly one of email or slack_user_id")
-        return self
-
-
 def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+    return web.json_response(ErrorBody(error=message).model_dump(), status=status)
 
 
 class HttpService:
@@ -97,7 +86,7 @@ class HttpService:
 
     async def _ping_cluster(self, name: str) -> None:
         c = self.core.clusters[name]
-        await c.call(c.core.get_api_resources, _request_timeout=(2.0, READY_TIMEOUT))
+        await c.call(c.core.get_api_resources, _request_timeout=(2.0, READY_TIMEOUT_SECONDS))
 
     async def metrics_page(self, _: web.Request) -> web.Response:
         return web.Response(
@@ -148,21 +137,21 @@ class HttpService:
             # The truth, not a promise: these grants' objects may still exist.
             # Cleanup jobs keep at it; each retry of this call re-attempts them.
             log.error("offboarding %s incomplete: %d grants pending", user, len(result.pending))
-            pending = [{"grant": p.grant, "cluster": p.cluster} for p in result.pending]
-            return web.json_response({"user": result.user, "pending": pending}, status=503)
-        return web.json_response(
-            {
-                "user": result.user,
-                "revoked": result.revoked,
-                "cancelled": result.cancelled,
-                "verified": {c: rfc3339(at) for c, at in sorted(result.verified.items())},
-            }
+            pending = [PendingGrant(grant=p.grant, cluster=p.cluster) for p in result.pending]
+            answer = OffboardPending(user=result.user, pending=pending)
+            return web.json_response(answer.model_dump(), status=503)
+        done = OffboardDone(
+            user=result.user,
+            revoked=result.revoked,
+            cancelled=result.cancelled,
+            verified={c: rfc3339(at) for c, at in sorted(result.verified.items())},
         )
+        return web.json_response(done.model_dump())
 
 
 async def _timed(coro: Awaitable[Any]) -> str | None:
     try:
-        await asyncio.wait_for(coro, READY_TIMEOUT)
+        await asyncio.wait_for(coro, READY_TIMEOUT_SECONDS)
         return None
     except TimeoutError:
         return "timed out"

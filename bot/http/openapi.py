@@ -1,15 +1,28 @@
-"""The OpenAPI document of the HTTP endpoints operators and HR systems call."""
+"""The OpenAPI 3.1 document of the HTTP endpoints (CONTRACT.md, "HTTP").
+
+Body schemas are generated from the pydantic models in ``bot.http.schemas`` (the
+ones the service parses and renders with), so the document cannot drift from
+what is checked; only the headers and statuses are written here.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from bot.http.schemas import ErrorBody, OffboardBody, OffboardDone, OffboardPending
+from bot.http.signing import MAX_SKEW_SECONDS
+
+_MODELS: tuple[type[BaseModel], ...] = (OffboardBody, OffboardDone, OffboardPending, ErrorBody)
 
 _SIG_HEADERS = [
     {
         "name": "X-AccessBot-Timestamp",
         "in": "header",
         "required": True,
-        "description": "Unix seconds; requests older than 300 s are refused.",
+        "description": f"Unix seconds; requests older than {MAX_SKEW_SECONDS} s are refused.",
         "schema": {"type": "string", "pattern": "^[0-9]{1,12}$"},
     },
     {
@@ -21,90 +34,91 @@ _SIG_HEADERS = [
     },
 ]
 
-_ERROR = {
-    "type": "object",
-    "properties": {"error": {"type": "string"}},
-    "required": ["error"],
-}
+_SLACK_HEADERS = [
+    {
+        "name": "X-Slack-Request-Timestamp",
+        "in": "header",
+        "required": True,
+        "description": f"Unix seconds; requests older than {MAX_SKEW_SECONDS} s are refused.",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "X-Slack-Signature",
+        "in": "header",
+        "required": True,
+        "description": "Slack's v0 request signature (api.slack.com/authentication/"
+        "verifying-requests-from-slack)",
+        "schema": {"type": "string"},
+    },
+]
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _component_schemas() -> dict[str, Any]:
+    """``components.schemas``: each model's JSON Schema (draft 2020-12, which
+    OpenAPI 3.1 uses as is), nested models included."""
+    _, top = models_json_schema(
+        [(m, "validation") for m in _MODELS], ref_template="#/components/schemas/{model}"
+    )
+    return dict(top.get("$defs", {}))
+
+
 def document() -> dict[str, Any]:
-    offboard_body = {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {
-            "email": {"type": "string", "format": "email", "maxLength": 254},
-            "slack_user_id": {"type": "string", "pattern": "^[UW][A-Z0-9]{2,20}$"},
-            "reason": {"type": "string", "maxLength": 500},
+    """The whole document, as served at ``GET /openapi.json``."""
+    error = _ref(ErrorBody)
+    offboard = {
+        "summary": "Revoke everything a departing person holds, at once",
+        "parameters": _SIG_HEADERS,
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(OffboardBody)}},
         },
-        "oneOf": [{"required": ["email"]}, {"required": ["slack_user_id"]}],
+        "responses": {
+            "200": _json(
+                _ref(OffboardDone),
+                "Every grant of the user is gone on every cluster (repeating is harmless)",
+            ),
+            "503": _json(
+                {"oneOf": [_ref(OffboardPending), error]},
+                "Not finished: these grants' objects may still exist; the user "
+                "is blocked and cleanup continues; retry (each retry makes progress). "
+                "Or Slack could not tell who the user is (an error body): retry",
+            ),
+            "400": _json(error, "Malformed body"),
+            "401": _json(error, "Bad or stale signature"),
+            "404": _json(error, "Unknown user (or the webhook is disabled)"),
+            "413": _json(error, "Body over 64 KiB"),
+        },
     }
-    result = {
-        "type": "object",
-        "properties": {
-            "user": {"type": "string"},
-            "revoked": {"type": "array", "items": {"type": "string"}},
-            "cancelled": {"type": "array", "items": {"type": "string"}},
-            "verified": {
-                "type": "object",
-                "description": "Per cluster the user had access on: when the bot confirmed "
-                "none of the user's objects remain there (RFC 3339 UTC).",
-                "additionalProperties": {"type": "string", "format": "date-time"},
+    slack_events = {
+        "summary": "Slack deliveries: slash commands, interactions, Events API",
+        "parameters": _SLACK_HEADERS,
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
+                "application/json": {"schema": {"type": "object"}},
             },
         },
-        "required": ["user", "revoked", "cancelled", "verified"],
-    }
-    pending = {
-        "type": "object",
-        "properties": {
-            "user": {"type": "string"},
-            "pending": {
-                "type": "array",
-                "description": "Grants whose objects may still exist; retry the call.",
-                "items": {
-                    "type": "object",
-                    "properties": {"grant": {"type": "string"}, "cluster": {"type": "string"}},
-                    "required": ["grant", "cluster"],
-                },
-            },
+        "responses": {
+            "200": {"description": "Acknowledged"},
+            "400": _json(error, "Signed, but not a Slack payload"),
+            "401": _json(error, "Bad or stale signature"),
         },
-        "required": ["user", "pending"],
     }
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {"title": "AccessBot", "version": "1"},
         "paths": {
-            "/hooks/offboard": {
-                "post": {
-                    "summary": "Revoke everything a departing person holds, at once",
-                    "parameters": _SIG_HEADERS,
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": offboard_body}},
-                    },
-                    "responses": {
-                        "200": _json(
-                            result,
-                            "Every grant of the user is gone on every cluster "
-                            "(repeating is harmless)",
-                        ),
-                        "503": _json(
-                            {"oneOf": [pending, _ERROR]},
-                            "Not finished: these grants' objects may still exist; the user "
-                            "is blocked and cleanup continues; retry (each retry makes progress). "
-                            "Or Slack could not tell who the user is (an error body): retry",
-                        ),
-                        "400": _json(_ERROR, "Malformed body"),
-                        "401": _json(_ERROR, "Bad or stale signature"),
-                        "404": _json(_ERROR, "Unknown user (or the webhook is disabled)"),
-                        "413": _json(_ERROR, "Body over 64 KiB"),
-                    },
-                }
-            },
+            "/slack/events": {"post": slack_events},
+            "/hooks/offboard": {"post": offboard},
             "/healthz": {"get": {"responses": {"200": {"description": "Process alive"}}}},
             "/readyz": {
                 "get": {
@@ -115,5 +129,7 @@ def document() -> dict[str, Any]:
                 }
             },
             "/metrics": {"get": {"responses": {"200": {"description": "Prometheus text"}}}},
+            "/openapi.json": {"get": {"responses": {"200": {"description": "This document"}}}},
         },
+        "components": {"schemas": _component_schemas()},
     }
