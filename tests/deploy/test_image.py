@@ -204,7 +204,7 @@ def test_build_context_holds_the_sources_and_nothing_private(tmp_path: Path) -> 
     sent = build_context(tmp_path / "ctx")
     assert "pyproject.toml" in sent
     assert "README.md" in sent
-    assert "bot/cli.py" in sent
+    assert "bot/cli/__init__.py" in sent
     assert "k8s/grants.py" in sent
     rules = ignore_rules(DOCKERIGNORE.read_text())
     for private in [".env", ".git/config", ".venv/bin/python", "tests/conftest.py",
