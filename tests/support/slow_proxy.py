@@ -22,13 +22,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from types import TracebackType
+
+from tests.support.async_server import AsyncServer
 
 APPLICATION_DATA = 23
 RECORD_HEADER = 5
 
 
-class SlowProxy:
+class SlowProxy(AsyncServer):
+    """Forwards 127.0.0.1:``port`` (chosen at ``start()``) to ``upstream_host``:
+    ``upstream_port``, holding each request back ``delay`` seconds (0: none).
+
+    ``delayed_requests`` / ``held_requests`` count what it slowed and held.
+    """
+
     def __init__(self, upstream_host: str, upstream_port: int, *, delay: float) -> None:
         self.upstream_host = upstream_host
         self.upstream_port = upstream_port
@@ -72,17 +79,6 @@ class SlowProxy:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
             self._server = None
-
-    async def __aenter__(self) -> SlowProxy:
-        return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
