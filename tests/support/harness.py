@@ -20,24 +20,45 @@ from tests.support.cluster import TestCluster, combined_kubeconfig, ensure_names
 from tests.support.doubles import RecordingNotifier, StaticDirectory
 from tests.support.patience import PATIENCE
 
-POLICY = """
-approvals_channel: C0APPROVALS
-audit_channel: C0AUDIT
-admins: ["U0ADMIN"]
-clusters:
-  a: {context: a}
-  b: {context: b}
-roles:
-  view:  {cluster_role: view, scope: namespace, max_duration: 8h, approvals: 0,
-          namespaces: ["team-*"]}
-  edit:  {cluster_role: edit, scope: namespace, max_duration: 4h, approvals: 1,
-          approvers: ["U0LEAD", "@platform-leads"], namespaces: ["team-*"],
-          accepts_risks: [token-minting, impersonation]}
-  cluster-admin: {cluster_role: cluster-admin, scope: cluster, max_duration: 1h,
-                  approvals: 2, approvers: ["U0LEAD", "U0BOSS", "@sre"],
-                  accepts_risks: [token-minting, impersonation, escalation, rbac-write]}
-defaults: {duration: 1h, pending_ttl: 24h, reminder_before: 10m}
-"""
+
+def policy_yaml(
+    *,
+    edit_clusters: tuple[str, ...] = (),
+    cluster_admin_clusters: tuple[str, ...] = (),
+    reminder_before: str = "10m",
+) -> str:
+    """The test policy: clusters ``a`` and ``b``; roles ``view`` (no approval),
+    ``edit`` (one of U0LEAD/@platform-leads) and ``cluster-admin`` (two of
+    U0LEAD/U0BOSS/@sre), each on every cluster unless ``*_clusters`` names some;
+    ``reminder_before`` is a policy duration (``10m``, ``10s``)."""
+
+    def only_on(clusters: tuple[str, ...]) -> str:
+        return f", clusters: [{', '.join(clusters)}]" if clusters else ""
+
+    view_role = (
+        "{cluster_role: view, scope: namespace, max_duration: 8h, approvals: 0,\n"
+        '          namespaces: ["team-*"]}'
+    )
+    edit_role = (
+        "{cluster_role: edit, scope: namespace, max_duration: 4h, approvals: 1,\n"
+        '          approvers: ["U0LEAD", "@platform-leads"], namespaces: ["team-*"],\n'
+        f"          accepts_risks: [token-minting, impersonation]{only_on(edit_clusters)}}}"
+    )
+    admin_role = (
+        "{cluster_role: cluster-admin, scope: cluster, max_duration: 1h,\n"
+        '                  approvals: 2, approvers: ["U0LEAD", "U0BOSS", "@sre"],\n'
+        "                  accepts_risks: [token-minting, impersonation, escalation, "
+        f"rbac-write]{only_on(cluster_admin_clusters)}}}"
+    )
+    return (
+        '\napprovals_channel: C0APPROVALS\naudit_channel: C0AUDIT\nadmins: ["U0ADMIN"]\n'
+        "clusters:\n  a: {context: a}\n  b: {context: b}\n"
+        f"roles:\n  view:  {view_role}\n  edit:  {edit_role}\n  cluster-admin: {admin_role}\n"
+        f"defaults: {{duration: 1h, pending_ttl: 24h, reminder_before: {reminder_before}}}\n"
+    )
+
+
+POLICY = policy_yaml()
 
 NAMESPACES = ("accessbot-users", "team-a", "team-b")
 
