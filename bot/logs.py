@@ -77,6 +77,10 @@ class ConsoleFormatter(logging.Formatter):
 
 
 def setup_logging(fmt: str = "json", level: str = "INFO") -> None:
+    """Send every log record to stderr, redacted: one JSON object per line
+    (``fmt="json"``, the default) or a readable line (any other ``fmt``, i.e.
+    ``console``). ``level`` is a logging level name (default ``INFO``); raises
+    ``ValueError`` for an unknown one."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RedactionFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())

@@ -20,7 +20,15 @@ class RedisUnavailable(RuntimeError):
 
 @dataclass
 class RedisProcess:
-    """redis-server on a unix socket under ``data_dir``, AOF persistence optional."""
+    """redis-server on a unix socket under ``data_dir``, AOF persistence optional.
+
+    ``data_dir``: where the socket (``redis.sock``), the append-only file and
+    ``redis.log`` live; created when missing. ``appendonly`` (default ``True``):
+    persist every write, fsynced once a second, so a restart keeps what was
+    acknowledged up to a second before a crash; ``False`` keeps nothing on disk.
+    ``executable``: the redis-server binary (default: ``redis-server`` on PATH).
+    Nothing starts until ``start`` or ``attach_or_start``.
+    """
 
     data_dir: Path
     appendonly: bool = True
@@ -35,7 +43,11 @@ class RedisProcess:
     def url(self) -> str:
         return f"unix://{self.socket_path}"
 
-    def start(self, timeout: float = 10.0) -> RedisProcess:
+    def start(self, timeout_seconds: float = 10.0) -> RedisProcess:
+        """Start redis-server and wait up to ``timeout_seconds`` until it answers PING.
+
+        Raises ``RedisUnavailable`` when it is not installed, exits, or stays silent.
+        """
         exe = self.executable or shutil.which("redis-server")
         if exe is None:
             raise RedisUnavailable(
@@ -56,17 +68,18 @@ class RedisProcess:
             "--logfile", str(self.data_dir / "redis.log"),
         ]  # fmt: skip
         self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self._wait_ready(timeout)
+        self._wait_ready(timeout_seconds)
         return self
 
-    def attach_or_start(self, timeout: float = 10.0) -> RedisProcess:
-        """Use the instance a running ``serve`` owns, or start one (CLI commands)."""
+    def attach_or_start(self, timeout_seconds: float = 10.0) -> RedisProcess:
+        """Use the instance a running ``serve`` owns, or start one (CLI commands);
+        ``timeout_seconds`` as for ``start``. ``pid`` is ``None`` when attached."""
         if self._ping():
             return self
-        return self.start(timeout)
+        return self.start(timeout_seconds)
 
-    def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
+    def _wait_ready(self, timeout_seconds: float) -> None:
+        deadline = time.monotonic() + timeout_seconds
         while time.monotonic() < deadline:
             if self._proc is not None and self._proc.poll() is not None:
                 err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
@@ -76,12 +89,14 @@ class RedisProcess:
             if self._ping():
                 return
             time.sleep(0.02)
-        raise RedisUnavailable(f"redis-server did not answer on {self.socket_path} in {timeout}s")
+        raise RedisUnavailable(
+            f"redis-server did not answer on {self.socket_path} in {timeout_seconds}s"
+        )
 
     def _ping(self) -> bool:
         try:
             with socket.socket(socket.AF_UNIX) as s:
-                s.settimeout(0.5)
+                s.settimeout(0.5)  # seconds: a local socket answers at once or not at all
                 s.connect(str(self.socket_path))
                 s.sendall(b"PING\r\n")
                 return s.recv(16).startswith(b"+PONG")
@@ -99,12 +114,13 @@ class RedisProcess:
             self._proc.wait()
             self._proc = None
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout_seconds: float = 10.0) -> None:
+        """SIGTERM (Redis then fsyncs its AOF), SIGKILL after ``timeout_seconds``."""
         if self._proc is None:
             return
         self._proc.terminate()
         try:
-            self._proc.wait(timeout=timeout)
+            self._proc.wait(timeout=timeout_seconds)
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()

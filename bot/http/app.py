@@ -36,6 +36,16 @@ def _error(status: int, message: str) -> web.Response:
 
 
 class HttpService:
+    """The bot's HTTP endpoints (CONTRACT.md, "HTTP"); ``build()`` makes the aiohttp app.
+
+    ``core``: the workflow, Redis and clusters the endpoints use. ``metrics``: what
+    ``/metrics`` serves. ``offboard_secret``: the HMAC secret of ``/hooks/offboard``
+    (``None`` or empty: the endpoint answers 404). ``slack_handler``: serves
+    ``POST /slack/events`` (default ``None``: not routed, as in Socket Mode).
+    ``clock``: Unix seconds now (default ``time.time``), for the signature's
+    replay window. ``accepting`` is ``False`` while draining (``/readyz`` 503).
+    """
+
     def __init__(
         self,
         core: Core,
