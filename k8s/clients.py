@@ -19,16 +19,25 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from k8s.errors import ClusterError
+from k8s.errors import TRANSIENT_STATUSES, ClusterError, UnknownCluster, error_for
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "TRANSIENT_STATUSES",
+    "ClusterClient",
+    "ClusterRegistry",
+    "ClusterTarget",
+    "ClusterTrust",
+    "api_error",
+    "status_of",
+    "trust_of",
+]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 # (connect, read) seconds. Reads of large lists get more time than writes.
 DEFAULT_TIMEOUT: tuple[float, float] = (5.0, 30.0)
-
-# HTTP statuses worth retrying: throttling, server-side trouble, timeouts.
-TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
 @dataclass(frozen=True)
@@ -102,7 +111,16 @@ class ClusterClient:
         self.authz = client.AuthorizationV1Api(self.api_client)
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run one blocking client call in the pool, with a timeout, mapping errors."""
+        """Run one blocking client call in the pool, with a timeout, mapping errors.
+
+        ``fn`` is any client method (of this cluster's ``api_client`` or of a
+        requester's, see :func:`k8s.grants.verify`); ``_request_timeout``
+        defaults to ``self.timeout``. This is the one place an apiserver answer
+        becomes an error: raises the :mod:`k8s.errors` class of its status
+        (``NotFound``, ``Conflict``, ``Forbidden``, ``Invalid``, ``Refused``,
+        ``TooManyRequests``, ``ServerError``) or ``Unreachable`` when no answer
+        came (urllib3 errors, ``OSError``, timeouts), the original as ``__cause__``.
+        """
         kwargs.setdefault("_request_timeout", self.timeout)
         bound = functools.partial(fn, *args, **kwargs)
         loop = asyncio.get_running_loop()
@@ -111,10 +129,10 @@ class ClusterClient:
         except ApiException as exc:
             raise api_error(self.name, exc) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise ClusterError(
+            raise error_for(
+                self.name,
+                0,
                 f"cluster {self.name}: cannot reach the API server ({exc.__class__.__name__})",
-                cluster=self.name,
-                transient=True,
             ) from exc
 
     @property
@@ -127,23 +145,20 @@ class ClusterClient:
 
 
 def api_error(cluster: str, exc: ApiException) -> ClusterError:
-    """Turn an ApiException into a ClusterError with the apiserver's own words."""
+    """The typed error (:func:`k8s.errors.error_for`) for an ApiException, in the apiserver's words.
+
+    Status 0 (the client got no HTTP answer) is ``Unreachable``. The caller
+    raises it ``from exc``; :meth:`ClusterClient.call` is that caller.
+    """
     status = int(exc.status or 0)
     reason = exc.reason or "error"
-    err = ClusterError(
-        f"cluster {cluster}: API answered {status} {reason}",
-        cluster=cluster,
-        transient=status in TRANSIENT_STATUSES or status == 0,
-    )
-    err.status = status  # type: ignore[attr-defined]
-    return err
+    return error_for(cluster, status, f"cluster {cluster}: API answered {status} {reason}")
 
 
 def status_of(exc: BaseException) -> int:
     """HTTP status of a mapped API error, 0 when there was none."""
-    cause = exc.__cause__
-    if isinstance(cause, ApiException):
-        return int(cause.status or 0)
+    if isinstance(exc, ClusterError):
+        return exc.status
     return 0
 
 
@@ -192,7 +207,7 @@ class ClusterRegistry:
         try:
             return self._clients[name]
         except KeyError:
-            raise ClusterError(f"unknown cluster {name!r}", cluster=name) from None
+            raise UnknownCluster(f"unknown cluster {name!r}", cluster=name) from None
 
     def __iter__(self) -> Any:
         return iter(self._clients.values())

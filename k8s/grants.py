@@ -7,7 +7,6 @@ making it twice; labels tell ours apart from look-alikes we must not touch.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import datetime as dt
@@ -22,11 +21,22 @@ from typing import Any, Literal, TypeVar
 import urllib3
 import yaml
 from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
 
 from k8s import names
-from k8s.clients import ClusterClient, api_error, status_of
-from k8s.errors import ClusterError, MissingNamespaceError, NotManagedError
+from k8s.clients import ClusterClient
+from k8s.errors import (
+    BadAnswer,
+    ClusterError,
+    Conflict,
+    Forbidden,
+    Invalid,
+    MissingNamespaceError,
+    NotFound,
+    NotManagedError,
+    NotPropagated,
+    Unreachable,
+    Untrusted,
+)
 from k8s.kubeconfig import KubeconfigSpec, render_kubeconfig
 
 MIN_TOKEN_SECONDS = 600  # the TokenRequest API's floor
@@ -188,9 +198,7 @@ async def _create_or_adopt(
     created = True
     try:
         obj = await c.call(create)
-    except ClusterError as exc:
-        if status_of(exc) != 409:
-            raise
+    except Conflict:  # AlreadyExists: ours from an earlier attempt, or someone else's
         obj, created = await c.call(read), False
     meta = obj.metadata
     if not created and not _owned_by(meta, grant_id):
@@ -206,13 +214,12 @@ async def _create_or_adopt(
 async def _require_namespace(c: ClusterClient, namespace: str, purpose: str) -> None:
     try:
         await c.call(c.core.read_namespace, namespace)
-    except ClusterError as exc:
-        if status_of(exc) == 404:
-            raise MissingNamespaceError(
-                f"cluster {c.name}: namespace {namespace!r} ({purpose}) does not exist",
-                cluster=c.name,
-            ) from exc
-        raise
+    except NotFound as exc:
+        raise MissingNamespaceError(
+            f"cluster {c.name}: namespace {namespace!r} ({purpose}) does not exist",
+            cluster=c.name,
+            status=exc.status,
+        ) from exc.__cause__
 
 
 async def ensure_service_account(c: ClusterClient, spec: GrantSpec) -> ObjectRef:
@@ -302,7 +309,7 @@ async def issue_token(c: ClusterClient, spec: GrantSpec, now: dt.datetime) -> Is
     )
     status = resp.status
     if status is None or not status.token:
-        raise ClusterError(f"cluster {c.name}: TokenRequest returned no token", cluster=c.name)
+        raise BadAnswer(f"cluster {c.name}: TokenRequest returned no token", cluster=c.name)
     expires: dt.datetime = status.expiration_timestamp or spec.expires_at
     if expires.tzinfo is None:
         expires = expires.replace(tzinfo=dt.UTC)
@@ -354,9 +361,7 @@ async def annotate_objects(
         call = partial(_object_call(c, ref, "patch"), body=body)
         try:
             await c.call(call)
-        except ClusterError as exc:
-            if status_of(exc) not in (404, 409, 422):
-                raise
+        except (NotFound, Conflict, Invalid):  # deleted, or the UID no longer matches
             continue
         where = f"{ref.namespace}/{ref.name}" if ref.namespace else ref.name
         patched.append(f"{ref.kind} {where}")
@@ -399,10 +404,8 @@ async def _ignore_404(coro: Any) -> bool:
     try:
         await coro
         return True
-    except ClusterError as exc:
-        if status_of(exc) == 404:
-            return False
-        raise
+    except NotFound:
+        return False
 
 
 async def revoke(c: ClusterClient, grant_id: str) -> list[str]:
@@ -476,10 +479,8 @@ async def _delete_pinned(c: ClusterClient, ref: ObjectRef) -> bool:
     try:
         await c.call(call, body=body)
         return True
-    except ClusterError as exc:
-        if status_of(exc) in (404, 409):  # gone, or no longer the object we made
-            return False
-        raise
+    except (NotFound, Conflict):  # gone, or no longer the object we made
+        return False
 
 
 async def list_all(
@@ -552,9 +553,11 @@ async def verify(
     Uses only self-review APIs every authenticated identity may call, so the
     bot needs no extra RBAC to check its work.
 
-    Raises ClusterError: not transient when the file's TLS trust is wrong (no
-    retry fixes that), transient when the server cannot be reached or the new
-    token or binding is not visible yet.
+    Raises :class:`~k8s.errors.Untrusted` when the file's TLS trust is wrong (no
+    retry fixes that), :class:`~k8s.errors.Unreachable` when its server cannot
+    be reached, :class:`~k8s.errors.NotPropagated` when the new token or binding
+    is not visible yet, :class:`~k8s.errors.BadAnswer` when the token is someone
+    else's; another :class:`~k8s.errors.ClusterError` for any other answer.
     """
     text = kubeconfig if kubeconfig is not None else _default_kubeconfig(c, spec, token)
     api = _kubeconfig_client(c, text)
@@ -566,7 +569,7 @@ async def verify(
         info = review.status.user_info if review.status else None
         username = info.username if info else None
         if username != spec.sa_user:
-            raise ClusterError(
+            raise BadAnswer(
                 f"cluster {c.name}: new token authenticates as {username!r}, not {spec.sa_user}",
                 cluster=c.name,
             )
@@ -584,11 +587,10 @@ async def verify(
             if not set(r.resources or []) <= _SELF_REVIEW_RESOURCES
         ]
         if not granted:
-            raise ClusterError(
+            raise NotPropagated(  # RBAC caches can lag a freshly created binding
                 f"cluster {c.name}: token for {spec.sa_user} has no permissions from "
                 f"ClusterRole {spec.cluster_role} in {ns}",
                 cluster=c.name,
-                transient=True,  # RBAC caches can lag a freshly created binding
             )
         return Verification(username=username, rules=len(granted))
     finally:
@@ -608,7 +610,7 @@ async def check_issued_trust(c: ClusterClient) -> None:
     try:
         await _as_user(c, api.configuration.host, client.VersionApi(api).get_code)
     except ClusterError as exc:
-        if not isinstance(exc.__cause__, ApiException):  # no HTTP answer at all
+        if isinstance(exc, Unreachable | Untrusted):  # no HTTP answer at all
             raise
     finally:
         api.close()
@@ -637,44 +639,46 @@ def _kubeconfig_client(c: ClusterClient, text: str) -> client.ApiClient:
             yaml.safe_load(text), client_configuration=cfg, persist_config=False
         )
     except (config.ConfigException, yaml.YAMLError, ValueError, OSError) as exc:
-        raise ClusterError(
+        raise Invalid(
             f"cluster {c.name}: the issued kubeconfig does not load ({exc})", cluster=c.name
         ) from exc
     return client.ApiClient(configuration=cfg)
 
 
 async def _as_user(c: ClusterClient, server: str, fn: Callable[..., T], *args: Any) -> T:
-    """One call with the requester's kubeconfig, its failures told in the user's terms."""
-    call = partial(fn, *args, _request_timeout=c.timeout)
+    """One call with the requester's kubeconfig, its failures told in the user's terms.
+
+    ``fn`` belongs to the requester's client; it runs through ``c.call`` (the
+    one place errors are typed) and only the wording changes here.
+    """
     try:
-        return await asyncio.get_running_loop().run_in_executor(c.pool, call)
-    except ApiException as exc:
-        err = api_error(c.name, exc)
-        if exc.status == 401:
-            # A fresh token can reach an apiserver replica that has not seen
-            # its ServiceAccount yet: worth another try, then a clear failure.
-            err = ClusterError(
-                f"cluster {c.name}: {server} rejects the new token (401 Unauthorized)",
-                cluster=c.name,
-                transient=True,
-            )
-        raise err from exc
-    except (urllib3.exceptions.HTTPError, OSError) as exc:
-        reason = getattr(exc, "reason", None) or exc
+        return await c.call(fn, *args)
+    except Forbidden as exc:
+        if exc.status != 401:
+            raise
+        # A fresh token can reach an apiserver replica that has not seen
+        # its ServiceAccount yet: worth another try, then a clear failure.
+        raise NotPropagated(
+            f"cluster {c.name}: {server} rejects the new token (401 Unauthorized)",
+            cluster=c.name,
+            status=exc.status,
+        ) from exc.__cause__
+    except Unreachable as exc:
+        cause = exc.__cause__
+        reason = getattr(cause, "reason", None) or cause or exc
         if isinstance(reason, urllib3.exceptions.SSLError | ssl.SSLError):
-            raise ClusterError(
+            raise Untrusted(
                 f"cluster {c.name}: the kubeconfig for {server} cannot verify the API "
                 f"server's TLS certificate ({_short(reason)}); the bot's kubeconfig must "
                 "name the CA that signed it (certificate-authority-data or "
                 "certificate-authority), or the policy's server must be one that CA covers",
                 cluster=c.name,
-            ) from exc
-        raise ClusterError(
+            ) from cause
+        raise Unreachable(
             f"cluster {c.name}: the kubeconfig's server {server} cannot be reached "
             f"({_short(reason)}); the policy's server must be reachable from the bot too",
             cluster=c.name,
-            transient=True,
-        ) from exc
+        ) from cause
 
 
 def _short(exc: BaseException) -> str:
@@ -797,10 +801,8 @@ async def _object_gone(c: ClusterClient, ref: ObjectRef) -> GoneCheck:
     what = f"{ref.kind} {where}"
     try:
         obj = await c.call(call)
-    except ClusterError as exc:
-        if status_of(exc) == 404:
-            return GoneCheck(what, True, "404")
-        raise
+    except NotFound:
+        return GoneCheck(what, True, "404")
     meta: Any = getattr(obj, "metadata", None)
     uid = str(meta.uid or "") if meta is not None else ""
     if ref.uid and uid != ref.uid:

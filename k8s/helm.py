@@ -27,16 +27,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from k8s.clients import ClusterClient, status_of
-from k8s.errors import ClusterError
+from k8s.clients import ClusterClient
+from k8s.errors import BadAnswer, CorruptRelease, InvalidNamespace, NotFound, OversizedRelease
 from k8s.names import DNS1123_LABEL
 from k8s.nodes import human_duration
 from k8s.table import Problem, helm_table
 
 HEADER = ("NAME", "NAMESPACE", "REVISION", "UPDATED", "STATUS", "CHART", "APP VERSION")
 OWNER_SELECTOR = "owner=helm"
-CORRUPT = "corrupt release data"
-OVERSIZED = "oversized release data"
+CORRUPT = CorruptRelease.kind
+OVERSIZED = OversizedRelease.kind
 GZIP_MAGIC = b"\x1f\x8b\x08"
 # A release body larger than this once decompressed is reported, not read:
 # Secrets hold at most 1 MiB, so only a crafted gzip inflates past it, and
@@ -65,22 +65,6 @@ PENDING_STATES = frozenset({"pending-install", "pending-upgrade", "pending-rollb
 MISSING = "MISSING"
 
 _SECRET_NAME = re.compile(r"^sh\.helm\.release\.v1\.(?P<name>.+)\.v(?P<version>\d+)$")
-
-
-class CorruptRelease(ValueError):
-    """A release Secret whose body is not base64(base64(gzip?(JSON object)))."""
-
-    kind = CORRUPT
-
-
-class OversizedRelease(CorruptRelease):
-    """A release body that decompresses to more than :data:`MAX_RELEASE_BYTES`."""
-
-    kind = OVERSIZED
-
-
-class InvalidNamespace(ClusterError, ValueError):
-    """A namespace that is not a DNS-1123 label, refused before it reaches a URL."""
 
 
 def check_namespace(namespace: str) -> str:
@@ -904,7 +888,7 @@ def _stream_list(
     try:
         return _ListStream(resp).each_item(handle)
     except ValueError as exc:
-        raise ClusterError(f"malformed list response from the API server: {exc}") from exc
+        raise BadAnswer(f"malformed list response from the API server: {exc}") from exc
     finally:
         resp.release_conn()
 
@@ -1022,11 +1006,9 @@ async def _fetched_rows(client: ClusterClient, refs: Iterable[ReleaseRef]) -> li
                 secret = await client.call(
                     _read_json, client.core.read_namespaced_secret, ref.secret, ref.namespace
                 )
-            except ClusterError as exc:
+            except NotFound:
                 # Uninstalled between our list and this read: nothing to report.
-                if status_of(exc) == 404:
-                    return []
-                raise
+                return []
             return await _decoded(client, [(ref, secret)])
 
     got = await asyncio.gather(*(one(ref) for ref in refs))

@@ -24,8 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
-from k8s.clients import status_of
-from k8s.errors import ClusterError
+from k8s.errors import NotFound
 
 if TYPE_CHECKING:
     from k8s.clients import ClusterClient
@@ -661,9 +660,7 @@ class AllowanceCache:
         hit = self._entries.get(key)
         try:
             top = await cluster.call(cluster.rbac.read_cluster_role, cluster_role)
-        except ClusterError as exc:
-            if status_of(exc) != 404:
-                raise
+        except NotFound:
             top = None
         if top is None:
             value = allowance_of(cluster.name, cluster_role, None, namespaced=namespaced)

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from k8s import rbac
-from k8s.clients import ClusterClient, status_of
-from k8s.errors import ClusterError
+from k8s.clients import ClusterClient
+from k8s.errors import Forbidden
 from k8s.helm import METADATA_ONLY, _stream_list
 from k8s.table import safe_line
 
@@ -254,14 +254,16 @@ def build_report(
 # -- reading the cluster ---------------------------------------------------------------
 
 
-def _forbidden(cluster: ClusterClient, what: str, exc: ClusterError) -> ClusterError:
-    if status_of(exc) == 403:
-        return ClusterError(
-            f"cluster {cluster.name}: the bot may not {what}, which the standing "
-            "report needs (see the chart's rbac.standingReport)",
-            cluster=cluster.name,
-        )
-    return exc
+def _forbidden(cluster: ClusterClient, what: str, exc: Forbidden) -> Forbidden:
+    """``exc`` (401 unchanged), a 403 reworded as what the chart must allow."""
+    if exc.status != 403:
+        return exc
+    return Forbidden(
+        f"cluster {cluster.name}: the bot may not {what}, which the standing "
+        "report needs (see the chart's rbac.standingReport)",
+        cluster=cluster.name,
+        status=exc.status,
+    )
 
 
 async def _token_secrets(cluster: ClusterClient, page_size: int) -> list[StandingEntry]:
@@ -301,8 +303,8 @@ async def standing_report(cluster: ClusterClient, *, page_size: int = 500) -> St
         roles = await cluster.call(cluster.rbac.list_role_for_all_namespaces)
         crbs = await cluster.call(cluster.rbac.list_cluster_role_binding)
         rbs = await cluster.call(cluster.rbac.list_role_binding_for_all_namespaces)
-    except ClusterError as exc:
-        raise _forbidden(cluster, "list RBAC objects", exc) from exc
+    except Forbidden as exc:
+        raise _forbidden(cluster, "list RBAC objects", exc) from exc.__cause__
     by_name: dict[str, Any] = {str(r.metadata.name): r for r in cluster_roles.items if r.metadata}
     ns_rules = {
         (str(r.metadata.namespace), str(r.metadata.name)): rbac.rules_from_api(r.rules)
@@ -325,8 +327,8 @@ async def standing_report(cluster: ClusterClient, *, page_size: int = 500) -> St
     gaps: list[str] = []
     try:
         entries += await _token_secrets(cluster, page_size)
-    except ClusterError as exc:
-        if status_of(exc) != 403:
+    except Forbidden as exc:
+        if exc.status != 403:
             raise
         gaps.append(
             "legacy ServiceAccount token Secrets: the bot may not list Secrets "
