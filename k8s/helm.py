@@ -55,9 +55,9 @@ from k8s.helm_rows import (
     release_row,
     row_from_secret,
 )
+from k8s.human_duration import human_duration
 from k8s.list_stream import METADATA_ONLY
 from k8s.names import DNS1123_LABEL
-from k8s.nodes import human_duration
 from k8s.paging import DEFAULT_PAGE_SIZE
 from k8s.table import Problem, helm_table
 
