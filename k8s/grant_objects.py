@@ -27,7 +27,16 @@ ObjectKind = Literal["ServiceAccount", "RoleBinding", "ClusterRoleBinding"]
 
 @dataclass(frozen=True)
 class GrantSpec:
-    """What the cluster needs to know about one approved grant."""
+    """What the cluster needs to know about one approved grant.
+
+    ``grant_id``: the grant's id (labels, object names). ``requester``: Slack
+    user id. ``handle``: human-readable name in object names. ``role``: the
+    policy's role name; ``cluster_role``: the ClusterRole it binds. ``scope``:
+    "namespace" (a RoleBinding in ``namespace``) or "cluster" (a
+    ClusterRoleBinding; ``namespace`` None). ``sa_namespace``: where the
+    ServiceAccount is made. ``expires_at``: aware datetime the grant ends.
+    ``approved_by``: Slack user ids of the approvers (default none).
+    """
 
     grant_id: str
     requester: str  # Slack user ID

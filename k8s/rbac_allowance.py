@@ -267,6 +267,8 @@ class AllowanceCache:
     against the ``resourceVersion`` of every role its selectors reach (one list),
     because a new ``aggregate-to-edit`` role changes it without touching it on a
     cluster whose controller-manager does not write aggregated rules back.
+    Takes no parameters; entries live as long as the cache (one per role and
+    scope the policy names, so a bounded number).
     """
 
     _entries: dict[tuple[str, str, bool], tuple[Fingerprint, Allowance]] = field(

@@ -205,6 +205,8 @@ class RiskCache:
 
     ClusterRoles change rarely (an upgrade, a new CRD's aggregate-to-edit role), so
     a short-lived cache is enough for showing risks next to every request.
+    ``ttl_seconds``: how long an answer is reused, in seconds of the monotonic
+    clock (default 300). A failed read is not cached.
     """
 
     ttl_seconds: float = 300.0
