@@ -341,6 +341,7 @@ def report_from_table(tables: Iterable[Mapping[str, Any]]) -> NodesReport:
 
     ``tables``: the Table pages, each row carrying its Node (``includeObject``).
     Every column is printed (``-o wide``), named in upper case as kubectl does.
+    Raises :class:`~k8s.errors.BadAnswer` when a row's object is not a Node.
     """
     header: tuple[str, ...] = HEADER
     rows: list[NodeRow] = []
@@ -352,7 +353,10 @@ def report_from_table(tables: Iterable[Mapping[str, Any]]) -> NodesReport:
         for row in table.get("rows") or []:
             rows.append(_table_row(header, row.get("cells") or []))
             objects.append(row.get("object") or {})
-    nodes = [V1Node.from_dict(o) or V1Node() for o in objects]
+    try:
+        nodes = [V1Node.from_dict(o) or V1Node() for o in objects]
+    except ValueError as exc:  # pydantic's ValidationError: not a Node as the API defines it
+        raise BadAnswer(f"a Table row's object is not a Node: {exc}") from exc
     problems = tuple(p for node in nodes for p in node_problem_list(node))
     return NodesReport(rows=tuple(rows), problem_list=problems, header=header)
 

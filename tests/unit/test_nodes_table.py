@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from k8s.errors import BadAnswer
 from k8s.nodes import HEADER, report_from_table
 
 
@@ -93,3 +96,13 @@ def test_no_nodes_no_table() -> None:
     report = report_from_table([empty])
     assert report.render_table() == ""
     assert report.total == 0
+
+
+def test_a_row_object_that_is_no_node_is_a_bad_answer() -> None:
+    table = {
+        "kind": "Table",
+        "columnDefinitions": [column("Name")],
+        "rows": [{"cells": ["a"], "object": {"metadata": "not an object"}}],
+    }
+    with pytest.raises(BadAnswer, match="not a Node"):
+        report_from_table([table])
