@@ -117,6 +117,7 @@ def facts(spec: GrantSpec) -> dict[str, str]:
 def grant_annotations(
     requester: str, role: str, expires_at: dt.datetime, approved_by: Sequence[str]
 ) -> dict[str, str]:
+    """The annotations (:mod:`k8s.names` keys) that record a grant's facts on its objects."""
     return {
         names.REQUESTER: requester,
         names.ROLE: role,
@@ -160,6 +161,7 @@ def owned_by(meta: client.V1ObjectMeta | None, grant_id: str) -> bool:
 
 
 def sa_lister(c: ClusterClient) -> Callable[..., Any]:
+    """The list call for grant ServiceAccounts, bound to the cluster's users' namespace."""
     # Only the users' namespace: the bot has no ServiceAccount rights elsewhere.
     return partial(c.core.list_namespaced_service_account, c.sa_namespace)
 
