@@ -18,11 +18,17 @@
         │   ├── DeliveryFailed         bot.slack.notifier: the kubeconfig cannot reach its owner
         │   └── ConfigError/PolicyError  settings or policy unusable at start-up
         ├── TransientFailure           retrying may help: back off and try again
-        └── ClusterError               k8s.errors: typed by the apiserver's answer
-            ├── NotFound (404), Conflict (409), Forbidden (401/403), Invalid (400/422)
-            │                          permanent
-            └── TooManyRequests (429), ServerError (5xx), Unreachable (no answer)
-                                       transient
+        └── ClusterError               k8s.errors: typed by the apiserver's answer, raised
+            │                          by ClusterClient.call (``status``; cause = original)
+            ├── NotFound (404) ── MissingNamespaceError
+            ├── Conflict (409, AlreadyExists included), Forbidden (401/403),
+            │   Invalid (400/422), Refused (other 4xx), Untrusted (TLS),
+            │   BadAnswer, NotManagedError, InvalidNamespace, UnknownCluster
+            │                          also PermanentFailure
+            └── TooManyRequests (429/425), ServerError (5xx),
+                Unreachable (no answer, timeouts), NotPropagated (not visible yet)
+                                       also TransientFailure
+        (k8s.errors.CorruptRelease: a Helm release body; a PermanentFailure, not a ClusterError)
 
 A use case catches :class:`PermanentFailure` to end an attempt cleanly and lets
 :class:`TransientFailure` reach its retry policy; it never catches ``ValueError``

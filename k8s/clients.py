@@ -19,21 +19,41 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from k8s.errors import ClusterError
+from k8s.errors import TRANSIENT_STATUSES, ClusterError, UnknownCluster, error_for
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_TIMEOUT_SECONDS",
+    "TRANSIENT_STATUSES",
+    "ClusterClient",
+    "ClusterRegistry",
+    "ClusterTarget",
+    "ClusterTrust",
+    "api_error",
+    "status_of",
+    "trust_of",
+]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 # (connect, read) seconds. Reads of large lists get more time than writes.
-DEFAULT_TIMEOUT: tuple[float, float] = (5.0, 30.0)
-
-# HTTP statuses worth retrying: throttling, server-side trouble, timeouts.
-TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+DEFAULT_TIMEOUT_SECONDS: tuple[float, float] = (5.0, 30.0)
+DEFAULT_TIMEOUT = DEFAULT_TIMEOUT_SECONDS  # the former name
 
 
 @dataclass(frozen=True)
 class ClusterTarget:
-    """How to reach one cluster: a kubeconfig context, or in-cluster config."""
+    """How to reach one cluster: a kubeconfig context, or in-cluster config.
+
+    ``name``: the policy's cluster name. ``context``: the kubeconfig context
+    (None: the file's current context). ``in_cluster``: use the pod's
+    ServiceAccount mount instead of a kubeconfig (default False).
+    ``kubeconfig``: the file's path (None: ``$KUBECONFIG`` or
+    ``~/.kube/config``). ``server_override``: the API server URL issued
+    kubeconfigs name (None: the one the bot connects to). ``sa_namespace``:
+    where grant ServiceAccounts live (default ``accessbot-users``).
+    """
 
     name: str
     context: str | None = None
@@ -81,7 +101,16 @@ def trust_of(cfg: client.Configuration) -> ClusterTrust:
 
 @dataclass
 class ClusterClient:
-    """A configured API client for one cluster plus the pool its calls run in."""
+    """A configured API client for one cluster plus the pool its calls run in.
+
+    ``name``: the policy's cluster name. ``api_client``: the configured client
+    library client (owned: :meth:`close` closes it). ``pool``: the thread pool
+    every call runs in (shared, not owned). ``server``: the API server URL
+    issued kubeconfigs name. ``trust``: how issued kubeconfigs trust it.
+    ``sa_namespace``: where grant ServiceAccounts live (default
+    ``accessbot-users``). ``timeout_seconds``: (connect, read) timeout of every
+    call in seconds (default :data:`DEFAULT_TIMEOUT_SECONDS`, (5, 30)).
+    """
 
     name: str
     api_client: client.ApiClient
@@ -89,7 +118,7 @@ class ClusterClient:
     server: str
     trust: ClusterTrust
     sa_namespace: str = "accessbot-users"
-    timeout: tuple[float, float] = DEFAULT_TIMEOUT
+    timeout_seconds: tuple[float, float] = DEFAULT_TIMEOUT_SECONDS
     core: client.CoreV1Api = field(init=False)
     rbac: client.RbacAuthorizationV1Api = field(init=False)
     authn: client.AuthenticationV1Api = field(init=False)
@@ -102,8 +131,17 @@ class ClusterClient:
         self.authz = client.AuthorizationV1Api(self.api_client)
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run one blocking client call in the pool, with a timeout, mapping errors."""
-        kwargs.setdefault("_request_timeout", self.timeout)
+        """Run one blocking client call in the pool, with a timeout, mapping errors.
+
+        ``fn`` is any client method (of this cluster's ``api_client`` or of a
+        requester's, see :func:`k8s.grants.verify`); ``_request_timeout``
+        defaults to ``self.timeout_seconds``. This is the one place an apiserver answer
+        becomes an error: raises the :mod:`k8s.errors` class of its status
+        (``NotFound``, ``Conflict``, ``Forbidden``, ``Invalid``, ``Refused``,
+        ``TooManyRequests``, ``ServerError``) or ``Unreachable`` when no answer
+        came (urllib3 errors, ``OSError``, timeouts), the original as ``__cause__``.
+        """
+        kwargs.setdefault("_request_timeout", self.timeout_seconds)
         bound = functools.partial(fn, *args, **kwargs)
         loop = asyncio.get_running_loop()
         try:
@@ -111,10 +149,10 @@ class ClusterClient:
         except ApiException as exc:
             raise api_error(self.name, exc) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise ClusterError(
+            raise error_for(
+                self.name,
+                0,
                 f"cluster {self.name}: cannot reach the API server ({exc.__class__.__name__})",
-                cluster=self.name,
-                transient=True,
             ) from exc
 
     @property
@@ -127,23 +165,20 @@ class ClusterClient:
 
 
 def api_error(cluster: str, exc: ApiException) -> ClusterError:
-    """Turn an ApiException into a ClusterError with the apiserver's own words."""
+    """The typed error (:func:`k8s.errors.error_for`) for an ApiException, in the apiserver's words.
+
+    Status 0 (the client got no HTTP answer) is ``Unreachable``. The caller
+    raises it ``from exc``; :meth:`ClusterClient.call` is that caller.
+    """
     status = int(exc.status or 0)
     reason = exc.reason or "error"
-    err = ClusterError(
-        f"cluster {cluster}: API answered {status} {reason}",
-        cluster=cluster,
-        transient=status in TRANSIENT_STATUSES or status == 0,
-    )
-    err.status = status  # type: ignore[attr-defined]
-    return err
+    return error_for(cluster, status, f"cluster {cluster}: API answered {status} {reason}")
 
 
 def status_of(exc: BaseException) -> int:
     """HTTP status of a mapped API error, 0 when there was none."""
-    cause = exc.__cause__
-    if isinstance(cause, ApiException):
-        return int(cause.status or 0)
+    if isinstance(exc, ClusterError):
+        return exc.status
     return 0
 
 
@@ -162,14 +197,22 @@ def _configuration(target: ClusterTarget) -> client.Configuration:
 
 
 class ClusterRegistry:
-    """Owns one client per cluster, created once, and the shared thread pool."""
+    """Owns one client per cluster, created once, and the shared thread pool.
+
+    ``targets``: cluster name to :class:`ClusterTarget`; each is configured at
+    construction (a bad kubeconfig or unknown context raises the client
+    library's ``ConfigException``). ``max_workers``: threads in the pool, hence
+    concurrent API calls across all clusters (default 16). ``timeout_seconds``:
+    (connect, read) timeout of every call in seconds (default (5, 30)).
+    Indexing an unknown name raises :class:`~k8s.errors.UnknownCluster`.
+    """
 
     def __init__(
         self,
         targets: Mapping[str, ClusterTarget],
         *,
         max_workers: int = 16,
-        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        timeout_seconds: tuple[float, float] = DEFAULT_TIMEOUT_SECONDS,
     ) -> None:
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="k8s")
         self._clients: dict[str, ClusterClient] = {}
@@ -185,14 +228,14 @@ class ClusterRegistry:
                 server=target.server_override or cfg.host,
                 trust=trust_of(cfg),
                 sa_namespace=target.sa_namespace,
-                timeout=timeout,
+                timeout_seconds=timeout_seconds,
             )
 
     def __getitem__(self, name: str) -> ClusterClient:
         try:
             return self._clients[name]
         except KeyError:
-            raise ClusterError(f"unknown cluster {name!r}", cluster=name) from None
+            raise UnknownCluster(f"unknown cluster {name!r}", cluster=name) from None
 
     def __iter__(self) -> Any:
         return iter(self._clients.values())

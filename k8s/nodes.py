@@ -1,21 +1,51 @@
 """The ``/k8s nodes`` report: ``kubectl get nodes -o wide`` plus the node problems.
 
-Rows are computed exactly like the apiserver's table printer computes them for
-kubectl (``pkg/printers/internalversion/printers.go`` ``printNode`` in
-Kubernetes 1.37), so the bot and a terminal agree cell for cell.
+The table comes from the apiserver's own printer, as kubectl's does: ``GET
+/api/v1/nodes`` with ``Accept: application/json;as=Table;v=v1;g=meta.k8s.io``
+answers with the columns and cells of ``-o wide`` computed by that cluster's
+version (AGE included, at the apiserver's clock), and ``includeObject=Object``
+puts each row's Node beside it, on which the problems are judged. The pages
+are laid out by the kubectl-exact writer (:mod:`k8s.table`).
+
+:func:`node_row` and :func:`build_report` are the same printer computed here
+(``pkg/printers/internalversion/printers.go`` ``printNode`` in Kubernetes
+1.37), for reports built from Node objects alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from kubernetes.client import V1Node, V1NodeCondition, V1ObjectMeta
+from kubernetes.client import ApiClient, V1Node, V1NodeCondition, V1ObjectMeta
+from kubernetes.client.exceptions import ApiException
 
 from k8s.clients import ClusterClient
+from k8s.errors import BadAnswer
+from k8s.human_duration import UNKNOWN, age, human_duration
+from k8s.paging import DEFAULT_PAGE_SIZE, pages
 from k8s.table import KUBECTL_CHUNK_ROWS, Problem, kubectl_table
+
+__all__ = [
+    "HEADER",
+    "NODE_TABLE",
+    "NodeRow",
+    "NodesReport",
+    "age",
+    "build_report",
+    "first_address",
+    "human_duration",
+    "node_problem_list",
+    "node_problems",
+    "node_roles",
+    "node_row",
+    "node_status",
+    "nodes_report",
+    "report_from_table",
+]
 
 HEADER = (
     "NAME",
@@ -47,7 +77,6 @@ CONDITION_TAINTS = {
     "node.kubernetes.io/unschedulable": "Unschedulable",
 }
 NONE = "<none>"
-UNKNOWN = "<unknown>"
 
 
 @dataclass(frozen=True)
@@ -64,8 +93,13 @@ class NodeRow:
     os_image: str
     kernel_version: str
     container_runtime: str
+    # The row exactly as the apiserver's printer gave it, when it did; the
+    # named fields above are then read from it by column name.
+    cells: tuple[str, ...] = field(default=(), compare=False)
 
     def as_tuple(self) -> tuple[str, ...]:
+        if self.cells:
+            return self.cells
         return (
             self.name,
             self.status,
@@ -90,6 +124,8 @@ class NodesReport:
 
     rows: tuple[NodeRow, ...]
     problem_list: tuple[Problem, ...]
+    # The printed column names (the apiserver's, upper-cased as kubectl does).
+    header: tuple[str, ...] = HEADER
 
     @property
     def problems(self) -> tuple[str, ...]:
@@ -110,55 +146,8 @@ class NodesReport:
         ``chunk_rows`` is kubectl's ``--chunk-size`` (default 500): kubectl prints
         each chunk of the list as its own table (see :mod:`k8s.table`).
         """
-        return kubectl_table(HEADER, (row.as_tuple() for row in self.rows), chunk_rows=chunk_rows)
-
-
-# -- kubectl's short human duration ---------------------------------------------
-
-
-def human_duration(seconds: float) -> str:
-    """Port of ``k8s.io/apimachinery/pkg/util/duration.HumanDuration``.
-
-    Two to three significant figures: "90s", "5m30s", "45m", "3h5m", "20h",
-    "2d3h", "30d", "2y100d", "9y". Go truncates towards zero at every step,
-    which ``int()`` reproduces; up to 2 s in the future counts as now, to
-    tolerate clock skew between the client and the apiserver.
-    """
-    secs = int(seconds)
-    if secs < -1:
-        return "<invalid>"
-    if secs < 0:
-        return "0s"
-    if secs < 60 * 2:
-        return f"{secs}s"
-    minutes = secs // 60
-    if minutes < 10:
-        return _two_units(minutes, "m", secs % 60, "s")
-    if minutes < 60 * 3:
-        return f"{minutes}m"
-    hours = minutes // 60
-    if hours < 8:
-        return _two_units(hours, "h", minutes % 60, "m")
-    if hours < 48:
-        return f"{hours}h"
-    if hours < 24 * 8:
-        return _two_units(hours // 24, "d", hours % 24, "h")
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24}d"
-    if hours < 24 * 365 * 8:
-        return _two_units(hours // 24 // 365, "y", (hours // 24) % 365, "d")
-    return f"{hours // 24 // 365}y"
-
-
-def _two_units(big: int, big_unit: str, small: int, small_unit: str) -> str:
-    return f"{big}{big_unit}" if small == 0 else f"{big}{big_unit}{small}{small_unit}"
-
-
-def age(created: datetime | None, now: datetime) -> str:
-    """AGE column: time since creation, "<unknown>" without a timestamp."""
-    if created is None:
-        return UNKNOWN
-    return human_duration((now - created).total_seconds())
+        rows = (row.as_tuple() for row in self.rows)
+        return kubectl_table(self.header, rows, chunk_rows=chunk_rows)
 
 
 # -- one row ----------------------------------------------------------------------
@@ -287,21 +276,99 @@ def build_report(nodes: Iterable[V1Node], now: datetime) -> NodesReport:
     )
 
 
-async def list_nodes(client: ClusterClient, *, page_size: int = 500) -> list[V1Node]:
-    """Every Node, fetched in pages so a huge cluster never means one huge response."""
-    nodes: list[V1Node] = []
-    token: str | None = None
-    while True:
-        page: Any = await client.call(client.core.list_node, limit=page_size, _continue=token)
-        nodes.extend(page.items or [])
-        token = page.metadata._continue if page.metadata else None
-        if not token:
-            return nodes
+# -- the apiserver's printer ---------------------------------------------------
+
+# The Table of meta.k8s.io/v1, what ``kubectl get`` asks for (server-side printing).
+NODE_TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
+NODES_PATH = "/api/v1/nodes"
 
 
-async def nodes_report(
-    client: ClusterClient, *, page_size: int = 500, now: datetime | None = None
-) -> NodesReport:
-    """The nodes report of one cluster; ``now`` fixes AGE for tests."""
-    nodes = await list_nodes(client, page_size=page_size)
-    return build_report(nodes, now or datetime.now(UTC))
+def _node_table_page(
+    api: ApiClient, *, limit: int, _continue: str | None, _request_timeout: Any
+) -> dict[str, Any]:
+    """One page of the Node Table, each row with its Node (runs in the client's pool).
+
+    The generated ``list_node`` cannot ask for ``includeObject``, so the request
+    is built with the client's own serializer (auth, host, TLS as configured).
+    Raises ``ApiException`` for a non-2xx answer, like the generated methods.
+    """
+    query: list[tuple[str, Any]] = [("includeObject", "Object"), ("limit", limit)]
+    if _continue:
+        query.append(("continue", _continue))
+    request = api.param_serialize(
+        method="GET",
+        resource_path=NODES_PATH,
+        query_params=query,
+        header_params={"Accept": NODE_TABLE},
+        auth_settings=["BearerToken"],
+    )
+    resp = api.call_api(*request, _request_timeout=_request_timeout)
+    resp.read()
+    if not 200 <= resp.status <= 299:
+        raise ApiException.from_response(http_resp=resp, body=None, data=None)
+    try:
+        page = json.loads(resp.data or b"")
+    except ValueError as exc:
+        raise BadAnswer(f"the Node Table is not JSON: {exc}") from exc
+    if not isinstance(page, dict) or page.get("kind") != "Table":
+        raise BadAnswer(f"asked for a Table of Nodes, got {page.get('kind')!r}")
+    return page
+
+
+def _cell(value: Any) -> str:
+    """A cell as kubectl prints it (``fmt.Fprint`` of the decoded JSON value)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+_FIELDS = dict(zip(HEADER, NodeRow.__dataclass_fields__, strict=False))
+
+
+def _table_row(header: Sequence[str], cells: Sequence[Any]) -> NodeRow:
+    printed = tuple(_cell(c) for c in cells[: len(header)])
+    named = {_FIELDS[h]: v for h, v in zip(header, printed, strict=True) if h in _FIELDS}
+    values = {f: named.get(f, "") for f in _FIELDS.values()}
+    return NodeRow(**values, cells=printed)
+
+
+def report_from_table(tables: Iterable[Mapping[str, Any]]) -> NodesReport:
+    """Rows as the apiserver printed them (its order, hence kubectl's) and every problem.
+
+    ``tables``: the Table pages, each row carrying its Node (``includeObject``).
+    Every column is printed (``-o wide``), named in upper case as kubectl does.
+    Raises :class:`~k8s.errors.BadAnswer` when a row's object is not a Node.
+    """
+    header: tuple[str, ...] = HEADER
+    rows: list[NodeRow] = []
+    objects: list[Any] = []
+    for n, table in enumerate(tables):
+        columns = table.get("columnDefinitions") or []
+        if n == 0 or columns:
+            header = tuple(str(c.get("name", "")).upper() for c in columns) or header
+        for row in table.get("rows") or []:
+            rows.append(_table_row(header, row.get("cells") or []))
+            objects.append(row.get("object") or {})
+    try:
+        nodes = [V1Node.from_dict(o) or V1Node() for o in objects]
+    except ValueError as exc:  # pydantic's ValidationError: not a Node as the API defines it
+        raise BadAnswer(f"a Table row's object is not a Node: {exc}") from exc
+    problems = tuple(p for node in nodes for p in node_problem_list(node))
+    return NodesReport(rows=tuple(rows), problem_list=problems, header=header)
+
+
+async def nodes_report(client: ClusterClient, *, page_size: int = DEFAULT_PAGE_SIZE) -> NodesReport:
+    """The nodes report of one cluster, from its apiserver's Table, ``page_size`` rows a page.
+
+    Raises :class:`~k8s.errors.ClusterError` (typed by the answer) when the
+    cluster does not answer or refuses the list.
+    """
+    tables = [
+        page
+        async for page in pages(client, _node_table_page, client.api_client, page_size=page_size)
+    ]
+    return report_from_table(tables)

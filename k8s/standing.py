@@ -33,9 +33,10 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from k8s import rbac
-from k8s.clients import ClusterClient, status_of
-from k8s.errors import ClusterError
-from k8s.helm import METADATA_ONLY, _stream_list
+from k8s.clients import ClusterClient
+from k8s.errors import Forbidden
+from k8s.list_stream import METADATA_ONLY, each_item
+from k8s.paging import DEFAULT_PAGE_SIZE, list_all
 from k8s.table import safe_line
 
 __all__ = [
@@ -254,14 +255,16 @@ def build_report(
 # -- reading the cluster ---------------------------------------------------------------
 
 
-def _forbidden(cluster: ClusterClient, what: str, exc: ClusterError) -> ClusterError:
-    if status_of(exc) == 403:
-        return ClusterError(
-            f"cluster {cluster.name}: the bot may not {what}, which the standing "
-            "report needs (see the chart's rbac.standingReport)",
-            cluster=cluster.name,
-        )
-    return exc
+def _forbidden(cluster: ClusterClient, what: str, exc: Forbidden) -> Forbidden:
+    """``exc`` (401 unchanged), a 403 reworded as what the chart must allow."""
+    if exc.status != 403:
+        return exc
+    return Forbidden(
+        f"cluster {cluster.name}: the bot may not {what}, which the standing "
+        "report needs (see the chart's rbac.standingReport)",
+        cluster=cluster.name,
+        status=exc.status,
+    )
 
 
 async def _token_secrets(cluster: ClusterClient, page_size: int) -> list[StandingEntry]:
@@ -273,22 +276,20 @@ async def _token_secrets(cluster: ClusterClient, page_size: int) -> list[Standin
         if isinstance(meta, dict):
             found.append(token_secret_entry(meta))
 
-    token: str | None = None
-    while True:
-        token = await cluster.call(
-            _stream_list,
-            cluster.core.list_secret_for_all_namespaces,
-            handle=keep,
-            field_selector=f"type={TOKEN_SECRET_TYPE}",
-            limit=page_size,
-            _continue=token,
-            _headers=METADATA_ONLY,
-        )
-        if not token:
-            return found
+    await each_item(
+        cluster,
+        cluster.core.list_secret_for_all_namespaces,
+        handle=keep,
+        page_size=page_size,
+        field_selector=f"type={TOKEN_SECRET_TYPE}",
+        _headers=METADATA_ONLY,
+    )
+    return found
 
 
-async def standing_report(cluster: ClusterClient, *, page_size: int = 500) -> StandingReport:
+async def standing_report(
+    cluster: ClusterClient, *, page_size: int = DEFAULT_PAGE_SIZE
+) -> StandingReport:
     """Read RBAC and token Secret metadata from ``cluster`` and build the report.
 
     Needs ``list`` on clusterroles, roles, clusterrolebindings and rolebindings
@@ -297,16 +298,20 @@ async def standing_report(cluster: ClusterClient, *, page_size: int = 500) -> St
     does not answer or RBAC objects may not be read.
     """
     try:
-        cluster_roles = await cluster.call(cluster.rbac.list_cluster_role)
-        roles = await cluster.call(cluster.rbac.list_role_for_all_namespaces)
-        crbs = await cluster.call(cluster.rbac.list_cluster_role_binding)
-        rbs = await cluster.call(cluster.rbac.list_role_binding_for_all_namespaces)
-    except ClusterError as exc:
-        raise _forbidden(cluster, "list RBAC objects", exc) from exc
-    by_name: dict[str, Any] = {str(r.metadata.name): r for r in cluster_roles.items if r.metadata}
+        cluster_roles = await list_all(cluster, cluster.rbac.list_cluster_role, page_size=page_size)
+        roles = await list_all(
+            cluster, cluster.rbac.list_role_for_all_namespaces, page_size=page_size
+        )
+        crbs = await list_all(cluster, cluster.rbac.list_cluster_role_binding, page_size=page_size)
+        rbs = await list_all(
+            cluster, cluster.rbac.list_role_binding_for_all_namespaces, page_size=page_size
+        )
+    except Forbidden as exc:
+        raise _forbidden(cluster, "list RBAC objects", exc) from exc.__cause__
+    by_name: dict[str, Any] = {str(r.metadata.name): r for r in cluster_roles if r.metadata}
     ns_rules = {
         (str(r.metadata.namespace), str(r.metadata.name)): rbac.rules_from_api(r.rules)
-        for r in roles.items
+        for r in roles
         if r.metadata
     }
     cache: dict[str, list[rbac.Rule] | None] = {}
@@ -320,13 +325,13 @@ async def standing_report(cluster: ClusterClient, *, page_size: int = 500) -> St
         return cache[ref.name]
 
     entries: list[StandingEntry] = []
-    for binding in [*crbs.items, *rbs.items]:
+    for binding in [*crbs, *rbs]:
         entries += binding_entries(binding, rules_of(binding), users_namespace=cluster.sa_namespace)
     gaps: list[str] = []
     try:
         entries += await _token_secrets(cluster, page_size)
-    except ClusterError as exc:
-        if status_of(exc) != 403:
+    except Forbidden as exc:
+        if exc.status != 403:
             raise
         gaps.append(
             "legacy ServiceAccount token Secrets: the bot may not list Secrets "
