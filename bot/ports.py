@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 
 class Notifier(Protocol):
+    """Tells people about requests and grants (the workflow), and privately answers a
+    person (the adapter)."""
+
     async def post_card(self, grant: Grant) -> MessageRef | None:
         """Post the approval card for a pending request; its reference, if posted."""
 
@@ -40,6 +43,9 @@ class Notifier(Protocol):
 
 
 class Directory(Protocol):
+    """Who people are and which usergroups they are in, kept current by the
+    workspace's own events."""
+
     async def groups_of(self, user_id: str) -> frozenset[str]:
         """Usergroup handles (without "@") the user belongs to."""
 
@@ -67,6 +73,8 @@ class Directory(Protocol):
 
 
 class Deduplicator(Protocol):
+    """Remembers deliveries (events, commands, clicks) so a retry or replay is handled once."""
+
     async def first_time(self, key: str, ttl_seconds: int = 3600) -> bool:
         """True exactly once per ``key`` within ``ttl_seconds`` (default an hour): the
         first sighting of a delivery, never a retry or a replay of it."""

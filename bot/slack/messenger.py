@@ -30,8 +30,9 @@ ALERT_INTERVAL_SECONDS = 600.0
 class DeliveryFailed(PermanentFailure, ValueError):
     """The kubeconfig cannot be delivered; the message is for the requester.
 
-    A ``ValueError`` so the workflow marks the grant failed and removes the
-    access instead of leaving credentials nobody received.
+    A :class:`PermanentFailure`: the provisioning saga marks the grant failed and
+    removes the access instead of leaving credentials nobody received. (Also a
+    ``ValueError`` while the saga still catches that; see issue 13, item 4.)
     """
 
 

@@ -36,6 +36,9 @@ def grant_list_message(grants: Sequence[Grant], now: datetime, *, everyone: bool
 
 @dataclass(frozen=True)
 class HomeData:
+    """What App Home lists: ``mine``, the user's live and pending grants (oldest first),
+    and ``awaiting``, the requests waiting on their decision."""
+
     mine: Sequence[Grant]
     awaiting: Sequence[Grant]
 
