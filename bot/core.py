@@ -7,6 +7,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cached_property
 from typing import Any
 
 from redis.asyncio import Redis
@@ -15,11 +16,13 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bot.policy import Policy
-from bot.ports import Directory, Notifier
+from bot.ports import Deduplicator, Directory, Notifier
 from bot.reconciler import Reconciler
 from bot.retry import Backoff
 from bot.scheduler import Scheduler
 from bot.store import Store
+from bot.usecases.permissions import PermissionChecks
+from bot.usecases.reports import Reports
 from bot.workflow import Workflow
 from k8s.clients import ClusterRegistry, ClusterTarget
 
@@ -79,6 +82,23 @@ class Core:
     reconciler: Reconciler
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @cached_property
+    def permissions(self) -> PermissionChecks:
+        """What roles allow on the clusters (cards, the request form, ``/access roles``)."""
+        return PermissionChecks(self.clusters)
+
+    @cached_property
+    def reports(self) -> Reports:
+        """The cluster reports (``/k8s nodes``, ``/k8s helm``, ``/k8s standing``)."""
+        return Reports(
+            self.policy, self.clusters, self.workflow.directory, self.workflow.require_admin
+        )
+
+    @property
+    def deliveries(self) -> Deduplicator:
+        """Which Slack deliveries were seen already (retries, replays)."""
+        return self.store
 
     def start(self) -> None:
         """Run the scheduler worker and the reconciler in the background."""

@@ -861,3 +861,33 @@ def is_admin(policy: Policy, user_id: str, user_groups: Collection[str]) -> bool
 def needs_approval(resolved: ResolvedRequest) -> bool:
     """``approvals: 0`` roles are granted without anyone approving."""
     return resolved.approvals_required > 0
+
+
+# -- who may run the cluster reports ------------------------------------------------------
+
+
+def may_run_reports(
+    policy: Policy,
+    access: Literal["everyone", "approvers"],
+    user: str,
+    groups: frozenset[str],
+) -> bool:
+    """Whether ``user`` (a member of the usergroup handles ``groups``) may run ``/k8s nodes``
+    and ``/k8s helm``.
+
+    ``access`` is the ``reports`` key (``Policy.reports``): ``"everyone"`` lets any
+    workspace member run them, because node and release status is operational
+    information, not a secret, and the person who needs it mid-incident often holds
+    no access yet; ``"approvers"`` keeps them to admins and the approvers of any
+    role. ``/k8s standing`` is for admins only whatever this says (it maps who to
+    attack), which ``Workflow.require_admin`` enforces.
+    """
+    if access == "everyone":
+        return True
+    if is_admin(policy, user, groups):
+        return True
+    for role in policy.roles:
+        users, handles = approvers_of(policy, role, include_admins=False)
+        if user in users or not handles.isdisjoint(groups):
+            return True
+    return False

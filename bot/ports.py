@@ -1,17 +1,26 @@
-"""What the workflow needs from the outside world, as interfaces.
+"""What the use cases and the adapters need from the outside world, as interfaces.
 
-The Slack app implements them for real; workflow tests use small recording
-doubles. Neither side imports the other.
+The Slack app implements :class:`Notifier` and :class:`Directory` for real;
+workflow tests use small recording doubles. The store implements
+:class:`Deduplicator`. Neither side imports the other: the Slack app reaches
+the notifier and the directory only through these protocols.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.models import Grant, MessageRef
 
+if TYPE_CHECKING:
+    from bot.usecases.permissions import PermissionChecks
+
 
 class Notifier(Protocol):
+    """Tells people about requests and grants (the workflow), and privately answers a
+    person (the adapter)."""
+
     async def post_card(self, grant: Grant) -> MessageRef | None:
         """Post the approval card for a pending request; its reference, if posted."""
 
@@ -24,8 +33,19 @@ class Notifier(Protocol):
     async def remind(self, grant: Grant) -> None:
         """Warn the requester that the grant expires soon."""
 
+    async def send_dm(self, user: str, message: Any) -> None:
+        """Send ``message`` (the adapter's own rendering; on Slack a
+        ``bot.slack.blocks.Message``) to ``user`` privately. Failures are logged,
+        never raised."""
+
+    def use_permissions(self, permissions: PermissionChecks) -> None:
+        """Show roles' permissions (on approval cards) as ``permissions`` reads them."""
+
 
 class Directory(Protocol):
+    """Who people are and which usergroups they are in, kept current by the
+    workspace's own events."""
+
     async def groups_of(self, user_id: str) -> frozenset[str]:
         """Usergroup handles (without "@") the user belongs to."""
 
@@ -37,3 +57,24 @@ class Directory(Protocol):
 
     async def user_exists(self, user_id: str) -> bool:
         """Whether the workspace knows this user ID (deactivated users count)."""
+
+    def user_changed(self, user: Mapping[str, Any]) -> None:
+        """Learn one person's change from the workspace's own event (Slack: the
+        ``user_change`` event's ``user`` object)."""
+
+    async def usergroup_changed(self, subteam: Mapping[str, Any]) -> None:
+        """Learn a usergroup's new state from the workspace's event (Slack:
+        ``subteam_created`` / ``subteam_updated``, the whole ``subteam`` object)."""
+
+    async def usergroup_members_changed(
+        self, group_id: str, *, added: Iterable[str], removed: Iterable[str]
+    ) -> None:
+        """Learn who joined (``added``) and left (``removed``) one usergroup."""
+
+
+class Deduplicator(Protocol):
+    """Remembers deliveries (events, commands, clicks) so a retry or replay is handled once."""
+
+    async def first_time(self, key: str, ttl_seconds: int = 3600) -> bool:
+        """True exactly once per ``key`` within ``ttl_seconds`` (default an hour): the
+        first sighting of a delivery, never a retry or a replay of it."""

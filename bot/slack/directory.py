@@ -33,7 +33,8 @@ __all__ = ["SlackDirectory"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TTL = 300.0
+# How long a cached answer (a usergroup map, a handle, an email) is used before asking again.
+DEFAULT_TTL_SECONDS = 300.0
 
 # Everything a failed Web API call can raise: Slack's error answers (SlackApiError),
 # other client errors, connection problems (OSError, aiohttp.ClientError) and
@@ -73,17 +74,25 @@ Change = Callable[[_Groups], None]
 
 
 class SlackDirectory:
-    """Who is in which usergroup, who has which email, and what people are called."""
+    """Who is in which usergroup, who has which email, and what people are called.
+
+    Parameters:
+        client: the Slack Web API client.
+        ttl_seconds: how long a cached answer is used before Slack is asked
+            again, in seconds (events keep it current meanwhile). Default
+            :data:`DEFAULT_TTL_SECONDS` (300).
+        clock: monotonic seconds, for the cache's age. Default ``time.monotonic``.
+    """
 
     def __init__(
         self,
         client: AsyncWebClient,
         *,
-        ttl: float = DEFAULT_TTL,
+        ttl_seconds: float = DEFAULT_TTL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
-        self._ttl = ttl
+        self._ttl_seconds = ttl_seconds
         self._clock = clock
         self._groups: _Groups | None = None
         self._groups_lock = asyncio.Lock()
@@ -93,18 +102,23 @@ class SlackDirectory:
         self._handles: dict[str, _Entry] = {}
         self._emails: dict[str, _Entry] = {}
 
-    def _fresh(self, at: float) -> bool:
-        return self._clock() - at < self._ttl
+    def _still_fresh(self, at: float) -> bool:
+        return self._clock() - at < self._ttl_seconds
+
+    def _fresh_value(self, table: Mapping[str, _Entry], key: str) -> str | None:
+        """The cached answer for ``key`` while it is fresh, else None (ask Slack)."""
+        entry = table.get(key)
+        return str(entry.value) if entry is not None and self._still_fresh(entry.at) else None
 
     # -- usergroups ----------------------------------------------------------------
 
     async def _group_map(self) -> Mapping[str, frozenset[str]]:
         current = self._groups
-        if current is not None and self._fresh(current.loaded_at):
+        if current is not None and self._still_fresh(current.loaded_at):
             return current.by_handle()
         async with self._groups_lock:
             current = self._groups
-            if current is not None and self._fresh(current.loaded_at):
+            if current is not None and self._still_fresh(current.loaded_at):
                 return current.by_handle()  # another caller refreshed while we waited
             self._during_load = []
             try:
@@ -224,9 +238,9 @@ class SlackDirectory:
         the error propagates.
         """
         key = email.strip().lower()
+        if (fresh := self._fresh_value(self._emails, key)) is not None:
+            return fresh
         cached = self._emails.get(key)
-        if cached is not None and self._fresh(cached.at):
-            return str(cached.value)
         try:
             resp = await self._client.users_lookupByEmail(email=key)
         except SLACK_FAILURES as exc:
@@ -246,15 +260,15 @@ class SlackDirectory:
     async def handle_of(self, user_id: str) -> str:
         """The Slack username (``alice``): the last known one when Slack fails, else the
         lower-cased ID."""
-        cached = self._handles.get(user_id)
-        if cached is not None and self._fresh(cached.at):
-            return str(cached.value)
+        if (fresh := self._fresh_value(self._handles, user_id)) is not None:
+            return fresh
         try:
             resp = await self._client.users_info(user=user_id)
         except SLACK_FAILURES as exc:
             # A request must not fail because a display name is unavailable.
             log.warning("users.info %s failed (%s)", user_id, error_code(exc))
-            return str(cached.value) if cached is not None else user_id.lower()
+            last = self._handles.get(user_id)
+            return str(last.value) if last is not None else user_id.lower()
         self._remember_user(resp.get("user") or {}, user_id)
         return str(self._handles[user_id].value)
 
@@ -264,7 +278,7 @@ class SlackDirectory:
         When Slack fails, a user seen before exists; otherwise the error propagates.
         """
         cached = self._handles.get(user_id)
-        if cached is not None and self._fresh(cached.at):
+        if cached is not None and self._still_fresh(cached.at):
             return True
         try:
             resp = await self._client.users_info(user=user_id)

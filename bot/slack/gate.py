@@ -23,8 +23,10 @@ from redis.exceptions import RedisError
 from slack_bolt.response import BoltResponse
 
 from bot.errors import NotAllowed
-from bot.slack.blocks import error_message
-from bot.slack.notifier import SlackNotifier
+from bot.ports import Notifier
+from bot.slack.blocks import Message, error_message
+from bot.slack.blocks.replies import ACCOUNT_UNCHECKED, refusal_view, refused
+from bot.slack.payloads import ephemeral
 from bot.workflow import Workflow
 
 log = logging.getLogger(__name__)
@@ -51,7 +53,14 @@ def _sender(body: JSON) -> tuple[str, str]:
 
 
 class OffboardGate:
-    def __init__(self, workflow: Workflow, notifier: SlackNotifier) -> None:
+    """Bolt middleware: refuses whoever was offboarded (see the module's docstring).
+
+    Parameters:
+        workflow: answers whether a person was offboarded, and audits the refusal.
+        notifier: DMs the refusal of a click (a click has no reply of its own).
+    """
+
+    def __init__(self, workflow: Workflow, notifier: Notifier) -> None:
         self.workflow = workflow
         self.notifier = notifier
         self._tasks: set[asyncio.Task[None]] = set()
@@ -64,34 +73,22 @@ class OffboardGate:
         try:
             await self.workflow.require_enabled(user, what)
         except NotAllowed as exc:
-            return self._refusal(body, user, f"{_sentence(exc)}. Nothing was changed.")
+            return self._refusal(body, user, refused(exc))
         except RedisError:
             # Fail closed: whoever cannot be checked gets nothing, not even the
             # reports, the form or /access help. Deactivations (user_change)
             # never reach this check, so offboarding itself goes on.
             log.warning("offboarding check failed for %s: Redis unavailable", user)
-            return self._refusal(
-                body,
-                user,
-                "AccessBot cannot check your account right now (its database is not "
-                "answering). Nothing was changed; try again in a minute.",
-            )
+            return self._refusal(body, user, error_message(ACCOUNT_UNCHECKED))
         await next_()
         return None
 
-    def _refusal(self, body: JSON, user: str, text: str) -> BoltResponse:
-        message = error_message(text)
+    def _refusal(self, body: JSON, user: str, message: Message) -> BoltResponse:
         if "command" in body:
-            payload = {**message.as_kwargs(), "response_type": "ephemeral"}
-            return BoltResponse(status=200, body=payload)
+            return BoltResponse(status=200, body=ephemeral(message))
         kind = body.get("type")
         if kind == "view_submission":
-            view = {
-                "type": "modal",
-                "title": {"type": "plain_text", "text": "AccessBot"},
-                "blocks": message.blocks,
-            }
-            payload = {"response_action": "update", "view": view}
+            payload = {"response_action": "update", "view": refusal_view(message)}
             return BoltResponse(status=200, body=payload)
         if kind == "block_suggestion":
             return BoltResponse(status=200, body={"options": []})
@@ -100,8 +97,3 @@ class OffboardGate:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return BoltResponse(status=200, body="")
-
-
-def _sentence(exc: BaseException) -> str:
-    text = str(exc)
-    return text[:1].upper() + text[1:]

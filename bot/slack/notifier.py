@@ -1,30 +1,26 @@
-"""``bot.ports.Notifier`` on Slack: approval cards, requester DMs, audit channel, kubeconfigs.
+"""``bot.ports.Notifier`` on Slack: approval cards, requester DMs, the audit channel,
+receipts and reminders.
 
 Failures here never undo or block a state change: the store commits first and
 calls :meth:`SlackNotifier.grant_changed` afterwards, and every Slack call below
 is wrapped so that one failing message (say, the audit channel was archived)
 does not stop the others. Rate limits are honoured by the client's retry
-handlers (:func:`bot.slack.client.make_slack_client`). Set-up mistakes that no
-retry fixes (``channel_not_found``, ``not_in_channel``, ``missing_scope``) are
-logged clearly and told to the admins by DM, at most once per interval each.
-
-The kubeconfig upload is the only call that ever carries a token; nothing about
-it is logged but the file id.
+handlers (:func:`bot.slack.client.make_slack_client`); refusals are logged and
+set-up mistakes told to the admins by :class:`bot.slack.messenger.SlackMessenger`.
+The kubeconfig file itself is handled in :mod:`bot.slack.delivery`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.errors import SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.audit import new_steps
-from bot.errors import PermanentFailure
 from bot.lifecycle import State
 from bot.models import Grant, MessageRef, utcnow
 from bot.policy import Policy
@@ -38,55 +34,47 @@ from bot.slack.blocks import (
     approval_card,
     audit_message,
     ended_dm,
-    info_message,
     receipt_dm,
     receipt_message,
     reminder_message,
     requester_update,
 )
-from bot.slack.client import CONFIG_ERRORS, error_code
+from bot.slack.blocks.alerts import receipt_unverified
+from bot.slack.client import error_code
+from bot.slack.delivery import delete_kubeconfigs, deliver_kubeconfig
 from bot.slack.directory import SlackDirectory
-from bot.slack.text import escape
-from k8s.clients import ClusterRegistry
-from k8s.errors import ClusterError
-from k8s.rbac import Allowance, AllowanceCache
+from bot.slack.messenger import ALERT_INTERVAL_SECONDS, DeliveryFailed, SlackMessenger
+from bot.usecases.permissions import Allowance, PermissionChecks
 
-__all__ = ["DeliveryFailed", "SlackNotifier"]
+__all__ = ["CARD_PATIENCE_SECONDS", "DeliveryFailed", "SlackNotifier"]
 
 log = logging.getLogger(__name__)
 
 # How long a new card waits for its role's permissions before it is posted saying
 # "permissions being checked" (and updated in place once they are known).
 CARD_PATIENCE_SECONDS = 1.0
-# Past this, a permission check that still has no answer is reported as failed.
-CHECK_LIMIT_SECONDS = 60.0
-
-# Errors worth another attempt later (the scheduler retries the delivery job).
-TRANSIENT_ERRORS = frozenset(
-    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
-)
+# How long, at shutdown, messages still being sent in the background are waited for.
+FLUSH_BUDGET_SECONDS = 5.0
 
 # The audit steps that carry a revocation receipt (see Workflow._receipt).
 RECEIPT_EVENTS = frozenset({"verified", "verification_failed"})
 
-_HINTS = {
-    "channel_not_found": "Check the channel ID in the policy file; the channel may be gone.",
-    "not_in_channel": "Invite the app to that channel (/invite @AccessBot).",
-    "is_archived": "The channel is archived: unarchive it or change the policy file.",
-    "missing_scope": "Add the missing OAuth scope to the app and reinstall it.",
-}
-
-
-class DeliveryFailed(PermanentFailure, ValueError):
-    """The kubeconfig cannot be delivered; the message is for the requester.
-
-    A ``ValueError`` so the workflow marks the grant failed and removes the
-    access instead of leaving credentials nobody received.
-    """
-
 
 class SlackNotifier:
-    """Tells people about requests and grants through Slack."""
+    """Tells people about requests and grants through Slack.
+
+    Parameters:
+        client: the Slack Web API client.
+        policy: the approvals and audit channels, the admins, the approvers.
+        directory: resolves ``@usergroup`` admins for alerts. Default: a new
+            :class:`SlackDirectory` on ``client``.
+        clock: the current time (aware UTC), for "expires in ..." texts.
+            Default :func:`bot.models.utcnow`.
+        alert_interval_seconds: the same admin alert goes out at most once per
+            this many seconds. Default 600.
+        permissions: what roles allow, for the cards. Default: checks with no
+            cluster connection until :meth:`use_permissions` (cards then say so).
+    """
 
     def __init__(
         self,
@@ -95,20 +83,21 @@ class SlackNotifier:
         *,
         directory: SlackDirectory | None = None,
         clock: Callable[[], datetime] = utcnow,
-        alert_interval: float = 600.0,
+        alert_interval_seconds: float = ALERT_INTERVAL_SECONDS,
+        permissions: PermissionChecks | None = None,
     ) -> None:
         self._client = client
         self._policy = policy
-        self._directory = directory or SlackDirectory(client)
         self._clock = clock
-        self._alert_interval = alert_interval
-        self._dm_channels: dict[str, str] = {}
+        self._slack = SlackMessenger(
+            client,
+            policy,
+            directory or SlackDirectory(client),
+            alert_interval_seconds=alert_interval_seconds,
+        )
+        self._permissions = permissions or PermissionChecks()
         self._locks: dict[str, asyncio.Lock] = {}
         self._card_versions: dict[str, int] = {}
-        self._alerted: dict[str, float] = {}
-        self._clusters: ClusterRegistry | None = None
-        self._allowances = AllowanceCache()
-        self._checks: dict[tuple[str, str, bool], asyncio.Task[Permissions]] = {}
         self._latest: dict[str, Grant] = {}
         self._filling: set[str] = set()
         # The "access granted" DM of each live grant, to mark it ended later.
@@ -116,50 +105,87 @@ class SlackNotifier:
         self._granted_dms: dict[str, MessageRef] = {}
         self._background: set[asyncio.Task[None]] = set()
 
-    # -- what a role allows ------------------------------------------------------------------
+    def use_permissions(self, permissions: PermissionChecks) -> None:
+        """Show roles' permissions on cards as ``permissions`` reads them."""
+        self._permissions = permissions
 
-    def use_clusters(self, clusters: ClusterRegistry) -> None:
-        """Read roles' permissions from these clusters for cards, forms and ``/access roles``."""
-        self._clusters = clusters
+    # -- Notifier ------------------------------------------------------------------------
 
-    def permissions_check(
-        self, cluster: str, cluster_role: str, *, namespaced: bool
-    ) -> asyncio.Task[Permissions]:
-        """What ``cluster_role`` allows on ``cluster``, read now (or joining a read under way).
-
-        Every new check asks the cluster whether the ClusterRole changed (see
-        ``AllowanceCache``); the task never raises: a problem is returned as words.
-        """
-        key = (cluster, cluster_role, namespaced)
-        task = self._checks.get(key)
-        if task is None or task.done():
-            task = asyncio.create_task(self._check(*key))
-            self._checks[key] = task
-        return task
-
-    async def _check(self, cluster: str, cluster_role: str, namespaced: bool) -> Permissions:
-        if self._clusters is None:
-            return "AccessBot has no cluster connection here"
+    async def post_card(self, grant: Grant) -> MessageRef | None:
+        """Post the card at once: with the role's permissions if they are known within
+        CARD_PATIENCE_SECONDS, else saying they are being checked (then filled in)."""
+        channel = self._policy.approvals_channel
+        check = self._permissions.check(
+            grant.cluster, grant.cluster_role, namespaced=grant.namespace is not None
+        )
         try:
-            async with asyncio.timeout(CHECK_LIMIT_SECONDS):
-                return await self._allowances.allowance(
-                    self._clusters[cluster], cluster_role, namespaced=namespaced
-                )
-        except ClusterError as exc:
-            return str(exc)
+            permissions = await asyncio.wait_for(asyncio.shield(check), CARD_PATIENCE_SECONDS)
         except TimeoutError:
-            return f"cluster {cluster} did not answer within {CHECK_LIMIT_SECONDS:.0f}s"
-        except Exception as exc:  # never let a card go without an answer
-            log.exception("checking ClusterRole %s on %s failed", cluster_role, cluster)
-            return f"unexpected error ({exc.__class__.__name__})"
+            permissions = PERMISSIONS_CHECKING
+        card = approval_card(grant, self._policy, permissions)
+        try:
+            resp = await self._client.chat_postMessage(
+                channel=channel, unfurl_links=False, unfurl_media=False, **card.as_kwargs()
+            )
+        except SlackClientError as exc:
+            await self._slack.trouble("post an approval card", exc, channel, grant)
+            return None
+        self._card_versions[grant.id] = grant.version
+        ref = MessageRef(channel=str(resp["channel"]), ts=str(resp["ts"]))
+        self._latest.setdefault(grant.id, grant)
+        if permissions is PERMISSIONS_CHECKING:
+            self._spawn(self._fill_in_later(grant.id, ref, check))
+        else:
+            self._spawn(self._attach_full_list(ref, permissions))
+        return ref
+
+    async def deliver_kubeconfig(self, grant: Grant, filename: str, content: bytes) -> str:
+        """Upload the file into the requester's DM; returns the Slack file id.
+
+        Raises :class:`DeliveryFailed` when Slack refuses it for good.
+        """
+        return await deliver_kubeconfig(self._slack, grant, filename, content)
+
+    async def grant_changed(self, before: Grant, after: Grant) -> None:
+        """Tell everyone about a committed change.
+
+        An access grant's end and its receipt are told in the background: the
+        store calls this before the workflow goes on to delete the objects
+        and verify, and revocation must never wait on Slack. The per-grant
+        lock (FIFO) keeps the end message before the receipt.
+        """
+        latest = self._latest.get(after.id)
+        if latest is None or latest.version <= after.version:
+            self._latest[after.id] = after
+        if after.kind == "access" and after.ended:
+            self._spawn(self._changed(before, after))
+            return
+        await self._changed(before, after)
+
+    async def remind(self, grant: Grant) -> None:
+        message = reminder_message(grant, self._clock())
+        await self._guarded("send a reminder", self.send_dm(grant.requester, message), grant)
+
+    async def send_dm(self, user: str, message: Message) -> None:
+        """Send ``message`` to ``user`` privately; failures are logged, never raised."""
+        await self._slack.dm(user, message)
+
+    async def alert_admins(self, text: str, *, key: str) -> None:
+        """DM every admin ``text`` (plain), at most once per alert interval per ``key``."""
+        await self._slack.alert_admins(text, key=key)
+
+    async def flush(self, budget_seconds: float = FLUSH_BUDGET_SECONDS) -> None:
+        """Wait (at most ``budget_seconds``) for messages still being sent in the background."""
+        pending = set(self._background)
+        if pending:
+            await asyncio.wait(pending, timeout=budget_seconds)
+
+    # -- what the card shows about the role --------------------------------------------------
 
     def _known(self, grant: Grant) -> Permissions:
         """The latest permissions known for the grant's role, without waiting."""
         namespaced = grant.namespace is not None
-        task = self._checks.get((grant.cluster, grant.cluster_role, namespaced))
-        if task is not None and task.done():
-            return task.result()
-        return self._allowances.peek(grant.cluster, grant.cluster_role, namespaced=namespaced)
+        return self._permissions.known(grant.cluster, grant.cluster_role, namespaced=namespaced)
 
     def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
@@ -183,7 +209,7 @@ class SlackNotifier:
                         channel=ref.channel, ts=ref.ts, **card.as_kwargs()
                     )
                 except SlackClientError as exc:
-                    await self._trouble("update an approval card", exc, ref.channel, grant)
+                    await self._slack.trouble("update an approval card", exc, ref.channel, grant)
                     return
             await self._attach_full_list(ref, permissions)
         except Exception:
@@ -212,100 +238,18 @@ class SlackNotifier:
         except SlackClientError as exc:
             log.error("could not attach %s to the card: %s", name, error_code(exc))
 
-    # -- Notifier ------------------------------------------------------------------------
-
-    async def post_card(self, grant: Grant) -> MessageRef | None:
-        """Post the card at once: with the role's permissions if they are known within
-        CARD_PATIENCE_SECONDS, else saying they are being checked (then filled in)."""
-        channel = self._policy.approvals_channel
-        check = self.permissions_check(
-            grant.cluster, grant.cluster_role, namespaced=grant.namespace is not None
-        )
-        try:
-            permissions = await asyncio.wait_for(asyncio.shield(check), CARD_PATIENCE_SECONDS)
-        except TimeoutError:
-            permissions = PERMISSIONS_CHECKING
-        card = approval_card(grant, self._policy, permissions)
-        try:
-            resp = await self._client.chat_postMessage(
-                channel=channel, unfurl_links=False, unfurl_media=False, **card.as_kwargs()
-            )
-        except SlackClientError as exc:
-            await self._trouble("post an approval card", exc, channel, grant)
-            return None
-        self._card_versions[grant.id] = grant.version
-        ref = MessageRef(channel=str(resp["channel"]), ts=str(resp["ts"]))
-        self._latest.setdefault(grant.id, grant)
-        if permissions is PERMISSIONS_CHECKING:
-            self._spawn(self._fill_in_later(grant.id, ref, check))
-        else:
-            self._spawn(self._attach_full_list(ref, permissions))
-        return ref
-
-    async def deliver_kubeconfig(self, grant: Grant, filename: str, content: bytes) -> str:
-        """Upload the file into the requester's DM; returns the Slack file id."""
-        try:
-            channel = await self._dm(grant.requester)
-            resp = await self._client.files_upload_v2(
-                channel=channel,
-                content=content,
-                filename=filename,
-                title=filename,
-                initial_comment=f"Your kubeconfig for grant `{escape(grant.id)}`.",
-            )
-        except SlackApiError as exc:
-            code = error_code(exc)
-            if code in TRANSIENT_ERRORS:
-                raise  # the provisioning job runs again later
-            await self._trouble("send a kubeconfig", exc, grant.requester, grant)
-            raise DeliveryFailed(
-                f"the kubeconfig could not be sent to you on Slack ({code})"
-            ) from None
-        file = resp.get("file") or {}
-        file_id = str(file.get("id") or "")
-        log.info("kubeconfig for grant %s delivered as %s", grant.id, file_id)
-        return file_id
-
-    async def grant_changed(self, before: Grant, after: Grant) -> None:
-        """Tell everyone about a committed change.
-
-        An access grant's end and its receipt are told in the background: the
-        store calls this before the workflow goes on to delete the objects
-        and verify, and revocation must never wait on Slack. The per-grant
-        lock (FIFO) keeps the end message before the receipt.
-        """
-        latest = self._latest.get(after.id)
-        if latest is None or latest.version <= after.version:
-            self._latest[after.id] = after
-        if after.kind == "access" and after.ended:
-            task = asyncio.create_task(self._changed(before, after))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-            return
-        await self._changed(before, after)
-
-    async def flush(self, budget_seconds: float = 5.0) -> None:
-        """Wait (at most ``budget_seconds``) for messages still being sent in the background."""
-        pending = set(self._background)
-        if pending:
-            await asyncio.wait(pending, timeout=budget_seconds)
+    # -- the three audiences ---------------------------------------------------------------
 
     async def _changed(self, before: Grant, after: Grant) -> None:
         async with self._lock(after.id):
             await self._guarded("update the approval card", self._update_card(before, after), after)
             await self._guarded("message the requester", self._tell_requester(before, after), after)
-            await self._guarded("post to the audit channel", self._audit(before, after), after)
+            await self._guarded("post to the audit channel", self._post_audit(before, after), after)
             if after.receipt is not None and after.receipt != before.receipt:
-                await self._guarded("send the receipt", self._receipt(before, after), after)
+                await self._guarded("send the receipt", self._tell_receipt(before, after), after)
         if after.ended and after.id not in self._filling and _nothing_more_to_tell(after):
             self._locks.pop(after.id, None)
             self._latest.pop(after.id, None)
-
-    async def remind(self, grant: Grant) -> None:
-        message = reminder_message(grant, self._clock())
-        await self._guarded("send a reminder", self.send_dm(grant.requester, message), grant)
-
-    # -- the three audiences ---------------------------------------------------------------
 
     async def _update_card(self, before: Grant, after: Grant) -> None:
         if after.card is None:
@@ -324,17 +268,17 @@ class SlackNotifier:
                 channel=after.card.channel, ts=after.card.ts, **card.as_kwargs()
             )
         except SlackClientError as exc:
-            await self._trouble("update an approval card", exc, after.card.channel, after)
+            await self._slack.trouble("update an approval card", exc, after.card.channel, after)
 
     async def _tell_requester(self, before: Grant, after: Grant) -> None:
         message = requester_update(before, after, self._policy, self._clock())
         if message is None:
             return
-        ref = await self._send_dm(after.requester, message)
+        ref = await self._slack.dm(after.requester, message)
         if ref is not None and after.state == State.ACTIVE and before.state != State.ACTIVE:
             self._granted_dms[after.id] = ref
 
-    async def _receipt(self, before: Grant, after: Grant) -> None:
+    async def _tell_receipt(self, before: Grant, after: Grant) -> None:
         """A new receipt: the requester's copy, the file deleted, the DM marked ended.
 
         Runs after the store recorded the receipt, so never before the deletes
@@ -344,17 +288,12 @@ class SlackNotifier:
         receipt = after.receipt
         assert receipt is not None
         if not receipt.verified:
-            await self.alert_admins(
-                f"AccessBot could not verify that grant {after.id}'s access on cluster "
-                f"{after.cluster} is gone; it keeps cleaning up. See the audit channel.",
-                key=f"receipt:{after.id}",
-            )
+            await self._slack.alert_admins(receipt_unverified(after), key=f"receipt:{after.id}")
         elif after.delivered_file:
-            await self._send_dm(after.requester, receipt_dm(after, receipt))
+            await self._slack.dm(after.requester, receipt_dm(after, receipt))
         if before.receipt is not None or not after.delivered_file:
             return
-        for file_id in (after.delivered_file, *after.later_files):
-            await self._delete_file(file_id, after)
+        await delete_kubeconfigs(self._slack, after)
         ref = self._granted_dms.pop(after.id, None)
         if ref is not None:
             try:
@@ -362,22 +301,9 @@ class SlackNotifier:
                     channel=ref.channel, ts=ref.ts, **ended_dm(after).as_kwargs()
                 )
             except SlackClientError as exc:
-                await self._trouble("mark the access DM ended", exc, ref.channel, after)
+                await self._slack.trouble("mark the access DM ended", exc, ref.channel, after)
 
-    async def _delete_file(self, file_id: str, grant: Grant) -> None:
-        """``files.delete`` the kubeconfig the bot uploaded (a bot may delete its own files)."""
-        try:
-            await self._client.files_delete(file=file_id)
-        except SlackApiError as exc:
-            if error_code(exc) == "file_deleted":
-                return
-            await self._trouble("delete a kubeconfig file", exc, file_id, grant)
-        except SlackClientError as exc:
-            await self._trouble("delete a kubeconfig file", exc, file_id, grant)
-        else:
-            log.info("kubeconfig %s of grant %s deleted from Slack", file_id, grant.id)
-
-    async def _audit(self, before: Grant, after: Grant) -> None:
+    async def _post_audit(self, before: Grant, after: Grant) -> None:
         channel = self._policy.audit_channel
         if channel is None:
             return
@@ -392,9 +318,9 @@ class SlackNotifier:
         ]
         for message in messages:
             try:
-                await self._post(channel, message)
+                await self._slack.post(channel, message)
             except SlackClientError as exc:
-                await self._trouble("post to the audit channel", exc, channel, after)
+                await self._slack.trouble("post to the audit channel", exc, channel, after)
                 return
 
     # -- plumbing -------------------------------------------------------------------------------
@@ -414,89 +340,6 @@ class SlackNotifier:
                 error_code(exc),
                 extra={"grant_id": grant.id},
             )
-
-    async def _dm(self, user: str) -> str:
-        """The ``D…`` channel of the bot's DM with ``user`` (opened once, then cached)."""
-        channel = self._dm_channels.get(user)
-        if channel is None:
-            resp = await self._client.conversations_open(users=user)
-            channel = str((resp.get("channel") or {}).get("id") or "")
-            if not channel:
-                raise DeliveryFailed("Slack did not open a direct message channel")
-            self._dm_channels[user] = channel
-        return channel
-
-    async def _post(self, channel: str, message: Message) -> MessageRef:
-        resp = await self._client.chat_postMessage(
-            channel=channel, unfurl_links=False, unfurl_media=False, **message.as_kwargs()
-        )
-        return MessageRef(channel=str(resp.get("channel") or channel), ts=str(resp.get("ts")))
-
-    async def _send_dm(self, user: str, message: Message) -> MessageRef | None:
-        try:
-            return await self._post(await self._dm(user), message)
-        except SlackClientError as exc:
-            await self._trouble("send a direct message", exc, user, None)
-            return None
-
-    async def send_dm(self, user: str, message: Message) -> None:
-        """Send ``message`` to ``user`` privately; failures are logged, never raised."""
-        await self._send_dm(user, message)
-
-    # -- trouble ----------------------------------------------------------------------------------
-
-    async def _trouble(
-        self, doing: str, exc: SlackClientError, where: str, grant: Grant | None
-    ) -> None:
-        code = error_code(exc)
-        grant_id = grant.id if grant else "-"
-        log.error(
-            "Slack refused to %s in %s: %s (grant %s)",
-            doing,
-            where,
-            code,
-            grant_id,
-            extra={"slack_error": code, "slack_target": where, "grant_id": grant_id},
-        )
-        if code in CONFIG_ERRORS:
-            await self.alert_admins(_alert_text(doing, where, code, exc), key=f"{code}:{where}")
-
-    async def alert_admins(self, text: str, *, key: str) -> None:
-        """DM every admin ``text`` (plain), at most once per ``alert_interval`` per ``key``."""
-        now = time.monotonic()
-        last = self._alerted.get(key)
-        if last is not None and now - last < self._alert_interval:
-            return
-        self._alerted[key] = now
-        for admin in await self._admins():
-            try:
-                await self._post(await self._dm(admin), info_message(text))
-            except SlackClientError as exc:
-                # Do not alert about alerting: that could loop.
-                log.error("could not alert admin %s: %s", admin, error_code(exc))
-
-    async def _admins(self) -> list[str]:
-        users: set[str] = set()
-        for principal in self._policy.admins:
-            if principal.startswith("@"):
-                try:
-                    users |= await self._directory.members_of(principal)
-                except (SlackClientError, OSError) as exc:
-                    log.error("cannot resolve admin group %s: %s", principal, error_code(exc))
-            else:
-                users.add(principal)
-        return sorted(users)
-
-
-def _alert_text(doing: str, where: str, code: str, exc: SlackClientError) -> str:
-    text = f"AccessBot could not {doing} ({where}): Slack answered {code}."
-    needed = ""
-    if isinstance(exc, SlackApiError) and isinstance(exc.response.data, dict):
-        needed = str(exc.response.data.get("needed") or "")
-    if needed:
-        text += f" Scope needed: {needed}."
-    hint = _HINTS.get(code)
-    return f"{text} {hint}" if hint else text
 
 
 def _nothing_more_to_tell(grant: Grant) -> bool:

@@ -32,9 +32,14 @@ import bot.slack
 from bot.core import Core, build_core
 from bot.models import Grant
 from bot.policy import parse_policy
-from bot.slack import SlackDirectory, SlackNotifier, build_slack_app, make_slack_client
+from bot.slack import (
+    ReportAccess,
+    SlackDirectory,
+    SlackNotifier,
+    build_slack_app,
+    make_slack_client,
+)
 from bot.slack.app import slack_http_handler
-from bot.slack.reports import ReportAccess
 from tests.support.cluster import TestCluster, free_port
 from tests.support.harness import (
     FAST_BACKOFF,

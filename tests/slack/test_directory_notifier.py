@@ -42,7 +42,9 @@ async def emu() -> AsyncIterator[SlackEmulator]:
 
 async def test_groups_are_fetched_once_and_cached(emu: SlackEmulator) -> None:
     clock = Clock()
-    directory = SlackDirectory(make_slack_client(BOT_TOKEN, emu.base_url), ttl=60, clock=clock)
+    directory = SlackDirectory(
+        make_slack_client(BOT_TOKEN, emu.base_url), ttl_seconds=60, clock=clock
+    )
     assert await directory.groups_of("U0PL1") == {"platform-leads"}
     assert await directory.groups_of("U0SRE1") == {"sre"}
     assert await directory.groups_of("U0ALICE") == frozenset()
@@ -58,7 +60,9 @@ async def test_groups_are_fetched_once_and_cached(emu: SlackEmulator) -> None:
 
 async def test_stale_groups_are_used_when_slack_fails(emu: SlackEmulator) -> None:
     clock = Clock()
-    directory = SlackDirectory(make_slack_client(BOT_TOKEN, emu.base_url), ttl=60, clock=clock)
+    directory = SlackDirectory(
+        make_slack_client(BOT_TOKEN, emu.base_url), ttl_seconds=60, clock=clock
+    )
     assert await directory.groups_of("U0PL1") == {"platform-leads"}
     clock.now += 61
     emu.fail("usergroups.list", "missing_scope")

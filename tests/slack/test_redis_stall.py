@@ -76,7 +76,7 @@ async def test_deliveries_answered_while_redis_hangs_and_offboarding_resumes(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="bot.slack.app")
+    caplog.set_level(logging.WARNING, logger="bot.slack")
     async with slack_bed(own_redis.url, {"a": cluster, "b": cluster_b}, tmp_path) as bed:
         await bed.command("request view -c a -n team-a -d 1h reading logs", "U0ALICE")
         grant = await bed.only_grant("U0ALICE")

@@ -140,7 +140,7 @@ async def emu() -> AsyncIterator[SlackEmulator]:
 
 
 def directory_for(emu: SlackEmulator, clock: Clock) -> SlackDirectory:
-    return SlackDirectory(make_slack_client(BOT_TOKEN, emu.base_url), ttl=60, clock=clock)
+    return SlackDirectory(make_slack_client(BOT_TOKEN, emu.base_url), ttl_seconds=60, clock=clock)
 
 
 async def test_expired_map_falls_back_on_503_after_status_changes(emu: SlackEmulator) -> None:

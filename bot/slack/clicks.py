@@ -1,0 +1,85 @@
+"""The buttons: Approve, Deny, Revoke now / Cancel request, Extend, Request access.
+
+Every click is acknowledged at once; the slow part runs after the ack and the
+answer goes to the click's response_url (or, from App Home, to a DM). The use
+case checks that the clicker may do it: a button is no authority.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncRespond
+
+from bot.lifecycle import State
+from bot.models import utcnow
+from bot.slack.blocks import Message
+from bot.slack.blocks.replies import decision_note, not_extendable, not_pending, revoked
+from bot.slack.forms import deny_modal, extend_modal, request_modal
+from bot.slack.payloads import action_value, clicker, responder, trigger
+from bot.slack.surface import Listeners, Surface
+
+JSON = dict[str, Any]
+Work = Callable[[str, str, JSON], Awaitable[Message | None]]
+ClickListener = Callable[[AsyncAck, JSON, JSON, AsyncRespond], Awaitable[None]]
+
+
+class Buttons(Listeners):
+    """The click listeners."""
+
+    def __init__(self, surface: Surface) -> None:
+        super().__init__(surface)
+        self.approve_click = self._on_click("approve", self._approve)
+        self.deny_click = self._on_click("deny", self._ask_deny_reason)
+        self.revoke_click = self._on_click("revoke", self._revoke_clicked)
+        self.extend_click = self._on_click("extend", self._ask_extension)
+
+    def _on_click(self, what: str, work: Work) -> ClickListener:
+        """A button's listener: ack at once, then the slow part, then the answer.
+
+        Bolt passes ``ack``, ``body``, ``action`` and ``respond`` by these names.
+        """
+
+        async def listener(ack: AsyncAck, body: JSON, action: JSON, respond: AsyncRespond) -> None:
+            await ack()
+            user, grant_id = clicker(body), action_value(action)
+            await self.surface.answer(
+                user, responder(body, respond), what, grant_id, work(grant_id, user, body)
+            )
+
+        return listener
+
+    async def _approve(self, grant_id: str, user: str, body: JSON) -> Message | None:
+        decision = await self.workflow.approve(grant_id, user)
+        await self.surface.refresh_home(body)
+        return decision_note(decision.outcome, decision.grant)
+
+    async def _ask_deny_reason(self, grant_id: str, user: str, body: JSON) -> Message | None:
+        grant = await self.workflow.get(grant_id)
+        if grant.state != State.PENDING:
+            return not_pending(grant)
+        await self.workflow.require_decider(grant, user, "deny")
+        await self.surface.open_view(trigger(body), deny_modal(grant), user)
+        return None
+
+    async def _revoke_clicked(self, grant_id: str, user: str, body: JSON) -> Message:
+        """Revoke (or cancel) and say what happened; the workflow checks permission."""
+        before = await self.workflow.get(grant_id)
+        after = await self.workflow.revoke(grant_id, user)
+        await self.surface.refresh_home(body)
+        return revoked(before, after)
+
+    async def _ask_extension(self, grant_id: str, user: str, body: JSON) -> Message | None:
+        grant = await self.workflow.get(grant_id)
+        await self.workflow.require_owner_or_admin(grant, user, "extend")
+        if grant.state != State.ACTIVE or grant.expires_at is None:
+            return not_extendable(grant)
+        await self.surface.open_view(
+            trigger(body), extend_modal(grant, self.policy, utcnow()), user
+        )
+        return None
+
+    async def open_modal_click(self, ack: AsyncAck, body: JSON) -> None:
+        await ack()
+        await self.surface.open_view(trigger(body), request_modal(self.policy), clicker(body))

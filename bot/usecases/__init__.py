@@ -1,0 +1,1 @@
+"""AccessBot's use cases, one module per concept; adapters (Slack, HTTP, CLI) call these."""
