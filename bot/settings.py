@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Literal
 
@@ -10,6 +9,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import PermanentFailure
+from k8s.names import DNS_LABEL_RULE, is_dns_label
 
 
 class ConfigError(PermanentFailure, ValueError):
@@ -67,7 +67,6 @@ class Settings(BaseSettings):
 
 # Mounted into every pod that mounts its ServiceAccount token.
 SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 def bot_namespace(settings: Settings, sa_file: Path = SA_NAMESPACE_FILE) -> str | None:
@@ -78,17 +77,17 @@ def bot_namespace(settings: Settings, sa_file: Path = SA_NAMESPACE_FILE) -> str 
     """
     value = (settings.accessbot_namespace or "").strip()
     if value:  # empty counts as unset, as for a variable set to nothing
-        if _DNS_LABEL.fullmatch(value) is None:
+        if not is_dns_label(value):
             raise ConfigError(
                 f"ACCESSBOT_NAMESPACE: {value!r} is not a namespace name "
-                "(lowercase letters, digits and '-')"
+                f"({DNS_LABEL_RULE} characters)"
             )
         return value
     try:
         value = sa_file.read_text(encoding="utf-8").strip()
     except OSError:
         return None
-    return value if _DNS_LABEL.fullmatch(value) else None
+    return value if is_dns_label(value) else None
 
 
 def load_settings() -> Settings:

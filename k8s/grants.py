@@ -30,7 +30,7 @@ from k8s.errors import ClusterError, MissingNamespaceError, NotManagedError
 from k8s.kubeconfig import KubeconfigSpec, render_kubeconfig
 
 MIN_TOKEN_SECONDS = 600  # the TokenRequest API's floor
-Scope = Literal["namespace", "cluster"]
+Scope = names.Scope  # one Scope for k8s and bot (k8s.names)
 T = TypeVar("T")
 
 
