@@ -42,17 +42,21 @@ from bot.policy_requests import (
     ResolvedRequest,
     namespace_allowed,
     recheck_request,
+    requestable_clusters,
     resolve_request,
     role_clusters,
+    roles_on,
 )
 from bot.policy_schema import (
     ALWAYS_PROTECTED,
     DEFAULT_NAMESPACE,
+    ROLE_NAME_RULE,
     ClusterConfig,
     Defaults,
     Policy,
     RoleConfig,
     Scope,
+    is_role_name,
     protected_namespace,
     protected_patterns,
 )
@@ -63,6 +67,7 @@ __all__ = [
     "DEFAULT_NAMESPACE",
     "DNS_LABEL_RULE",
     "MAX_REASON_LENGTH",
+    "ROLE_NAME_RULE",
     "AccessRequestSpec",
     "ClusterConfig",
     "Defaults",
@@ -76,6 +81,7 @@ __all__ = [
     "approvers_of",
     "is_admin",
     "is_dns_label",
+    "is_role_name",
     "load_policy",
     "may_approve",
     "namespace_allowed",
@@ -84,8 +90,10 @@ __all__ = [
     "protected_namespace",
     "protected_patterns",
     "recheck_request",
+    "requestable_clusters",
     "resolve_request",
     "role_clusters",
+    "roles_on",
 ]
 
 # --- approval decisions -------------------------------------------------------------

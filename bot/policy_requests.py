@@ -28,8 +28,10 @@ __all__ = [
     "ResolvedRequest",
     "namespace_allowed",
     "recheck_request",
+    "requestable_clusters",
     "resolve_request",
     "role_clusters",
+    "roles_on",
 ]
 
 MAX_REASON_LENGTH = 500
@@ -113,6 +115,16 @@ def role_clusters(policy: Policy, role: str) -> tuple[str, ...]:
     for an unknown role."""
     allowed = _role(policy, role).clusters
     return tuple(c for c in policy.clusters if allowed is None or c in allowed)
+
+
+def roles_on(policy: Policy, cluster: str) -> list[str]:
+    """Roles that may be requested on ``cluster``, in policy order."""
+    return [r for r in policy.roles if cluster in role_clusters(policy, r)]
+
+
+def requestable_clusters(policy: Policy) -> list[str]:
+    """Clusters on which at least one role may be requested, in policy order."""
+    return [c for c in policy.clusters if roles_on(policy, c)]
 
 
 def namespace_allowed(patterns: Iterable[str], namespace: str) -> bool:

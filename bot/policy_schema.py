@@ -35,12 +35,14 @@ from k8s.rbac import RISKS
 __all__ = [
     "ALWAYS_PROTECTED",
     "DEFAULT_NAMESPACE",
+    "ROLE_NAME_RULE",
     "ClusterConfig",
     "Defaults",
     "KeyProblems",
     "Policy",
     "RoleConfig",
     "Scope",
+    "is_role_name",
     "key_path",
     "protected_literals",
     "protected_namespace",
@@ -60,6 +62,8 @@ _PRINCIPAL = re.compile(r"[UW][A-Z0-9]{2,}|@[a-z0-9][a-z0-9._-]*")
 _CHANNEL = re.compile(r"[CG][A-Z0-9]{2,}|#[a-z0-9][a-z0-9_-]{0,79}")
 # Role names are typed as a slash-command word and end up in file names.
 _ROLE_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?")
+ROLE_NAME_RULE = "letters, digits, '-', '_' and '.', starting and ending alphanumeric, at most 63"
+"""The role-name rule in words, to follow "... (" and precede " characters)" in a message."""
 # Glob characters plus what a DNS-1123 label may contain.
 _NAMESPACE_PATTERN = re.compile(r"[a-z0-9*?\[\]!-]{1,63}")
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_@#*<.-]+")
@@ -101,6 +105,11 @@ def _collect(problems: Sequence[tuple[KeyPath, str]]) -> None:
 
 
 # --- the rule for each value ----------------------------------------------------------
+
+
+def is_role_name(text: str) -> bool:
+    """Whether ``text`` may name a role (:data:`ROLE_NAME_RULE`)."""
+    return _ROLE_NAME.fullmatch(text) is not None
 
 
 def _is_user_id(text: str) -> bool:
@@ -162,11 +171,7 @@ ChannelRef = Annotated[
 ClusterName = Annotated[str, _dns_label("cluster name")]
 RoleName = Annotated[
     str,
-    _rule(
-        _matches(_ROLE_NAME),
-        "invalid role name {!r} (letters, digits, '-', '_' and '.', "
-        "starting and ending alphanumeric, at most 63 characters)",
-    ),
+    _rule(is_role_name, f"invalid role name {{!r}} ({ROLE_NAME_RULE} characters)"),
 ]
 ClusterRoleName = Annotated[str, _rule(_is_object_name, "invalid ClusterRole name {!r}")]
 NamespacePattern = Annotated[
