@@ -80,6 +80,9 @@ class OpenModal:
 
 @dataclass(frozen=True)
 class Request:
+    """``/access request``: ``role`` with ``reason``; None for ``cluster``, ``namespace``
+    or ``duration`` (a timedelta) means "not given" (the policy decides)."""
+
     role: str
     reason: str
     cluster: str | None = None
@@ -102,6 +105,8 @@ class Request:
 
 @dataclass(frozen=True)
 class ListGrants:
+    """``/access list``: the caller's grants, or with ``everyone`` (``--all``) all."""
+
     everyone: bool = False
 
     def text(self) -> str:
@@ -110,6 +115,8 @@ class ListGrants:
 
 @dataclass(frozen=True)
 class Revoke:
+    """``/access revoke GRANT_ID``: end a grant or withdraw a request."""
+
     grant_id: str
 
     def text(self) -> str:
@@ -118,6 +125,8 @@ class Revoke:
 
 @dataclass(frozen=True)
 class Extend:
+    """``/access extend GRANT_ID -d DURATION``: ``duration`` (a timedelta) more."""
+
     grant_id: str
     duration: timedelta
 
@@ -145,7 +154,9 @@ class Roles(_OnCluster):
 
 @dataclass(frozen=True)
 class Help:
-    topic: str = "access"  # "access" or "k8s"
+    """``/access help`` or ``/k8s help``: the usage of ``topic`` ("access" or "k8s")."""
+
+    topic: str = "access"
 
     def text(self) -> str:
         return "help"
@@ -160,8 +171,11 @@ class Nodes(_OnCluster):
 
 @dataclass(frozen=True)
 class Helm:
+    """``/k8s helm``: the releases on ``cluster`` (None: every cluster) in ``namespace``
+    (None, also spelled ``-A``: every namespace)."""
+
     cluster: str | None = None
-    namespace: str | None = None  # None with all_namespaces False: every namespace too
+    namespace: str | None = None
 
     @property
     def all_namespaces(self) -> bool:
@@ -186,13 +200,13 @@ AccessCommand = OpenModal | Request | ListGrants | Revoke | Extend | Roles | Hel
 K8sCommand = Nodes | Helm | Standing | Help
 
 
-def _label(value: str | None, what: str, usage: str) -> str | None:
+def _dns_label(value: str | None, what: str, usage: str) -> str | None:
     if value is not None and not is_dns_label(value):
         raise CommandError(f"invalid {what} {shown(value)} ({DNS_LABEL_RULE} characters)", usage)
     return value
 
 
-def _role(value: str, usage: str) -> str:
+def _role_name(value: str, usage: str) -> str:
     if not is_role_name(value):
         raise CommandError(f"invalid role {shown(value)} ({ROLE_NAME_RULE} characters)", usage)
     return value
@@ -206,7 +220,7 @@ def _grant_id(value: str, usage: str) -> str:
     return value
 
 
-def _duration(text: str, usage: str) -> timedelta:
+def _duration_option(text: str, usage: str) -> timedelta:
     try:
         return parse_duration(text)
     except DurationError as exc:
@@ -247,11 +261,11 @@ def _parse_request(text: str) -> Request:
         raise CommandError("give a reason (what you are going to do)", usage)
     duration = given.options.get("duration")
     return Request(
-        role=_role(given.positional[0], usage),
+        role=_role_name(given.positional[0], usage),
         reason=given.rest,
-        cluster=_label(given.options.get("cluster"), "cluster", usage),
-        namespace=_label(given.options.get("namespace"), "namespace", usage),
-        duration=_duration(duration, usage) if duration is not None else None,
+        cluster=_dns_label(given.options.get("cluster"), "cluster", usage),
+        namespace=_dns_label(given.options.get("namespace"), "namespace", usage),
+        duration=_duration_option(duration, usage) if duration is not None else None,
     )
 
 
@@ -276,13 +290,13 @@ def _parse_extend(text: str) -> Extend:
     if "duration" not in given.options:
         raise CommandError("say by how much with -d, e.g. -d 1h", usage)
     grant_id = _grant_id(given.positional[0], usage)
-    return Extend(grant_id, _duration(given.options["duration"], usage))
+    return Extend(grant_id, _duration_option(given.options["duration"], usage))
 
 
 def _parse_roles(text: str) -> Roles:
     usage = USAGE["roles"]
     given = scan(text, usage, valued=_CLUSTER, flags={}, positional=0)
-    return Roles(_label(given.options.get("cluster"), "cluster", usage))
+    return Roles(_dns_label(given.options.get("cluster"), "cluster", usage))
 
 
 def _parse_help(text: str) -> Help:
@@ -314,13 +328,13 @@ def parse_k8s(text: str) -> K8sCommand:
     if verb == "nodes":
         usage = USAGE["nodes"]
         given = scan(rest, usage, valued=_CLUSTER, flags={}, positional=0)
-        return Nodes(_label(given.options.get("cluster"), "cluster", usage))
+        return Nodes(_dns_label(given.options.get("cluster"), "cluster", usage))
     if verb == "helm":
         return _parse_helm(rest)
     if verb == "standing":
         usage = USAGE["standing"]
         given = scan(rest, usage, valued=_CLUSTER, flags={}, positional=0)
-        return Standing(_label(given.options.get("cluster"), "cluster", usage))
+        return Standing(_dns_label(given.options.get("cluster"), "cluster", usage))
     raise CommandError(f"unknown subcommand {verb!r}", K8S_USAGE)
 
 
@@ -336,6 +350,6 @@ def _parse_helm(text: str) -> Helm:
     if "all" in given.flags and "namespace" in given.options:
         raise CommandError("give either -n NAMESPACE or -A, not both", usage)
     return Helm(
-        _label(given.options.get("cluster"), "cluster", usage),
-        _label(given.options.get("namespace"), "namespace", usage),
+        _dns_label(given.options.get("cluster"), "cluster", usage),
+        _dns_label(given.options.get("namespace"), "namespace", usage),
     )
