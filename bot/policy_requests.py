@@ -102,10 +102,12 @@ class ResolvedRequest:
 def _role(policy: Policy, name: str) -> RoleConfig:
     role = policy.roles.get(name)
     if role is None:
+        roles = ", ".join(sorted(policy.roles))
         raise _rejected(
             "role",
-            f"unknown role {name!r}; roles: {', '.join(sorted(policy.roles))}",
-            "Pick a role." if not name.strip() else None,
+            f"unknown role {name!r}; roles: {roles}",
+            # Beside a field the name is not echoed: the user sees what they gave there.
+            f"Unknown role; roles: {roles}." if name.strip() else "Pick a role.",
         )
     return role
 
@@ -254,7 +256,9 @@ def _pick_cluster(policy: Policy, role_name: str, cluster: str | None) -> str:
         )
     if cluster not in policy.clusters:
         raise _rejected(
-            "cluster", f"unknown cluster {cluster!r}; role {role_name} is available on: {choices}"
+            "cluster",
+            f"unknown cluster {cluster!r}; role {role_name} is available on: {choices}",
+            f"Unknown cluster; role {role_name} is available on: {choices}.",
         )
     if cluster not in allowed:
         # A form offers the roles of the cluster picked first, so it is the role that

@@ -152,7 +152,7 @@ def _require_value(value: object) -> object:
     return value
 
 
-def _dns_label(what: str) -> AfterValidator:
+def _label_field(what: str) -> AfterValidator:
     return _rule(is_dns_label, f"invalid {what} {{!r}} ({DNS_LABEL_RULE} characters)")
 
 
@@ -168,7 +168,7 @@ ChannelRef = Annotated[
     str,
     _rule(_matches(_CHANNEL), "{!r} is neither a channel ID (like C012AB3CD) nor a #channel-name"),
 ]
-ClusterName = Annotated[str, _dns_label("cluster name")]
+ClusterName = Annotated[str, _label_field("cluster name")]
 RoleName = Annotated[
     str,
     _rule(is_role_name, f"invalid role name {{!r}} ({ROLE_NAME_RULE} characters)"),
@@ -210,7 +210,7 @@ class ClusterConfig(_Model):
 
     context: Annotated[str, Field(min_length=1)] | None = None
     server: HttpsUrl | None = None
-    namespace: Annotated[str, _dns_label("namespace")] = DEFAULT_NAMESPACE
+    namespace: Annotated[str, _label_field("namespace")] = DEFAULT_NAMESPACE
     in_cluster: bool = False
 
     @model_validator(mode="after")

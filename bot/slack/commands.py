@@ -200,7 +200,7 @@ AccessCommand = OpenModal | Request | ListGrants | Revoke | Extend | Roles | Hel
 K8sCommand = Nodes | Helm | Standing | Help
 
 
-def _dns_label(value: str | None, what: str, usage: str) -> str | None:
+def _checked_label(value: str | None, what: str, usage: str) -> str | None:
     if value is not None and not is_dns_label(value):
         raise CommandError(f"invalid {what} {shown(value)} ({DNS_LABEL_RULE} characters)", usage)
     return value
@@ -263,8 +263,8 @@ def _parse_request(text: str) -> Request:
     return Request(
         role=_role_name(given.positional[0], usage),
         reason=given.rest,
-        cluster=_dns_label(given.options.get("cluster"), "cluster", usage),
-        namespace=_dns_label(given.options.get("namespace"), "namespace", usage),
+        cluster=_checked_label(given.options.get("cluster"), "cluster", usage),
+        namespace=_checked_label(given.options.get("namespace"), "namespace", usage),
         duration=_duration_option(duration, usage) if duration is not None else None,
     )
 
@@ -296,7 +296,7 @@ def _parse_extend(text: str) -> Extend:
 def _parse_roles(text: str) -> Roles:
     usage = USAGE["roles"]
     given = scan(text, usage, valued=_CLUSTER, flags={}, positional=0)
-    return Roles(_dns_label(given.options.get("cluster"), "cluster", usage))
+    return Roles(_checked_label(given.options.get("cluster"), "cluster", usage))
 
 
 def _parse_help(text: str) -> Help:
@@ -328,13 +328,13 @@ def parse_k8s(text: str) -> K8sCommand:
     if verb == "nodes":
         usage = USAGE["nodes"]
         given = scan(rest, usage, valued=_CLUSTER, flags={}, positional=0)
-        return Nodes(_dns_label(given.options.get("cluster"), "cluster", usage))
+        return Nodes(_checked_label(given.options.get("cluster"), "cluster", usage))
     if verb == "helm":
         return _parse_helm(rest)
     if verb == "standing":
         usage = USAGE["standing"]
         given = scan(rest, usage, valued=_CLUSTER, flags={}, positional=0)
-        return Standing(_dns_label(given.options.get("cluster"), "cluster", usage))
+        return Standing(_checked_label(given.options.get("cluster"), "cluster", usage))
     raise CommandError(f"unknown subcommand {verb!r}", K8S_USAGE)
 
 
@@ -350,6 +350,6 @@ def _parse_helm(text: str) -> Helm:
     if "all" in given.flags and "namespace" in given.options:
         raise CommandError("give either -n NAMESPACE or -A, not both", usage)
     return Helm(
-        _dns_label(given.options.get("cluster"), "cluster", usage),
-        _dns_label(given.options.get("namespace"), "namespace", usage),
+        _checked_label(given.options.get("cluster"), "cluster", usage),
+        _checked_label(given.options.get("namespace"), "namespace", usage),
     )

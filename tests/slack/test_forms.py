@@ -238,3 +238,12 @@ def test_the_modal_accepts_exactly_what_the_policy_accepts(
         "reason": "reason",
     }
     assert errors == {blocks[f]: text for f, text in refused.value.problems.items()}
+
+
+@pytest.mark.parametrize("field", ["cluster", "role"])
+def test_a_tampered_select_is_refused_without_echoing_it(field: str) -> None:
+    hostile = "<!channel> " + "x" * 3000
+    spec, errors = validate_request_form(POL, form(**{field: hostile}), "U0ALICE")
+    assert spec is None
+    assert errors
+    assert all(hostile not in text and "<!channel>" not in text for text in errors.values())
