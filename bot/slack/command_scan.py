@@ -41,7 +41,11 @@ class _Word:
 
 @dataclass
 class Scanned:
-    """Options and positional words of one command, with the verbatim tail kept."""
+    """Options and positional words of one command, with the verbatim tail kept.
+
+    ``options`` maps each canonical option name to its value, ``flags`` holds the
+    canonical names of the flags given; ``usage`` goes into every error.
+    """
 
     source: str
     usage: str
@@ -68,7 +72,9 @@ def scan(
 
     ``valued``/``flags`` map every accepted spelling to a canonical name. At most
     ``positional`` positional words are taken; with ``tail`` the text from the
-    next non-option word on is kept verbatim in ``rest``.
+    next non-option word on is kept verbatim in ``rest``. Raises
+    :class:`CommandError` for an unknown, repeated or valueless option and for a
+    word too many.
     """
     found = Scanned(text, usage)
     words = iter(_words(text))
