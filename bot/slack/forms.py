@@ -347,7 +347,8 @@ def deny_modal(grant: Grant) -> JSON:
 
 
 def extension_room(grant: Grant, policy: Policy, now: datetime) -> timedelta:
-    """How much longer the grant may be extended right now (zero when none)."""
+    """How much longer the grant may be extended right now, in whole seconds (zero when
+    none): the cap of ``bot.lifecycle.new_expiry``, which is to compute it once."""
     if grant.expires_at is None or grant.role not in policy.roles:
         return timedelta(0)
     room = policy.roles[grant.role].max_duration - (grant.expires_at - now)
