@@ -65,12 +65,18 @@ def parse_duration(text: str) -> timedelta:
     if any(len(digits) > _MAX_DIGITS for digits in match.groupdict().values() if digits):
         raise _invalid(text, "far too long")
     seconds = sum(int(match[unit] or 0) * size for unit, size in _UNIT_SECONDS)
+    return _positive(seconds, text)
+
+
+def _positive(seconds: int, shown: object) -> timedelta:
+    """``seconds`` as a timedelta; raises ``DurationError`` (quoting ``shown``) unless it
+    is a positive duration timedelta can hold."""
     if seconds <= 0:
-        raise _invalid(text, "must be longer than zero")
+        raise _invalid(shown, "must be longer than zero")
     try:
         return timedelta(seconds=seconds)
     except OverflowError:
-        raise _invalid(text, "far too long") from None
+        raise _invalid(shown, "far too long") from None
 
 
 def format_duration(td: timedelta) -> str:
@@ -98,12 +104,7 @@ def _coerce_duration(value: object) -> timedelta:
         return parse_duration(value)
     # bool is an int subclass; ``true`` in YAML is never meant as one second.
     if isinstance(value, int) and not isinstance(value, bool):
-        if value <= 0:
-            raise _invalid(value, "must be longer than zero")
-        try:
-            return timedelta(seconds=value)
-        except OverflowError:
-            raise _invalid(value, "far too long") from None
+        return _positive(value, value)
     if isinstance(value, timedelta):
         if value <= timedelta(0):
             raise _invalid(str(value), "must be longer than zero")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Literal
 
@@ -10,6 +9,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import PermanentFailure
+from k8s.names import DNS_LABEL_RULE, is_dns_label
 
 
 class ConfigError(PermanentFailure, ValueError):
@@ -17,6 +17,35 @@ class ConfigError(PermanentFailure, ValueError):
 
 
 class Settings(BaseSettings):
+    """The process configuration, read from the environment (names case-insensitive)
+    and ``.env``; see CONTRACT.md for the contract's variables.
+
+    :param slack_bot_token: the bot token (``xoxb-...``); required to serve.
+    :param slack_signing_secret: verifies HTTP requests from Slack; required to serve
+        in HTTP mode.
+    :param slack_app_token: the app-level token (``xapp-...``); when set, the bot uses
+        Socket Mode instead of HTTP. Default None.
+    :param slack_api_url: Slack Web API base URL, default ``https://slack.com/api/``.
+    :param redis_url: ``redis://`` URL of the store; None (default) runs a private
+        redis-server under ``accessbot_data_dir``.
+    :param accessbot_data_dir: local state directory, default ``.accessbot``.
+    :param accessbot_policy: the policy file, default ``policy.yaml``.
+    :param accessbot_http_host: listen address, default ``0.0.0.0``.
+    :param accessbot_http_port: listen port, 0-65535, default 8080.
+    :param accessbot_offboard_secret: HMAC secret of ``/hooks/offboard``; None
+        (default): the endpoint answers 404.
+    :param kubeconfig: kubeconfig path for the clusters' contexts; None (default): the
+        client's own default.
+    :param accessbot_namespace: the namespace the bot runs in (never grantable);
+        None (default): read from the pod's ServiceAccount (:func:`bot_namespace`).
+    :param accessbot_log_format: ``json`` (default) or ``console``.
+    :param accessbot_log_level: DEBUG, INFO (default), WARNING, ERROR or CRITICAL.
+    :param accessbot_reconcile_seconds: seconds between reconciliation passes,
+        default 60 (internal tunable).
+    :param accessbot_lease_seconds: seconds a scheduler worker's claim on a job lasts
+        without a heartbeat, default 30 (internal tunable).
+    """
+
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
     )
@@ -67,7 +96,6 @@ class Settings(BaseSettings):
 
 # Mounted into every pod that mounts its ServiceAccount token.
 SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 def bot_namespace(settings: Settings, sa_file: Path = SA_NAMESPACE_FILE) -> str | None:
@@ -78,20 +106,21 @@ def bot_namespace(settings: Settings, sa_file: Path = SA_NAMESPACE_FILE) -> str 
     """
     value = (settings.accessbot_namespace or "").strip()
     if value:  # empty counts as unset, as for a variable set to nothing
-        if _DNS_LABEL.fullmatch(value) is None:
+        if not is_dns_label(value):
             raise ConfigError(
                 f"ACCESSBOT_NAMESPACE: {value!r} is not a namespace name "
-                "(lowercase letters, digits and '-')"
+                f"({DNS_LABEL_RULE} characters)"
             )
         return value
     try:
         value = sa_file.read_text(encoding="utf-8").strip()
     except OSError:
         return None
-    return value if _DNS_LABEL.fullmatch(value) else None
+    return value if is_dns_label(value) else None
 
 
 def load_settings() -> Settings:
+    """Settings from the environment; raises ``ConfigError`` naming the first bad variable."""
     try:
         return Settings()
     except ValidationError as exc:

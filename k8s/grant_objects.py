@@ -21,7 +21,7 @@ from k8s.clients import ClusterClient
 from k8s.errors import Conflict, Invalid, NotFound
 from k8s.paging import DEFAULT_PAGE_SIZE, list_all
 
-Scope = Literal["namespace", "cluster"]
+Scope = names.Scope  # one Scope for k8s and bot
 ObjectKind = Literal["ServiceAccount", "RoleBinding", "ClusterRoleBinding"]
 
 

@@ -15,13 +15,14 @@ options explicitly, for a reason that starts with a dash.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import ClassVar
 
 from bot.durations import DurationError, format_duration, parse_duration
-from bot.errors import Rejected
-from bot.policy import DNS_LABEL_RULE, is_dns_label
+from bot.policy import DNS_LABEL_RULE, ROLE_NAME_RULE, is_dns_label, is_role_name
+from bot.slack.command_scan import OPTION, CommandError, scan, shown, split_verb
 
 __all__ = [
     "ACCESS_USAGE",
@@ -58,26 +59,12 @@ USAGE: dict[str, str] = {
 ACCESS_USAGE = "\n".join(USAGE[k] for k in ("request", "list", "revoke", "extend", "roles", "help"))
 K8S_USAGE = "\n".join(USAGE[k] for k in ("nodes", "helm", "standing"))
 
-# Anything shaped like an option: "-x", "--word", "--word=value". A lone "-" or
-# "-5" is an ordinary word (people write "-" as a dash in reasons).
-_OPTION = re.compile(r"--?[A-Za-z][A-Za-z-]*(=.*)?")
-_WORD = re.compile(r"\S+")
 # Names a user types are checked here, before they reach a Redis key, a policy
 # lookup or a Kubernetes API URL: "a%2Fb" or "../x" as a namespace would otherwise
 # change the path the bot requests. Namespaces and clusters are RFC 1123 labels
-# (Kubernetes' rule for namespaces; bot.policy holds cluster names to it too).
-_ROLE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?")  # bot.policy's role rule
+# (Kubernetes' rule for namespaces; bot.policy holds cluster names to it too), roles
+# follow the policy's role-name rule.
 _GRANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # bot.models.new_id and margin
-_ECHO_LIMIT = 40
-
-
-class CommandError(Rejected):
-    """A command the user got wrong; ``problem`` says what, ``usage`` how to write it."""
-
-    def __init__(self, problem: str, usage: str) -> None:
-        self.problem = problem
-        self.usage = usage
-        super().__init__(f"{problem}\nUsage: {usage}")
 
 
 # -- parsed commands ----------------------------------------------------------------
@@ -93,6 +80,9 @@ class OpenModal:
 
 @dataclass(frozen=True)
 class Request:
+    """``/access request``: ``role`` with ``reason``; None for ``cluster``, ``namespace``
+    or ``duration`` (a timedelta) means "not given" (the policy decides)."""
+
     role: str
     reason: str
     cluster: str | None = None
@@ -108,13 +98,15 @@ class Request:
         if self.duration is not None:
             parts += ["-d", format_duration(self.duration)]
         first = self.reason.split(maxsplit=1)[0] if self.reason.split() else ""
-        if _OPTION.fullmatch(first) or first == "--":
+        if OPTION.fullmatch(first) or first == "--":
             parts.append("--")
         return " ".join([*parts, self.reason])
 
 
 @dataclass(frozen=True)
 class ListGrants:
+    """``/access list``: the caller's grants, or with ``everyone`` (``--all``) all."""
+
     everyone: bool = False
 
     def text(self) -> str:
@@ -123,6 +115,8 @@ class ListGrants:
 
 @dataclass(frozen=True)
 class Revoke:
+    """``/access revoke GRANT_ID``: end a grant or withdraw a request."""
+
     grant_id: str
 
     def text(self) -> str:
@@ -131,6 +125,8 @@ class Revoke:
 
 @dataclass(frozen=True)
 class Extend:
+    """``/access extend GRANT_ID -d DURATION``: ``duration`` (a timedelta) more."""
+
     grant_id: str
     duration: timedelta
 
@@ -139,35 +135,47 @@ class Extend:
 
 
 @dataclass(frozen=True)
-class Roles:
-    """``/access roles [-c CLUSTER]``: what each role allows (None: every cluster)."""
+class _OnCluster:
+    """A command taking nothing but ``[-c CLUSTER]`` (None: every cluster)."""
 
     cluster: str | None = None
+    verb: ClassVar[str]
 
     def text(self) -> str:
-        return "roles" if self.cluster is None else f"roles -c {self.cluster}"
+        return self.verb if self.cluster is None else f"{self.verb} -c {self.cluster}"
+
+
+@dataclass(frozen=True)
+class Roles(_OnCluster):
+    """``/access roles [-c CLUSTER]``: what each role allows."""
+
+    verb: ClassVar[str] = "roles"
 
 
 @dataclass(frozen=True)
 class Help:
-    topic: str = "access"  # "access" or "k8s"
+    """``/access help`` or ``/k8s help``: the usage of ``topic`` ("access" or "k8s")."""
+
+    topic: str = "access"
 
     def text(self) -> str:
         return "help"
 
 
 @dataclass(frozen=True)
-class Nodes:
-    cluster: str | None = None
+class Nodes(_OnCluster):
+    """``/k8s nodes [-c CLUSTER]``: the nodes and their problems."""
 
-    def text(self) -> str:
-        return "nodes" if self.cluster is None else f"nodes -c {self.cluster}"
+    verb: ClassVar[str] = "nodes"
 
 
 @dataclass(frozen=True)
 class Helm:
+    """``/k8s helm``: the releases on ``cluster`` (None: every cluster) in ``namespace``
+    (None, also spelled ``-A``: every namespace)."""
+
     cluster: str | None = None
-    namespace: str | None = None  # None with all_namespaces False: every namespace too
+    namespace: str | None = None
 
     @property
     def all_namespaces(self) -> bool:
@@ -182,146 +190,41 @@ class Helm:
 
 
 @dataclass(frozen=True)
-class Standing:
+class Standing(_OnCluster):
     """``/k8s standing``: privileged access AccessBot did not grant (admins only)."""
 
-    cluster: str | None = None
-
-    def text(self) -> str:
-        return "standing" if self.cluster is None else f"standing -c {self.cluster}"
+    verb: ClassVar[str] = "standing"
 
 
 AccessCommand = OpenModal | Request | ListGrants | Revoke | Extend | Roles | Help
 K8sCommand = Nodes | Helm | Standing | Help
 
 
-# -- tokenising ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Word:
-    text: str
-    start: int
-
-
-@dataclass
-class _Scan:
-    """Options and positional words of one command, with the verbatim tail kept."""
-
-    source: str
-    usage: str
-    options: dict[str, str] = field(default_factory=dict)
-    flags: set[str] = field(default_factory=set)
-    positional: list[str] = field(default_factory=list)
-    rest: str | None = None  # verbatim text after the last positional word taken
-
-
-def _words(text: str) -> list[_Word]:
-    return [_Word(m.group(), m.start()) for m in _WORD.finditer(text)]
-
-
-def _scan(
-    text: str,
-    usage: str,
-    *,
-    valued: dict[str, str],
-    flags: dict[str, str],
-    positional: int,
-    tail: bool = False,
-) -> _Scan:
-    """Split ``text`` into options and positional words.
-
-    ``valued``/``flags`` map every accepted spelling to a canonical name. At most
-    ``positional`` positional words are taken; with ``tail`` the text from the
-    next non-option word on is kept verbatim in ``rest``.
-    """
-    scan = _Scan(text, usage)
-    words = iter(_words(text))
-    for word in words:
-        if word.text == "--" and tail:
-            scan.rest = text[word.start + 2 :].strip()
-            return scan
-        if _OPTION.fullmatch(word.text):
-            _take_option(scan, word.text, words, valued, flags)
-            continue
-        if len(scan.positional) < positional:
-            scan.positional.append(word.text)
-            continue
-        if tail:
-            scan.rest = text[word.start :].strip()
-            return scan
-        raise CommandError(f"unexpected {word.text!r}", usage)
-    return scan
-
-
-def _take_option(
-    scan: _Scan, spelled: str, words: Iterator[_Word], valued: dict[str, str], flags: dict[str, str]
-) -> None:
-    name, eq, inline = spelled.partition("=")
-    if name in flags and not eq:
-        canonical = flags[name]
-        if canonical in scan.flags:
-            raise CommandError(f"{name} given twice", scan.usage)
-        scan.flags.add(canonical)
-        return
-    if name not in valued:
-        raise CommandError(f"unknown option {name!r}", scan.usage)
-    canonical = valued[name]
-    if canonical in scan.options:
-        raise CommandError(f"{name} given twice", scan.usage)
-    value = inline if eq else _option_value(name, words, scan.usage)
-    if not value:
-        raise CommandError(f"{name} needs a value", scan.usage)
-    scan.options[canonical] = value
-
-
-def _option_value(name: str, words: Iterator[_Word], usage: str) -> str:
-    word = next(words, None)
-    if word is None or _OPTION.fullmatch(word.text) or word.text == "--":
-        raise CommandError(f"{name} needs a value", usage)
-    return word.text
-
-
-def _shown(value: str) -> str:
-    """``value`` quoted for an error message, cut short so the reply stays readable."""
-    shown = repr(value)
-    return shown if len(shown) <= _ECHO_LIMIT else shown[: _ECHO_LIMIT - 1] + "…"
-
-
-def _label(value: str | None, what: str, usage: str) -> str | None:
+def _checked_label(value: str | None, what: str, usage: str) -> str | None:
     if value is not None and not is_dns_label(value):
-        raise CommandError(f"invalid {what} {_shown(value)} ({DNS_LABEL_RULE} characters)", usage)
+        raise CommandError(f"invalid {what} {shown(value)} ({DNS_LABEL_RULE} characters)", usage)
     return value
 
 
-def _named(value: str, what: str, pattern: re.Pattern[str], rule: str, usage: str) -> str:
-    if pattern.fullmatch(value) is None:
-        raise CommandError(f"invalid {what} {_shown(value)} ({rule})", usage)
+def _role_name(value: str, usage: str) -> str:
+    if not is_role_name(value):
+        raise CommandError(f"invalid role {shown(value)} ({ROLE_NAME_RULE} characters)", usage)
     return value
-
-
-def _role(value: str, usage: str) -> str:
-    return _named(value, "role", _ROLE, "letters, digits, '.', '_' and '-'", usage)
 
 
 def _grant_id(value: str, usage: str) -> str:
-    return _named(value, "grant id", _GRANT_ID, "letters and digits, e.g. k3q7vx2mpa", usage)
+    if _GRANT_ID.fullmatch(value) is None:
+        raise CommandError(
+            f"invalid grant id {shown(value)} (letters and digits, e.g. k3q7vx2mpa)", usage
+        )
+    return value
 
 
-def _duration(text: str, usage: str) -> timedelta:
+def _duration_option(text: str, usage: str) -> timedelta:
     try:
         return parse_duration(text)
     except DurationError as exc:
         raise CommandError(str(exc), usage) from None
-
-
-def _split_verb(text: str) -> tuple[str, str]:
-    """The first word (lower-cased) and the verbatim rest."""
-    stripped = text.strip()
-    match = _WORD.match(stripped)
-    if match is None:
-        return "", ""
-    return match.group().lower(), stripped[match.end() :]
 
 
 # -- /access --------------------------------------------------------------------------
@@ -333,7 +236,7 @@ _DURATION = {"-d": "duration", "--duration": "duration"}
 
 def parse_access(text: str) -> AccessCommand:
     """Parse the text after ``/access``; raises :class:`CommandError`."""
-    verb, rest = _split_verb(text)
+    verb, rest = split_verb(text)
     if not verb:
         return OpenModal()
     parser = _ACCESS_VERBS.get(verb)
@@ -344,7 +247,7 @@ def parse_access(text: str) -> AccessCommand:
 
 def _parse_request(text: str) -> Request:
     usage = USAGE["request"]
-    scan = _scan(
+    given = scan(
         text,
         usage,
         valued={**_CLUSTER, **_NAMESPACE, **_DURATION},
@@ -352,52 +255,52 @@ def _parse_request(text: str) -> Request:
         positional=1,
         tail=True,
     )
-    if not scan.positional:
+    if not given.positional:
         raise CommandError("give the role you need", usage)
-    if not scan.rest:
+    if not given.rest:
         raise CommandError("give a reason (what you are going to do)", usage)
-    duration = scan.options.get("duration")
+    duration = given.options.get("duration")
     return Request(
-        role=_role(scan.positional[0], usage),
-        reason=scan.rest,
-        cluster=_label(scan.options.get("cluster"), "cluster", usage),
-        namespace=_label(scan.options.get("namespace"), "namespace", usage),
-        duration=_duration(duration, usage) if duration is not None else None,
+        role=_role_name(given.positional[0], usage),
+        reason=given.rest,
+        cluster=_checked_label(given.options.get("cluster"), "cluster", usage),
+        namespace=_checked_label(given.options.get("namespace"), "namespace", usage),
+        duration=_duration_option(duration, usage) if duration is not None else None,
     )
 
 
 def _parse_list(text: str) -> ListGrants:
-    scan = _scan(text, USAGE["list"], valued={}, flags={"--all": "all", "-a": "all"}, positional=0)
-    return ListGrants(everyone="all" in scan.flags)
+    given = scan(text, USAGE["list"], valued={}, flags={"--all": "all", "-a": "all"}, positional=0)
+    return ListGrants(everyone="all" in given.flags)
 
 
 def _parse_revoke(text: str) -> Revoke:
     usage = USAGE["revoke"]
-    scan = _scan(text, usage, valued={}, flags={}, positional=1)
-    if not scan.positional:
+    given = scan(text, usage, valued={}, flags={}, positional=1)
+    if not given.positional:
         raise CommandError("give the id of the grant or request to revoke", usage)
-    return Revoke(_grant_id(scan.positional[0], usage))
+    return Revoke(_grant_id(given.positional[0], usage))
 
 
 def _parse_extend(text: str) -> Extend:
     usage = USAGE["extend"]
-    scan = _scan(text, usage, valued=_DURATION, flags={}, positional=1)
-    if not scan.positional:
+    given = scan(text, usage, valued=_DURATION, flags={}, positional=1)
+    if not given.positional:
         raise CommandError("give the id of the grant to extend", usage)
-    if "duration" not in scan.options:
+    if "duration" not in given.options:
         raise CommandError("say by how much with -d, e.g. -d 1h", usage)
-    grant_id = _grant_id(scan.positional[0], usage)
-    return Extend(grant_id, _duration(scan.options["duration"], usage))
+    grant_id = _grant_id(given.positional[0], usage)
+    return Extend(grant_id, _duration_option(given.options["duration"], usage))
 
 
 def _parse_roles(text: str) -> Roles:
     usage = USAGE["roles"]
-    scan = _scan(text, usage, valued=_CLUSTER, flags={}, positional=0)
-    return Roles(_label(scan.options.get("cluster"), "cluster", usage))
+    given = scan(text, usage, valued=_CLUSTER, flags={}, positional=0)
+    return Roles(_checked_label(given.options.get("cluster"), "cluster", usage))
 
 
 def _parse_help(text: str) -> Help:
-    _scan(text, USAGE["help"], valued={}, flags={}, positional=0)
+    scan(text, USAGE["help"], valued={}, flags={}, positional=0)
     return Help("access")
 
 
@@ -417,36 +320,36 @@ _ACCESS_VERBS: dict[str, Callable[[str], AccessCommand]] = {
 
 def parse_k8s(text: str) -> K8sCommand:
     """Parse the text after ``/k8s``; raises :class:`CommandError`."""
-    verb, rest = _split_verb(text)
+    verb, rest = split_verb(text)
     if verb in ("", "help"):
         if rest.strip():
             raise CommandError(f"unexpected {rest.split()[0]!r}", K8S_USAGE)
         return Help("k8s")
     if verb == "nodes":
         usage = USAGE["nodes"]
-        scan = _scan(rest, usage, valued=_CLUSTER, flags={}, positional=0)
-        return Nodes(_label(scan.options.get("cluster"), "cluster", usage))
+        given = scan(rest, usage, valued=_CLUSTER, flags={}, positional=0)
+        return Nodes(_checked_label(given.options.get("cluster"), "cluster", usage))
     if verb == "helm":
         return _parse_helm(rest)
     if verb == "standing":
         usage = USAGE["standing"]
-        scan = _scan(rest, usage, valued=_CLUSTER, flags={}, positional=0)
-        return Standing(_label(scan.options.get("cluster"), "cluster", usage))
+        given = scan(rest, usage, valued=_CLUSTER, flags={}, positional=0)
+        return Standing(_checked_label(given.options.get("cluster"), "cluster", usage))
     raise CommandError(f"unknown subcommand {verb!r}", K8S_USAGE)
 
 
 def _parse_helm(text: str) -> Helm:
     usage = USAGE["helm"]
-    scan = _scan(
+    given = scan(
         text,
         usage,
         valued={**_CLUSTER, **_NAMESPACE},
         flags={"-A": "all", "--all-namespaces": "all"},
         positional=0,
     )
-    if "all" in scan.flags and "namespace" in scan.options:
+    if "all" in given.flags and "namespace" in given.options:
         raise CommandError("give either -n NAMESPACE or -A, not both", usage)
     return Helm(
-        _label(scan.options.get("cluster"), "cluster", usage),
-        _label(scan.options.get("namespace"), "namespace", usage),
+        _checked_label(given.options.get("cluster"), "cluster", usage),
+        _checked_label(given.options.get("namespace"), "namespace", usage),
     )

@@ -1,8 +1,10 @@
 """The modals (request, deny, extend): pure builders, readers and validators.
 
-Validation happens here, before the listener acknowledges the submission, so
-mistakes appear inline next to the field (``response_action: errors``). It only
-consults the policy, never the network, which keeps it well inside Slack's 3 s.
+A submission is validated before the listener acknowledges it, so mistakes appear
+inline next to the field (``response_action: errors``). The rules are the policy's
+and the lifecycle's: ``resolve_request`` reports problems by field, which are only
+mapped to block ids here. Only the policy is consulted, never the network, which
+keeps it well inside Slack's 3 s.
 """
 
 from __future__ import annotations
@@ -19,27 +21,15 @@ from bot.policy import (
     MAX_REASON_LENGTH,
     AccessRequestSpec,
     Policy,
+    RequestField,
     RequestRejected,
-    is_dns_label,
-    namespace_allowed,
-    protected_namespace,
+    requestable_clusters,
     resolve_request,
-    role_clusters,
+    roles_on,
 )
-from bot.slack import ids
+from bot.slack import ids, text
 from bot.slack.blocks import PERMISSIONS_CHECKING, Permissions, allowance_blocks, context, section
-from bot.slack.text import (
-    JSON,
-    MODAL_TITLE_LIMIT,
-    OPTION_TEXT_LIMIT,
-    code,
-    escape,
-    md,
-    mention,
-    plain,
-    slack_date,
-    time_left,
-)
+from bot.slack.text import JSON, MODAL_TITLE_LIMIT, OPTION_TEXT_LIMIT, md, plain
 
 __all__ = [
     "RequestForm",
@@ -49,6 +39,8 @@ __all__ = [
     "read_request_form",
     "read_text",
     "request_modal",
+    "requestable_clusters",
+    "roles_on",
     "validate_extension",
     "validate_request_form",
 ]
@@ -97,8 +89,8 @@ def _text_input(
     return block
 
 
-def _option(text: str, value: str) -> JSON:
-    return {"text": plain(text, OPTION_TEXT_LIMIT), "value": value}
+def _option(shown: str, value: str) -> JSON:
+    return {"text": plain(shown, OPTION_TEXT_LIMIT), "value": value}
 
 
 def _metadata(**values: str) -> str:
@@ -116,15 +108,6 @@ def grant_from_metadata(metadata: str) -> str:
 
 
 # -- the request modal -----------------------------------------------------------------
-
-
-def requestable_clusters(policy: Policy) -> list[str]:
-    """Clusters on which at least one role may be requested, in policy order."""
-    return [c for c in policy.clusters if any(c in role_clusters(policy, r) for r in policy.roles)]
-
-
-def roles_on(policy: Policy, cluster: str) -> list[str]:
-    return [r for r in policy.roles if cluster in role_clusters(policy, r)]
 
 
 def _role_text(policy: Policy, name: str) -> str:
@@ -256,7 +239,8 @@ def _state_value(element: Any) -> str | None:
     return (value.strip() or None) if isinstance(value, str) else None
 
 
-def _block_value(values: dict[str, Any], block_id: str) -> str | None:
+def read_text(values: dict[str, Any], block_id: str) -> str | None:
+    """A text input's (or a select's) value from ``view.state.values`` (None when empty)."""
     actions = values.get(block_id)
     if not isinstance(actions, dict):
         return None
@@ -265,117 +249,77 @@ def _block_value(values: dict[str, Any], block_id: str) -> str | None:
     return None
 
 
-def read_text(values: dict[str, Any], block_id: str) -> str | None:
-    """A text input's value from ``view.state.values`` (None when empty)."""
-    return _block_value(values, block_id)
-
-
 def read_request_form(values: dict[str, Any]) -> RequestForm:
     """Read ``view.state.values`` of a submitted request modal."""
     role_block = next(
         (b for b in values if b.startswith(ids.ROLE_BLOCK_PREFIX)), ids.ROLE_BLOCK_PREFIX
     )
     return RequestForm(
-        cluster=_block_value(values, ids.CLUSTER_BLOCK),
-        role=_block_value(values, role_block),
+        cluster=read_text(values, ids.CLUSTER_BLOCK),
+        role=read_text(values, role_block),
         role_block=role_block,
-        namespace=_block_value(values, ids.NAMESPACE_BLOCK),
-        duration=_block_value(values, ids.DURATION_BLOCK),
-        reason=_block_value(values, ids.REASON_BLOCK),
+        namespace=read_text(values, ids.NAMESPACE_BLOCK),
+        duration=read_text(values, ids.DURATION_BLOCK),
+        reason=read_text(values, ids.REASON_BLOCK),
     )
 
 
-def _role_error(policy: Policy, form: RequestForm) -> str | None:
-    if form.role is None:
-        return "Pick a role."
-    if form.role not in policy.roles:
-        return f"Unknown role {form.role}."
-    allowed = role_clusters(policy, form.role)
-    if form.cluster is not None and form.cluster not in allowed:
-        return (
-            f"Role {form.role} is not available on {form.cluster}; it is on: {', '.join(allowed)}."
-        )
-    return None
-
-
-def _namespace_error(
-    policy: Policy, role: str, cluster: str | None, namespace: str | None
-) -> str | None:
-    config = policy.roles[role]
-    if config.scope == "cluster":
-        return None if namespace is None else f"Role {role} is cluster-wide: leave this empty."
-    patterns = ", ".join(config.namespaces)
-    if namespace is None:
-        return f"Role {role} needs a namespace matching: {patterns}."
-    if not is_dns_label(namespace):
-        return "Not a valid namespace name (lowercase letters, digits and '-')."
-    why = protected_namespace(policy, cluster or "", namespace)
-    if why is not None:
-        return f"{why[0].upper()}{why[1:]}; AccessBot never grants access there."
-    if not namespace_allowed(config.namespaces, namespace):
-        return f"Not allowed for role {role}; allowed: {patterns}."
-    return None
-
-
-def _duration(
-    policy: Policy, role: str | None, text: str | None
-) -> tuple[timedelta | None, str | None]:
-    if text is None:
+def _parsed_duration(typed: str | None) -> tuple[timedelta | None, str | None]:
+    """The duration typed (None: left empty, the policy default), or why it is unreadable."""
+    if typed is None:
         return None, None
     try:
-        duration = parse_duration(text)
+        return parse_duration(typed), None
     except DurationError:
         # Not echoing the input: error texts are shown however Slack renders them.
         return None, NOT_A_DURATION
-    if role in policy.roles and duration > policy.roles[role].max_duration:
-        maximum = format_duration(policy.roles[role].max_duration)
-        return None, f"{format_duration(duration)} is above the {maximum} maximum for role {role}."
-    return duration, None
 
 
-def _reason_error(reason: str | None) -> str | None:
-    if reason is None:
-        return "Say what you are going to do."
-    if len(reason) > MAX_REASON_LENGTH:
-        return f"Keep it to {MAX_REASON_LENGTH} characters (it has {len(reason)})."
-    return None
+def _field_blocks(form: RequestForm) -> dict[RequestField, str]:
+    """The block id showing each request field (the role's block id varies by cluster)."""
+    return {
+        "role": form.role_block,
+        "cluster": ids.CLUSTER_BLOCK,
+        "namespace": ids.NAMESPACE_BLOCK,
+        "duration": ids.DURATION_BLOCK,
+        "reason": ids.REASON_BLOCK,
+    }
 
 
 def validate_request_form(
     policy: Policy, form: RequestForm, requester: str
 ) -> tuple[AccessRequestSpec | None, dict[str, str]]:
-    """The request the form describes, or errors keyed by block id for Slack to show."""
+    """The request the form describes, or errors keyed by block id for Slack to show.
+
+    Only what the form itself must say is checked here (a select left empty, a
+    duration that does not parse); every rule of the policy is
+    ``resolve_request``'s, whose problems are shown beside their fields.
+    """
+    blocks = _field_blocks(form)
     errors: dict[str, str] = {}
-    if form.cluster is None or form.cluster not in policy.clusters:
-        errors[ids.CLUSTER_BLOCK] = "Pick a cluster."
-    role_error = _role_error(policy, form)
-    if role_error is not None:
-        errors[form.role_block] = role_error
-    elif form.role is not None:
-        ns_error = _namespace_error(policy, form.role, form.cluster, form.namespace)
-        if ns_error is not None:
-            errors[ids.NAMESPACE_BLOCK] = ns_error
-    duration, duration_error = _duration(policy, form.role, form.duration)
-    if duration_error is not None:
-        errors[ids.DURATION_BLOCK] = duration_error
-    reason_error = _reason_error(form.reason)
-    if reason_error is not None:
-        errors[ids.REASON_BLOCK] = reason_error
-    if errors or form.role is None:
-        return None, errors
+    if form.cluster is None:
+        errors[blocks["cluster"]] = "Pick a cluster."
+    if form.role is None:
+        errors[blocks["role"]] = "Pick a role."
+    duration, unreadable = _parsed_duration(form.duration)
+    if unreadable is not None:
+        errors[blocks["duration"]] = unreadable
     spec = AccessRequestSpec(
         requester=requester,
-        role=form.role,
+        role=form.role or "",
         cluster=form.cluster,
         namespace=form.namespace,
         duration=duration,
         reason=form.reason or "",
     )
     try:
-        resolve_request(policy, spec)  # whatever the field checks above missed
+        resolve_request(policy, spec)
     except RequestRejected as exc:
-        return None, {form.role_block: str(exc)}
-    return spec, {}
+        for field, problem in exc.problems.items():
+            errors.setdefault(blocks[field], problem)
+        if not errors:  # a rejection about no one field: show it on the role
+            errors[blocks["role"]] = str(exc)
+    return (None, errors) if errors else (spec, {})
 
 
 # -- deny and extend -----------------------------------------------------------------------
@@ -383,13 +327,12 @@ def validate_request_form(
 
 def deny_modal(grant: Grant) -> JSON:
     """Asks the approver why; the reason goes to the requester and the audit log."""
-    where = f"{code(grant.cluster)}" + (
-        f" namespace {code(grant.namespace)}" if grant.namespace else ""
+    where = text.code(grant.cluster) + (
+        f" namespace {text.code(grant.namespace)}" if grant.namespace else ""
     )
+    who, role = text.mention(grant.requester), text.escape(grant.role)
     blocks: list[JSON] = [
-        section(
-            md(f"Deny {mention(grant.requester)}'s request for *{escape(grant.role)}* on {where}?")
-        ),
+        section(md(f"Deny {who}'s request for *{role}* on {where}?")),
         context(md("*Their reason*")),
         section(plain(grant.reason)),
         _text_input(
@@ -404,7 +347,8 @@ def deny_modal(grant: Grant) -> JSON:
 
 
 def extension_room(grant: Grant, policy: Policy, now: datetime) -> timedelta:
-    """How much longer the grant may be extended right now (zero when none)."""
+    """How much longer the grant may be extended right now, in whole seconds (zero when
+    none): the cap of ``bot.lifecycle.new_expiry``, which is to compute it once."""
     if grant.expires_at is None or grant.role not in policy.roles:
         return timedelta(0)
     room = policy.roles[grant.role].max_duration - (grant.expires_at - now)
@@ -418,9 +362,9 @@ def extend_modal(grant: Grant, policy: Policy, now: datetime) -> JSON:
     blocks: list[JSON] = [
         section(
             md(
-                f"*{escape(grant.role)}* on {code(grant.cluster)} "
-                f"expires {slack_date(grant.expires_at)} "
-                f"(in {time_left(grant.expires_at, now)}). You can add up to "
+                f"*{text.escape(grant.role)}* on {text.code(grant.cluster)} "
+                f"expires {text.slack_date(grant.expires_at)} "
+                f"(in {text.time_left(grant.expires_at, now)}). You can add up to "
                 f"{format_duration(room)} now."
             )
         ),
@@ -436,13 +380,13 @@ def extend_modal(grant: Grant, policy: Policy, now: datetime) -> JSON:
 
 
 def validate_extension(
-    grant: Grant, policy: Policy, text: str | None, now: datetime
+    grant: Grant, policy: Policy, typed: str | None, now: datetime
 ) -> tuple[timedelta | None, str | None]:
     """The extension asked for, or the reason it cannot be had."""
-    if text is None:
+    if typed is None:
         return None, "Say by how much, like 30m or 1h."
     try:
-        by = parse_duration(text)
+        by = parse_duration(typed)
     except DurationError:
         return None, NOT_A_DURATION
     if grant.expires_at is None or grant.role not in policy.roles:

@@ -8,35 +8,23 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.slack.commands import (
-    USAGE,
-    CommandError,
-    Extend,
-    Helm,
-    Help,
-    ListGrants,
-    Nodes,
-    OpenModal,
-    Request,
-    Revoke,
-    Standing,
-    parse_access,
-    parse_k8s,
-)
+from bot.slack import commands as cmd
+from bot.slack.command_scan import CommandError
+from bot.slack.commands import USAGE, parse_access, parse_k8s
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("", OpenModal()),
-        ("   ", OpenModal()),
+        ("", cmd.OpenModal()),
+        ("   ", cmd.OpenModal()),
         (
             "request edit -n team-a -d 2h fixing checkout",
-            Request("edit", "fixing checkout", namespace="team-a", duration=timedelta(hours=2)),
+            cmd.Request("edit", "fixing checkout", namespace="team-a", duration=timedelta(hours=2)),
         ),
         (
             "request edit -c prod -n payments -d 1h30m roll back   the  deploy",
-            Request(
+            cmd.Request(
                 "edit",
                 "roll back   the  deploy",
                 cluster="prod",
@@ -44,20 +32,23 @@ from bot.slack.commands import (
                 duration=timedelta(minutes=90),
             ),
         ),
-        ("REQUEST view why not", Request("view", "why not")),
+        ("REQUEST view why not", cmd.Request("view", "why not")),
         (
             "request -c a view --namespace=x reason",
-            Request("view", "reason", cluster="a", namespace="x"),
+            cmd.Request("view", "reason", cluster="a", namespace="x"),
         ),
-        ("request view -- -n is part of the reason", Request("view", "-n is part of the reason")),
-        ("request view fix -n in text", Request("view", "fix -n in text")),
-        ("request view - dash first", Request("view", "- dash first")),
-        ("list", ListGrants(False)),
-        ("list --all", ListGrants(True)),
-        ("revoke abc123", Revoke("abc123")),
-        ("extend abc123 -d 30m", Extend("abc123", timedelta(minutes=30))),
-        ("extend -d 1d abc123", Extend("abc123", timedelta(days=1))),
-        ("help", Help("access")),
+        (
+            "request view -- -n is part of the reason",
+            cmd.Request("view", "-n is part of the reason"),
+        ),
+        ("request view fix -n in text", cmd.Request("view", "fix -n in text")),
+        ("request view - dash first", cmd.Request("view", "- dash first")),
+        ("list", cmd.ListGrants(False)),
+        ("list --all", cmd.ListGrants(True)),
+        ("revoke abc123", cmd.Revoke("abc123")),
+        ("extend abc123 -d 30m", cmd.Extend("abc123", timedelta(minutes=30))),
+        ("extend -d 1d abc123", cmd.Extend("abc123", timedelta(days=1))),
+        ("help", cmd.Help("access")),
     ],
 )
 def test_access_examples(text: str, expected: object) -> None:
@@ -101,17 +92,17 @@ def test_unknown_subcommand_shows_every_usage() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("", Help("k8s")),
-        ("help", Help("k8s")),
-        ("nodes", Nodes()),
-        ("nodes -c prod", Nodes("prod")),
-        ("helm", Helm()),
-        ("helm -A", Helm()),
-        ("helm -c prod -n web", Helm("prod", "web")),
-        ("helm --all-namespaces -c a", Helm("a")),
-        ("standing", Standing()),
-        ("standing -c prod", Standing("prod")),
-        ("standing --cluster=prod", Standing("prod")),
+        ("", cmd.Help("k8s")),
+        ("help", cmd.Help("k8s")),
+        ("nodes", cmd.Nodes()),
+        ("nodes -c prod", cmd.Nodes("prod")),
+        ("helm", cmd.Helm()),
+        ("helm -A", cmd.Helm()),
+        ("helm -c prod -n web", cmd.Helm("prod", "web")),
+        ("helm --all-namespaces -c a", cmd.Helm("a")),
+        ("standing", cmd.Standing()),
+        ("standing -c prod", cmd.Standing("prod")),
+        ("standing --cluster=prod", cmd.Standing("prod")),
     ],
 )
 def test_k8s_examples(text: str, expected: object) -> None:
@@ -207,16 +198,16 @@ _reason = st.text(
 def test_request_round_trips(
     role: str, reason: str, cluster: str | None, namespace: str | None, duration: timedelta | None
 ) -> None:
-    command = Request(role, reason, cluster=cluster, namespace=namespace, duration=duration)
+    command = cmd.Request(role, reason, cluster=cluster, namespace=namespace, duration=duration)
     assert parse_access(command.text()) == command
 
 
 @given(
     st.one_of(
-        st.builds(ListGrants, st.booleans()),
-        st.builds(Revoke, _grant_id),
-        st.builds(Extend, _grant_id, _durations),
-        st.just(Help("access")),
+        st.builds(cmd.ListGrants, st.booleans()),
+        st.builds(cmd.Revoke, _grant_id),
+        st.builds(cmd.Extend, _grant_id, _durations),
+        st.just(cmd.Help("access")),
     )
 )
 def test_other_access_commands_round_trip(command: object) -> None:
@@ -225,9 +216,9 @@ def test_other_access_commands_round_trip(command: object) -> None:
 
 @given(
     st.one_of(
-        st.builds(Nodes, st.none() | _label),
-        st.builds(Helm, st.none() | _label, st.none() | _label),
+        st.builds(cmd.Nodes, st.none() | _label),
+        st.builds(cmd.Helm, st.none() | _label, st.none() | _label),
     )
 )
-def test_k8s_commands_round_trip(command: Nodes | Helm) -> None:
+def test_k8s_commands_round_trip(command: cmd.Nodes | cmd.Helm) -> None:
     assert parse_k8s(command.text()) == command

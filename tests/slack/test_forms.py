@@ -6,9 +6,12 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from bot.durations import parse_duration
 from bot.lifecycle import State
-from bot.policy import parse_policy
+from bot.policy import AccessRequestSpec, RequestRejected, parse_policy, resolve_request
 from bot.slack import ids
 from bot.slack.forms import (
     RequestForm,
@@ -156,3 +159,91 @@ def test_metadata_is_read_defensively() -> None:
     assert grant_from_metadata("") == ""
     assert grant_from_metadata("not json") == ""
     assert grant_from_metadata('{"grant": 5}') == ""
+
+
+def test_every_field_at_fault_is_shown_beside_its_own_block() -> None:
+    spec, errors = validate_request_form(
+        POL, form(namespace="kube-system", duration="9h", reason=None), "U0ALICE"
+    )
+    assert spec is None
+    assert set(errors) == {"namespace", "duration", "reason"}
+    assert "kube-system is protected" in errors["namespace"]
+    assert "above the 4h maximum" in errors["duration"]
+    assert "Say what you are going to do" in errors["reason"]
+
+
+def test_a_rule_added_to_the_policy_reaches_the_modal() -> None:
+    # The modal holds no rules of its own: a namespace the operator protects is
+    # refused beside the namespace field, in the policy's words.
+    guarded = parse_policy(
+        POLICY.replace("defaults:", "protected_namespaces: [team-pay*]\ndefaults:")
+    )
+    spec, errors = validate_request_form(guarded, form(namespace="team-payments"), "U0ALICE")
+    assert spec is None
+    assert errors == {
+        "namespace": "Namespace team-payments is protected by the policy (team-pay*); "
+        "AccessBot never grants access there."
+    }
+    assert validate_request_form(POL, form(namespace="team-payments"), "U0ALICE")[1] == {}
+
+
+@given(
+    cluster=st.sampled_from(["a", "b", None]),
+    role=st.sampled_from(["view", "edit", "cluster-admin", None]),
+    namespace=st.sampled_from(
+        [None, "team-a", "payments", "kube-system", "Team_A", "accessbot-users"]
+    ),
+    duration=st.sampled_from([None, "30m", "2h", "5h", "9h", "soon"]),
+    reason=st.sampled_from([None, "deploying", "x" * 501]),
+)
+def test_the_modal_accepts_exactly_what_the_policy_accepts(
+    cluster: str | None,
+    role: str | None,
+    namespace: str | None,
+    duration: str | None,
+    reason: str | None,
+) -> None:
+    values = values_for_request(
+        cluster=cluster or "a",
+        role=role,  # type: ignore[arg-type]
+        namespace=namespace,
+        duration=duration,
+        reason=reason,
+    )
+    if cluster is None:
+        del values["cluster"]
+    read = read_request_form(values)
+    spec, errors = validate_request_form(POL, read, "U0ALICE")
+    assert (spec is None) == bool(errors)
+    if spec is not None:
+        resolve_request(POL, spec)  # raises if the modal let through what the policy refuses
+        return
+    if read.cluster is None or read.role is None or duration == "soon":
+        return  # the form itself is incomplete or unreadable
+    typed = AccessRequestSpec(
+        "U0ALICE",
+        read.role,
+        read.cluster,
+        namespace,
+        parse_duration(duration) if duration else None,
+        reason or "",
+    )
+    with pytest.raises(RequestRejected) as refused:
+        resolve_request(POL, typed)
+    blocks = {
+        "role": read.role_block,
+        "cluster": "cluster",
+        "namespace": "namespace",
+        "duration": "duration",
+        "reason": "reason",
+    }
+    assert errors == {blocks[f]: text for f, text in refused.value.problems.items()}
+
+
+@pytest.mark.parametrize("field", ["cluster", "role"])
+def test_a_tampered_select_is_refused_without_echoing_it(field: str) -> None:
+    hostile = "<!channel> " + "x" * 3000
+    spec, errors = validate_request_form(POL, form(**{field: hostile}), "U0ALICE")
+    assert spec is None
+    assert errors
+    assert all(hostile not in text and "<!channel>" not in text for text in errors.values())

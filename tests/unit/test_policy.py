@@ -341,85 +341,6 @@ def test_groups_make_approval_counts_unbounded() -> None:
     parse_policy(yaml.safe_dump(data))
 
 
-# --- request resolution -------------------------------------------------------------
-
-
-def test_resolve_fills_defaults(policy: Policy) -> None:
-    resolved = resolve_request(policy, spec("cluster-admin", cluster=None, namespace=None))
-    assert resolved.cluster == "staging"  # the only cluster the role allows
-    assert resolved.namespace is None
-    assert resolved.scope == "cluster"
-    assert resolved.cluster_role == "cluster-admin"
-    assert resolved.duration == timedelta(hours=1)
-    assert resolved.approvals_required == 2
-    assert needs_approval(resolved)
-
-
-def test_default_duration_is_clamped_to_role_max() -> None:
-    text = CONTRACT_POLICY.replace("defaults: {duration: 1h", "defaults: {duration: 6h")
-    policy = parse_policy(text)
-    assert resolve_request(policy, spec("edit")).duration == timedelta(hours=4)
-    assert resolve_request(policy, spec("view")).duration == timedelta(hours=6)
-
-
-def test_auto_approved_role(policy: Policy) -> None:
-    resolved = resolve_request(policy, spec("view", namespace="anything", reason="  look  "))
-    assert not needs_approval(resolved)
-    assert resolved.reason == "look"
-
-
-def test_cluster_must_be_chosen_when_several(policy: Policy) -> None:
-    with pytest.raises(RequestRejected, match="pick one of: prod, staging"):
-        resolve_request(policy, spec(cluster=None))
-
-
-def test_blank_cluster_counts_as_omitted(policy: Policy) -> None:
-    resolved = resolve_request(policy, spec("cluster-admin", cluster=" ", namespace=""))
-    assert (resolved.cluster, resolved.namespace) == ("staging", None)
-
-
-@pytest.mark.parametrize(
-    ("request_spec", "message"),
-    [
-        (spec("admin"), "unknown role 'admin'; roles: cluster-admin, edit, view"),
-        (spec(cluster="qa"), "unknown cluster 'qa'; role edit is available on: prod, staging"),
-        (
-            spec("cluster-admin", cluster="prod", namespace=None),
-            "role cluster-admin is not available on cluster prod; it is available on: staging",
-        ),
-        (spec(namespace=None), "role edit needs a namespace matching: payments, web-*"),
-        (
-            spec(namespace="billing"),
-            "namespace billing is not allowed for role edit; allowed: payments, web-*",
-        ),
-        (spec(namespace="Web_1"), "'Web_1' is not a valid namespace name"),
-        (
-            spec("cluster-admin", cluster=None, namespace="kube-system"),
-            "role cluster-admin is cluster-wide; do not give a namespace",
-        ),
-        (spec(duration=timedelta(hours=5)), "5h is above the 4h maximum for role edit"),
-        (spec(duration=timedelta(0)), "longer than zero"),
-        (spec(reason="   "), "give a reason"),
-        (spec(reason="x" * 501), "keep it to 500"),
-    ],
-)
-def test_rejections_say_what_is_allowed(
-    policy: Policy, request_spec: AccessRequestSpec, message: str
-) -> None:
-    with pytest.raises(RequestRejected) as info:
-        resolve_request(policy, request_spec)
-    assert message in str(info.value)
-
-
-def test_reason_of_exactly_500_is_fine(policy: Policy) -> None:
-    assert len(resolve_request(policy, spec(reason="x" * 500)).reason) == 500
-
-
-def test_role_clusters(policy: Policy) -> None:
-    assert role_clusters(policy, "edit") == ("prod", "staging")
-    assert role_clusters(policy, "cluster-admin") == ("staging",)
-
-
 # --- approvals ----------------------------------------------------------------------
 
 
@@ -760,16 +681,9 @@ def test_accepts_risks() -> None:
 
 
 def test_risk_names_are_the_contract_ones() -> None:
-    assert RISKS == (
-        "token-minting",
-        "impersonation",
-        "escalation",
-        "rbac-write",
-        "pod-create",
-        "exec",
-        "secrets-read",
-        "node-proxy",
-        "wildcard",
+    assert " ".join(RISKS) == (
+        "token-minting impersonation escalation rbac-write pod-create exec secrets-read "
+        "node-proxy wildcard"
     )
 
 
