@@ -27,7 +27,7 @@ from bot.usecases.authorization import (
     Authorization,
 )
 from bot.usecases.deps import SYSTEM, Deps
-from bot.usecases.ending import Ending
+from bot.usecases.ending import Ending, Revocation
 from bot.usecases.extensions import Extensions
 from bot.usecases.jobs import (
     card_job,
@@ -53,6 +53,7 @@ __all__ = [
     "OffboardResult",
     "Outcome",
     "PendingCleanup",
+    "Revocation",
     "Workflow",
     "card_job",
     "cleanup_job",
@@ -174,7 +175,7 @@ class Workflow:
 
     async def revoke(
         self, grant_id: str, actor: str, reason: str = "", *, operator: bool = False
-    ) -> Grant:
+    ) -> Revocation:
         return await self.ending.revoke(grant_id, actor, reason, operator=operator)
 
     async def extend(self, grant_id: str, user: str, by: timedelta) -> Grant:
