@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from bot.lifecycle import State
-from bot.models import ClusterObject, Grant, new_id
+from bot.models import Grant, new_id
 from bot.policy import RequestRejected, recheck_request
 from bot.retry import retrying
 from bot.scheduler import RetryLater
@@ -81,7 +81,7 @@ class Provisioning:
             # Anything else (a ValueError, say) is a bug: it fails the job, which is
             # logged and retried, and the grant is never "failed" with its text.
             return await self.fail(grant, user_reason(exc))
-        return await self._activate(grant, delivery, _records(token.objects))
+        return await self._activate(grant, delivery, token.objects)
 
     async def _start(self, grant_id: str) -> Grant | None:
         """Move an approved grant to provisioning (or find one a crash left there)."""
@@ -196,7 +196,7 @@ class Provisioning:
         )
 
     async def _activate(
-        self, grant: Grant, delivery: str, objects: tuple[ClusterObject, ...]
+        self, grant: Grant, delivery: str, objects: tuple[k8s_grants.ObjectRef, ...]
     ) -> Grant | None:
         deps = self.deps
         now = deps.clock()
@@ -246,11 +246,6 @@ class Provisioning:
         )
         await self.ending.cleanup(grant.id, grant.cluster)
         return failed or await deps.store.get(grant.id)
-
-
-def _records(refs: tuple[k8s_grants.ObjectRef, ...]) -> tuple[ClusterObject, ...]:
-    return tuple(ClusterObject(kind=r.kind, namespace=r.namespace, name=r.name, uid=r.uid)
-                 for r in refs)  # fmt: skip
 
 
 def _ceil_second(at: datetime) -> datetime:
