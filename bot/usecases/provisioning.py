@@ -49,7 +49,7 @@ class Provisioning:
         delivering; any other exception is a bug and propagates.
         """
         deps = self.deps
-        grant = await self._start(grant_id)
+        grant = await self._begin(grant_id)
         if grant is None:
             return await deps.store.get(grant_id)
         # Requested under an older policy: the policy in force when anything is
@@ -83,7 +83,7 @@ class Provisioning:
             return await self.fail(grant, user_reason(exc))
         return await self._activate(grant, delivery, token.objects)
 
-    async def _start(self, grant_id: str) -> Grant | None:
+    async def _begin(self, grant_id: str) -> Grant | None:
         """Move an approved grant to provisioning (or find one a crash left there)."""
         now = self.deps.clock()
 
@@ -96,7 +96,7 @@ class Provisioning:
             )
 
         started = await self.deps.store.update_checked(
-            grant_id, self._step(State.APPROVED, now, start)
+            grant_id, self._saga_step(State.APPROVED, now, start)
         )
         if started is not None and started.state == State.PROVISIONING:
             return started
@@ -157,13 +157,15 @@ class Provisioning:
             )
 
         # The verdict is read off the record as committed, never remembered from a run.
-        claimed = await store.update_checked(grant_id, self._step(State.PROVISIONING, now, claim))
+        claimed = await store.update_checked(
+            grant_id, self._saga_step(State.PROVISIONING, now, claim)
+        )
         current = claimed or await store.get(grant_id)
         if current is None or current.state != State.PROVISIONING:
             return "ended"
         return "claimed" if current.delivery_attempt == attempt else "busy"
 
-    def _step(
+    def _saga_step(
         self, expected: State, now: datetime, step: Callable[[Grant], Change | None]
     ) -> Callable[[Grant, frozenset[str]], Change | None]:
         """A store decision for one saga step: ``step`` runs only while the grant is in
@@ -211,7 +213,7 @@ class Provisioning:
         # than fail the job and have a retry send it again.
         activated = await deps.store.update_checked(
             grant.id,
-            self._step(State.PROVISIONING, now, activate),
+            self._saga_step(State.PROVISIONING, now, activate),
             patience=deps.record_patience_seconds,
         )
         if activated is not None and activated.state != State.ACTIVE:
