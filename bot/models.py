@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import base64
 import secrets
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 from bot.lifecycle import LIVE, State, Tally, Transition, is_terminal, transition
 from bot.policy import ResolvedRequest, Scope
+from k8s.grants import ObjectRef
 
 Kind = Literal["access", "extend"]
 
@@ -51,15 +53,16 @@ class MessageRef(BaseModel):
     ts: str
 
 
-class ClusterObject(BaseModel):
-    """An object on the cluster this grant made, pinned by UID for an exact delete."""
+def _stored(ref: ObjectRef) -> dict[str, str | None]:
+    # Exactly the four facts a record keeps: whether this attempt created the
+    # object (``created``) matters only during the attempt.
+    return {"kind": ref.kind, "namespace": ref.namespace, "name": ref.name, "uid": ref.uid}
 
-    model_config = ConfigDict(frozen=True)
 
-    kind: Literal["ServiceAccount", "RoleBinding", "ClusterRoleBinding"]
-    namespace: str | None
-    name: str
-    uid: str
+# An object on the cluster a grant made, pinned by UID for an exact delete: the one
+# record type k8s.grants returns and a Grant keeps, stored as its four fields.
+StoredObject = Annotated[ObjectRef, PlainSerializer(_stored)]
+ClusterObject = ObjectRef  # the name this record had before it was k8s.grants.ObjectRef
 
 
 class Receipt(BaseModel):
@@ -114,7 +117,7 @@ class Grant(BaseModel):
     # end deletes them from Slack with the first.
     later_files: tuple[str, ...] = ()
     # Recorded on activation; None means unknown (cleanup then goes by label).
-    objects: tuple[ClusterObject, ...] | None = None
+    objects: tuple[StoredObject, ...] | None = None
     # Which provisioning attempt may deliver, and since when: a second attempt
     # (a reclaimed job) must not send a second kubeconfig while the first may
     # still be recording its delivery.
@@ -138,6 +141,11 @@ class Grant(BaseModel):
     @property
     def duration(self) -> timedelta:
         return timedelta(seconds=self.duration_s)
+
+    @property
+    def decided(self) -> ResolvedRequest:
+        """What was decided for this grant, in the shape the policy checks."""
+        return ResolvedRequest(**{f.name: getattr(self, f.name) for f in fields(ResolvedRequest)})
 
     @property
     def is_new(self) -> bool:
@@ -195,20 +203,16 @@ class Grant(BaseModel):
 def new_grant(
     resolved: ResolvedRequest, *, handle: str, now: datetime, pending_ttl: timedelta
 ) -> Grant:
+    """A pending request for ``resolved``: every decided field as the policy resolved it."""
+    decided = {f.name: getattr(resolved, f.name) for f in fields(resolved)}
+    duration: timedelta = decided.pop("duration")
     return Grant(
         id=new_id(),
-        requester=resolved.requester,
         handle=handle,
-        role=resolved.role,
-        cluster=resolved.cluster,
-        namespace=resolved.namespace,
-        scope=resolved.scope,
-        cluster_role=resolved.cluster_role,
-        duration_s=int(resolved.duration.total_seconds()),
-        reason=resolved.reason,
-        approvals_required=resolved.approvals_required,
+        duration_s=int(duration.total_seconds()),
         created_at=now,
         pending_until=now + pending_ttl,
+        **decided,
     )
 
 

@@ -26,9 +26,12 @@ async def grants(settings: Settings, args: argparse.Namespace) -> int:
             _print_grants(await c.store.by_state(*states))
             return 0
         try:
-            grant = await c.workflow.revoke(args.grant_id, operator(), args.reason, operator=True)
+            revocation = await c.workflow.revoke(
+                args.grant_id, operator(), args.reason, operator=True
+            )
         except (UnknownGrant, NotAllowed) as exc:
             return problem(str(exc))
+        grant = revocation.grant
         print(f"{grant.id}: {grant.state}")
         receipt = (await c.workflow.get(grant.id)).receipt
         if receipt is not None:

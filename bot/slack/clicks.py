@@ -65,10 +65,9 @@ class Buttons(Listeners):
 
     async def _revoke_clicked(self, grant_id: str, user: str, body: JSON) -> Message:
         """Revoke (or cancel) and say what happened; the workflow checks permission."""
-        before = await self.workflow.get(grant_id)
-        after = await self.workflow.revoke(grant_id, user)
+        revocation = await self.workflow.revoke(grant_id, user)
         await self.surface.refresh_home(body)
-        return revoked(before, after)
+        return revoked(revocation)
 
     async def _ask_extension(self, grant_id: str, user: str, body: JSON) -> Message | None:
         grant = await self.workflow.get(grant_id)

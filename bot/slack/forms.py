@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.durations import DurationError, format_duration, parse_duration
-from bot.lifecycle import ExtensionRejected, new_expiry
+from bot.lifecycle import ExtensionRejected, new_expiry, room_to_extend
 from bot.models import Grant
 from bot.policy import (
     MAX_REASON_LENGTH,
@@ -347,12 +347,10 @@ def deny_modal(grant: Grant) -> JSON:
 
 
 def extension_room(grant: Grant, policy: Policy, now: datetime) -> timedelta:
-    """How much longer the grant may be extended right now, in whole seconds (zero when
-    none): the cap of ``bot.lifecycle.new_expiry``, which is to compute it once."""
+    """How much longer the grant may be extended right now (``bot.lifecycle.room_to_extend``)."""
     if grant.expires_at is None or grant.role not in policy.roles:
         return timedelta(0)
-    room = policy.roles[grant.role].max_duration - (grant.expires_at - now)
-    return max(timedelta(0), timedelta(seconds=int(room.total_seconds())))
+    return room_to_extend(grant.expires_at, now, policy.roles[grant.role].max_duration)
 
 
 def extend_modal(grant: Grant, policy: Policy, now: datetime) -> JSON:

@@ -110,8 +110,7 @@ class SlashCommands(Listeners):
             grants = await self.workflow.list_grants(user, everyone=cmd.everyone)
             return grant_list_message(grants, utcnow(), everyone=cmd.everyone)
         if isinstance(cmd, Revoke):
-            before = await self.workflow.get(cmd.grant_id)
-            return revoked(before, await self.workflow.revoke(cmd.grant_id, user))
+            return revoked(await self.workflow.revoke(cmd.grant_id, user))
         result = await self.workflow.extend(cmd.grant_id, user, cmd.duration)
         return extended(cmd.grant_id, result)
 

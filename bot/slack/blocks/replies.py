@@ -8,7 +8,7 @@ from bot.models import Grant
 from bot.slack.blocks.kit import Message, context, error_message, info_message, section
 from bot.slack.commands import ACCESS_USAGE, K8S_USAGE
 from bot.slack.text import JSON, code, escape, md
-from bot.workflow import Outcome
+from bot.workflow import Outcome, Revocation
 
 # Sentences shown next to a modal field (Slack's ``response_action: errors``).
 DATABASE_UNREACHABLE = "AccessBot cannot reach its database; try again shortly."
@@ -98,10 +98,11 @@ def submitted(grant: Grant, channel: str) -> Message:
     return Message(text, [{"type": "section", "text": {"type": "mrkdwn", "text": text}}])
 
 
-def revoked(before: Grant, after: Grant) -> Message:
+def revoked(revocation: Revocation) -> Message:
     """Revoke now / Cancel request: what happened to the grant."""
-    if before.ended:
-        return info_message(f"{before.id} had already ended ({before.state}); nothing to revoke.")
+    after = revocation.grant
+    if revocation.already_over:
+        return info_message(f"{after.id} had already ended ({revocation.was}); nothing to revoke.")
     if after.state == State.CANCELLED:
         return info_message(f"Request {after.id} is cancelled.")
     if after.state == State.REVOKED:
