@@ -25,7 +25,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
-from bot.scheduler import Job, RetryLater, Scheduler
+from bot.scheduler import Defer, Job, RetryLater, Scheduler
 from tests.support.patience import PATIENCE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -221,6 +221,27 @@ async def test_retry_later_delay_is_honoured(redis: aioredis.Redis) -> None:
         clock.now = retry.due
         await until(lambda: _true(len(runs) == 2))
     assert runs == [(start, 0), (pytest.approx(start + 0.3), 1)]
+
+
+async def test_deferring_never_counts_an_attempt_nor_dead_letters(redis: aioredis.Redis) -> None:
+    runs: list[int] = []
+    dead: list[Job] = []
+
+    async def on_dead(job: Job, exc: BaseException) -> None:
+        dead.append(job)
+
+    async def not_yet(job: Job) -> None:
+        runs.append(job.attempts)
+        if len(runs) < 5:
+            raise Defer(0.01, "not yet")
+
+    sched = make(redis, max_attempts=2, on_dead=on_dead)
+    sched.register("cleanup", not_yet)
+    await sched.schedule(Job("cleanup:d1", "cleanup", time.time()))
+    async with running(sched):
+        await until(lambda: redis_pending_zero(sched))
+    assert runs == [0, 0, 0, 0, 0]  # five runs with max_attempts=2: deferring is no failure
+    assert dead == []
 
 
 async def test_job_is_dropped_after_max_attempts(redis: aioredis.Redis) -> None:
