@@ -54,7 +54,6 @@ async def capture(url: str) -> dict[str, Any]:
         Workflow,
         _job,
         card_job,
-        cleanup_job,
         expire_job,
         provision_job,
         remind_job,
@@ -75,12 +74,12 @@ async def capture(url: str) -> dict[str, Any]:
     far = dt.datetime(2099, 1, 1, tzinfo=dt.UTC)
 
     def grant(gid: str, role: str = "view", **more: Any) -> Grant:
-        base: dict[str, Any] = dict(
-            id=gid, requester="U0ALICE", handle="alice", role=role, cluster="a",
-            namespace="team-a", scope="namespace", cluster_role=role, duration_s=3600,
-            reason="fixture", approvals_required=0 if role == "view" else 1,
-            created_at=past, pending_until=past + dt.timedelta(hours=24),
-        )  # fmt: skip
+        base: dict[str, Any] = {
+            "id": gid, "requester": "U0ALICE", "handle": "alice", "role": role, "cluster": "a",
+            "namespace": "team-a", "scope": "namespace", "cluster_role": role, "duration_s": 3600,
+            "reason": "fixture", "approvals_required": 0 if role == "view" else 1,
+            "created_at": past, "pending_until": past + dt.timedelta(hours=24),
+        }  # fmt: skip
         base.update(more)
         return Grant(**base)
 
