@@ -20,6 +20,7 @@ from bot.reconciler import Reconciler
 from bot.retry import Backoff
 from bot.scheduler import Scheduler
 from bot.store import Store
+from bot.usecases.deps import Deps
 from bot.workflow import Workflow
 from k8s.clients import ClusterRegistry, ClusterTarget
 
@@ -123,7 +124,7 @@ async def build_core(
     scheduler = Scheduler(redis, **(scheduler_options or {}))
     store = Store(redis, scheduler)
     await store.migrate()
-    workflow = Workflow(
+    deps = Deps(
         policy=policy,
         store=store,
         scheduler=scheduler,
@@ -132,9 +133,10 @@ async def build_core(
         directory=directory,
         backoff=backoff or Backoff(),
         delivery_claim_seconds=2 * scheduler.lease_seconds,
-        record_patience=scheduler.lease_seconds,
+        record_patience_seconds=scheduler.lease_seconds,
         cleanup_grace=timedelta(seconds=scheduler.lease_seconds),
     )
+    workflow = Workflow(deps)
     workflow.register_jobs()
     store.on_change.append(notifier.grant_changed)
     reconciler = Reconciler(store, scheduler, registry, interval=reconcile_interval)

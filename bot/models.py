@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -143,6 +144,11 @@ class Grant(BaseModel):
         return timedelta(seconds=self.duration_s)
 
     @property
+    def decided(self) -> ResolvedRequest:
+        """What was decided for this grant, in the shape the policy checks."""
+        return ResolvedRequest(**{f.name: getattr(self, f.name) for f in fields(ResolvedRequest)})
+
+    @property
     def is_new(self) -> bool:
         """The record as first stored: every update bumps the version past 0."""
         return self.version == 0
@@ -198,20 +204,16 @@ class Grant(BaseModel):
 def new_grant(
     resolved: ResolvedRequest, *, handle: str, now: datetime, pending_ttl: timedelta
 ) -> Grant:
+    """A pending request for ``resolved``: every decided field as the policy resolved it."""
+    decided = {f.name: getattr(resolved, f.name) for f in fields(resolved)}
+    duration: timedelta = decided.pop("duration")
     return Grant(
         id=new_id(),
-        requester=resolved.requester,
         handle=handle,
-        role=resolved.role,
-        cluster=resolved.cluster,
-        namespace=resolved.namespace,
-        scope=resolved.scope,
-        cluster_role=resolved.cluster_role,
-        duration_s=int(resolved.duration.total_seconds()),
-        reason=resolved.reason,
-        approvals_required=resolved.approvals_required,
+        duration_s=int(duration.total_seconds()),
         created_at=now,
         pending_until=now + pending_ttl,
+        **decided,
     )
 
 

@@ -1,0 +1,78 @@
+"""The dependencies object every use case shares, and the few helpers they all use.
+
+One frozen :class:`Deps` is built by the composition root (:func:`bot.core.build_core`)
+and handed to each use-case module of :mod:`bot.usecases`; changing a tunable means
+building a new one (:class:`bot.workflow.Workflow` does that for the tests' seams).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from bot.errors import UnknownGrant
+from bot.models import Grant, utcnow
+from bot.policy import Policy
+from bot.ports import Directory, Notifier
+from bot.retry import Backoff
+from bot.scheduler import Scheduler
+from bot.store import Store
+from k8s.clients import ClusterRegistry
+
+SYSTEM = "accessbot"  # the actor for changes nobody clicked
+
+
+@dataclass(frozen=True)
+class Deps:
+    """What the use cases talk to, and how long they wait.
+
+    Args:
+        policy: the policy in force; every decision reads it afresh.
+        store: grant records and their scheduler jobs, changed in one transaction.
+        scheduler: the durable job queue (expiry, cleanup, provisioning retries).
+        clusters: the Kubernetes clusters by policy name.
+        notifier: Slack (or a test double): cards, DMs, kubeconfig files.
+        directory: who is who: usergroups, handles, email look-ups.
+        clock: the current time as an aware UTC ``datetime``; default
+            :func:`bot.models.utcnow`. Tests pass a controllable clock.
+        backoff: how cluster calls are retried; default ``Backoff()``
+            (5 attempts, 0.5 s base, 8 s cap, full jitter).
+        on_provision_step: test seam for crash drills, called with the name of
+            each provisioning step just completed; default ``None``.
+        delivery_claim_seconds: how long, in seconds, a kubeconfig delivery claim
+            holds off other attempts; default 60. About two scheduler leases:
+            longer than a live attempt needs between claim and record.
+        card_retry: how long after creating a pending request the safety-net
+            job posts its card if nobody recorded one; default 30 s.
+        cleanup_grace: how long after a grant ends the durable cleanup job
+            waits (so it does not race the inline cleanup); default 30 s.
+        record_patience_seconds: how long, in seconds, recording a delivered
+            kubeconfig waits out a Redis blip before giving up; default 30.
+    """
+
+    policy: Policy
+    store: Store
+    scheduler: Scheduler
+    clusters: ClusterRegistry
+    notifier: Notifier
+    directory: Directory
+    clock: Callable[[], datetime] = utcnow
+    backoff: Backoff = field(default_factory=Backoff)
+    on_provision_step: Callable[[str], object] | None = None
+    delivery_claim_seconds: float = 60.0
+    card_retry: timedelta = timedelta(seconds=30)
+    cleanup_grace: timedelta = timedelta(seconds=30)
+    record_patience_seconds: float = 30.0
+
+    async def grant(self, grant_id: str) -> Grant:
+        """The stored grant; raises UnknownGrant when there is none with this id."""
+        grant = await self.store.get(grant_id)
+        if grant is None:
+            raise UnknownGrant(f"no request or grant with id {grant_id!r}")
+        return grant
+
+
+def user_reason(exc: BaseException) -> str:
+    """A failure reason a requester can read; never the raw exception repr."""
+    return str(exc) or exc.__class__.__name__

@@ -1,0 +1,232 @@
+"""Requests and decisions: submit a request, post its card, approve, deny, cancel, time out.
+
+Each decision is made by pure code inside one store transaction that also reads
+who is offboarded, so a late click, a double click or an offboarding a moment
+ago cannot slip a change through; the answer is a :class:`Decision`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from bot.lifecycle import LIVE, State
+from bot.models import Grant, MessageRef, new_grant
+from bot.policy import AccessRequestSpec, may_approve, resolve_request
+from bot.scheduler import Job
+from bot.store import Change, RequesterOffboarded
+from bot.usecases.authorization import OFFBOARDED, REQUESTER_OFFBOARDED, Authorization
+from bot.usecases.deps import SYSTEM, Deps
+from bot.usecases.jobs import card_job, grant_of, job, provision_job, timeout_job
+
+
+class Outcome(StrEnum):
+    APPROVED = "approved"  # this approval completed the tally
+    RECORDED = "recorded"  # counted; more approvals needed
+    ALREADY_COUNTED = "already_counted"
+    DENIED = "denied"
+    ALREADY_DECIDED = "already_decided"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What an approve or deny click did (``outcome``) and the grant as it now stands."""
+
+    outcome: Outcome
+    grant: Grant
+
+
+@dataclass(frozen=True)
+class Requests:
+    """Requests from submission to decision; ``authz`` says who may decide."""
+
+    deps: Deps
+    authz: Authorization
+
+    # -- queries -------------------------------------------------------------
+    async def list_grants(self, user: str, *, everyone: bool = False) -> list[Grant]:
+        """A user's live and pending grants; admins may ask for everyone's."""
+        shown = (State.PENDING, *LIVE)
+        store = self.deps.store
+        if everyone:
+            await self.authz.require_admin(user, "list everyone's grants")
+            return await store.by_state(*shown)
+        await self.authz.require_enabled(user, "list")
+        return [g for g in await store.by_user(user) if g.state in shown]
+
+    async def awaiting(self, user: str) -> list[Grant]:
+        """Pending requests this user could approve now."""
+        await self.authz.require_enabled(user, "list requests awaiting approval")
+        groups = await self.deps.directory.groups_of(user)
+        candidates = [
+            g
+            for g in await self.deps.store.by_state(State.PENDING)
+            if user not in g.approvals
+            and may_approve(self.deps.policy, g.role, user, groups, g.requester)
+        ]
+        parents = {
+            p.id: p for p in await self.deps.store.many(g.extends for g in candidates if g.extends)
+        }
+        return [
+            g
+            for g in candidates
+            if g.extends is None or getattr(parents.get(g.extends), "requester", None) != user
+        ]
+
+    # -- request -------------------------------------------------------------
+    async def submit(self, spec: AccessRequestSpec) -> Grant:
+        """Validate and store a request; post its card or approve it at once.
+
+        Raises NotAllowed (audited) for an offboarded requester, also when the
+        offboarding lands while this request is on its way (the store checks
+        inside the transaction that creates the record).
+        """
+        deps = self.deps
+        await self.authz.require_enabled(spec.requester, "request")
+        resolved = resolve_request(deps.policy, spec)
+        now = deps.clock()
+        grant = new_grant(
+            resolved,
+            handle=await deps.directory.handle_of(spec.requester),
+            now=now,
+            pending_ttl=deps.policy.defaults.pending_ttl,
+        )
+        if deps.clusters[grant.cluster].trust.insecure:
+            grant = grant.model_copy(update={"tls_insecure": True})  # warned on the card
+        if resolved.approvals_required == 0:
+            grant = grant.moved(State.APPROVED, SYSTEM, now, "auto-approved by policy")
+            return await self.create(grant, [job(provision_job(grant.id), now)])
+        grant = await self.create_pending(grant)
+        await self.post_card(grant)
+        return await deps.grant(grant.id)
+
+    async def create_pending(self, grant: Grant) -> Grant:
+        """Store a pending request with its timeout and its card's safety net."""
+        # The card job is a safety net: if we die before the card is posted and
+        # recorded, it posts the card later instead of leaving approvers unaware.
+        return await self.create(
+            grant,
+            [
+                job(timeout_job(grant.id), grant.pending_until),
+                job(card_job(grant.id), self.deps.clock() + self.deps.card_retry),
+            ],
+        )
+
+    async def create(self, grant: Grant, jobs: list[Job]) -> Grant:
+        try:
+            return await self.deps.store.create(grant, jobs)
+        except RequesterOffboarded:
+            raise await self.authz.refuse(grant.requester, "request", None, OFFBOARDED) from None
+
+    async def post_card(self, grant: Grant) -> None:
+        """Post the approval card and record where it is (which ends the card job)."""
+        card = await self.deps.notifier.post_card(grant)
+        if card is not None:
+            await self._set_card(grant.id, card)
+
+    async def _set_card(self, grant_id: str, card: MessageRef) -> None:
+        await self.deps.store.update(
+            grant_id,
+            lambda g: Change(g.model_copy(update={"card": card}), cancel=[card_job(grant_id)]),
+        )
+
+    async def on_card_job(self, j: Job) -> None:
+        """Post the card of a pending request that has none (the safety net fired)."""
+        grant = await self.deps.store.get(grant_of(j))
+        if grant is not None and grant.state == State.PENDING and grant.card is None:
+            await self.post_card(grant)
+
+    async def on_timeout_job(self, j: Job) -> None:
+        """End a request nobody decided before its deadline."""
+        now = self.deps.clock()
+        await self.deps.store.update(
+            grant_of(j),
+            lambda g: (
+                Change(g.moved(State.TIMED_OUT, SYSTEM, now, "nobody decided in time"))
+                if g.state == State.PENDING and g.pending_until <= now
+                else None
+            ),
+        )
+
+    # -- decisions ------------------------------------------------------------
+    async def approve(self, grant_id: str, approver: str) -> Decision:
+        grant = await self.deps.grant(grant_id)
+        await self.authz.require_decider(grant, approver, "approve")
+        now = self.deps.clock()
+        result: dict[str, Outcome] = {}
+        refused: list[str] = []
+
+        def decide(g: Grant, offboarded: frozenset[str]) -> Change | None:
+            # Offboarding is read in this same transaction: an approver or a
+            # requester offboarded a moment ago cannot slip an approval through.
+            if g.state != State.PENDING:
+                result["o"] = Outcome.ALREADY_DECIDED
+                return None
+            if approver in offboarded or g.requester in offboarded:
+                refused.append(OFFBOARDED if approver in offboarded else REQUESTER_OFFBOARDED)
+                return None
+            if approver in g.approvals:
+                result["o"] = Outcome.ALREADY_COUNTED
+                return None
+            # Approvals of people offboarded since no longer count (or show).
+            tally = g.tally.without(offboarded).add(approver)
+            g = g.model_copy(update={"approvals": tally.approvers})
+            if not tally.satisfied:
+                result["o"] = Outcome.RECORDED
+                # Audited as its own event: each approval is answerable from the stream.
+                counted = f"approval {len(tally.approvers)} of {g.approvals_required}"
+                return Change(g.noted("approval", approver, now, counted))
+            result["o"] = Outcome.APPROVED
+            return _approved(g, approver, now)
+
+        updated = await self.deps.store.update_checked(grant_id, decide, also=(approver,))
+        if refused:
+            raise await self.authz.refuse(approver, "approve", grant, refused[0])
+        return Decision(result["o"], updated or await self.deps.grant(grant_id))
+
+    async def deny(self, grant_id: str, user: str, reason: str = "") -> Decision:
+        grant = await self.deps.grant(grant_id)
+        await self.authz.require_decider(grant, user, "deny")
+        now = self.deps.clock()
+
+        def decide(g: Grant) -> Change | None:
+            if g.state != State.PENDING:
+                return None
+            denied = g.moved(State.DENIED, user, now, reason).model_copy(update={"denied_by": user})
+            return Change(denied, cancel=[timeout_job(g.id)])
+
+        updated = await self.deps.store.update(grant_id, decide)
+        if updated is None:
+            return Decision(Outcome.ALREADY_DECIDED, await self.deps.grant(grant_id))
+        return Decision(Outcome.DENIED, updated)
+
+    async def cancel(self, grant_id: str, user: str, reason: str = "") -> Grant | None:
+        grant = await self.deps.grant(grant_id)
+        await self.authz.require_enabled(user, "cancel", grant)
+        if user != grant.requester and not await self.authz.is_admin(user):
+            raise await self.authz.refuse(
+                user, "cancel", grant, "only the requester or an admin can cancel a request"
+            )
+        return await self.cancel_pending(grant_id, user, reason)
+
+    async def cancel_pending(self, grant_id: str, actor: str, reason: str) -> Grant | None:
+        """Cancel a request still pending (no authorization check); None when it was not."""
+        now = self.deps.clock()
+        return await self.deps.store.update(
+            grant_id,
+            lambda g: (
+                Change(g.moved(State.CANCELLED, actor, now, reason), cancel=[timeout_job(g.id)])
+                if g.state == State.PENDING
+                else None
+            ),
+        )
+
+
+def _approved(g: Grant, approver: str, now: datetime) -> Change:
+    # For an extension request the "provision" job applies the extension.
+    return Change(
+        g.moved(State.APPROVED, approver, now),
+        schedule=[job(provision_job(g.id), now)],
+        cancel=[timeout_job(g.id)],
+    )
