@@ -36,6 +36,7 @@ and one handler registered for that kind.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -44,7 +45,9 @@ from bot.lifecycle import State
 from bot.models import Grant
 from bot.policy import Policy
 
-__all__ = ["NextStep", "StepKind", "Timing", "approved_at", "expiry_set_at", "next_step"]
+__all__ = [
+    "NextStep", "StepKind", "Timing", "approved_at", "expiry_set_at", "next_step", "plan_for",
+]  # fmt: skip
 
 
 class StepKind(StrEnum):
@@ -117,6 +120,18 @@ def next_step(
     if _needs_cleanup(grant):
         return NextStep(StepKind.CLEANUP, _ended_at(grant, now) + timing.cleanup_grace)
     return None
+
+
+def plan_for(
+    policy: Policy, timing: Callable[[], Timing] = Timing
+) -> Callable[[Grant, datetime], NextStep | None]:
+    """``next_step`` bound to ``policy``: ``plan(grant, now)``. ``timing`` is read at each
+    call (the bot's delays may be tuned after wiring, as tests do)."""
+
+    def plan(grant: Grant, now: datetime) -> NextStep | None:
+        return next_step(grant, policy, now, timing())
+
+    return plan
 
 
 def approved_at(grant: Grant) -> datetime | None:

@@ -10,5 +10,6 @@
 - ``receipts``: the revocation receipt: checks on the cluster that access is gone.
 - ``extensions``: more time on an active grant, directly or by an approved request.
 - ``offboarding``: block a person, end all they hold, sweep the clusters, re-enable.
-- ``jobs``: the scheduler job kinds and ids the use cases commit with their changes.
+- the step handlers (card, timeout, provision, extend, remind, expire, cleanup) live
+  with their concept; :mod:`bot.agenda` says which step is next, :mod:`bot.steps` runs it.
 """

@@ -29,8 +29,9 @@ class Deps:
 
     Args:
         policy: the policy in force; every decision reads it afresh.
-        store: grant records and their scheduler jobs, changed in one transaction.
-        scheduler: the durable job queue (expiry, cleanup, provisioning retries).
+        store: grant records and their due index (the agenda's next step of each),
+            changed in one transaction.
+        scheduler: the durable runner of due steps (expiry, cleanup, provisioning...).
         clusters: the Kubernetes clusters by policy name.
         notifier: Slack (or a test double): cards, DMs, kubeconfig files.
         directory: who is who: usergroups, handles, email look-ups.
@@ -44,8 +45,8 @@ class Deps:
             holds off other attempts; default 60. About two scheduler leases:
             longer than a live attempt needs between claim and record.
         card_retry: how long after creating a pending request the safety-net
-            job posts its card if nobody recorded one; default 30 s.
-        cleanup_grace: how long after a grant ends the durable cleanup job
+            step posts its card if nobody recorded one; default 30 s.
+        cleanup_grace: how long after a grant ends the durable cleanup step
             waits (so it does not race the inline cleanup); default 30 s.
         record_patience_seconds: how long, in seconds, recording a delivered
             kubeconfig waits out a Redis blip before giving up; default 30.

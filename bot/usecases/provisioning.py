@@ -2,8 +2,8 @@
 
 approved → provisioning → objects and token → verify the kubeconfig → deliver →
 active, or failed with whatever was made taken back. Every step is idempotent
-and backed by the durable ``provision`` job, so a crash anywhere resumes rather
-than repeats; one delivery claim keeps a resumed attempt from sending a second file.
+and backed by the durable ``provision`` step (:mod:`bot.agenda`), so a crash anywhere
+resumes rather than repeats; one delivery claim keeps a resumed attempt from sending a second file.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from bot.policy import RequestRejected, recheck_request
 from bot.retry import retrying
 from bot.scheduler import RetryLater
 from bot.store import Change
-from bot.usecases import jobs
 from bot.usecases.authorization import APPROVER_OFFBOARDED, REQUESTER_OFFBOARDED
 from bot.usecases.credentials import deliver, grant_spec, verified_kubeconfig
 from bot.usecases.deps import SYSTEM, Deps, user_reason
@@ -175,11 +174,7 @@ class Provisioning:
             )
         else:
             return None
-        return Change(
-            ended,
-            schedule=[jobs.cleanup_safety_net(self.deps, g, now)],
-            cancel=jobs.live_jobs(g.id),
-        )
+        return Change(ended)  # its next step: the cleanup of whatever was made
 
     async def _activate(
         self, grant: Grant, delivery: str, objects: tuple[ClusterObject, ...]
@@ -191,7 +186,7 @@ class Provisioning:
             active = g.moved(State.ACTIVE, SYSTEM, now).model_copy(
                 update={"delivered_file": delivery, "objects": objects}
             )
-            return Change(active, schedule=jobs.expiry_jobs(deps, active))
+            return Change(active)  # its next steps: the reminder, the expiry
 
         # The file is already in the user's DM: wait out a Redis blip rather
         # than fail the job and have a retry send it again.
@@ -212,7 +207,7 @@ class Provisioning:
         return activated
 
     async def fail(self, grant: Grant, reason: str) -> Grant | None:
-        """Mark failed and undo whatever was made; cleanup is a durable job first."""
+        """Mark failed and undo whatever was made; the cleanup step is due first."""
         deps = self.deps
         now = deps.clock()
         log.warning("grant %s failed: %s", grant.id, reason, extra={"grant_id": grant.id})
@@ -224,9 +219,7 @@ class Provisioning:
                 else Change(
                     g.moved(State.FAILED, SYSTEM, now, reason).model_copy(
                         update={"failure": reason}
-                    ),
-                    schedule=[jobs.cleanup_safety_net(deps, g, now)],
-                    cancel=[jobs.expire_job(g.id), jobs.remind_job(g.id)],
+                    )
                 )
             ),
         )
