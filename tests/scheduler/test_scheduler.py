@@ -28,7 +28,7 @@ from redis.exceptions import WatchError
 from bot.scheduler import Defer, Job, RetryLater, Scheduler
 from tests.support.patience import PATIENCE
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PREFIX = "ab:sched"
 KEYS = {name: f"{PREFIX}:{name}" for name in ("due", "jobs", "leases", "owners")}
 
