@@ -63,14 +63,6 @@ class StepKind(StrEnum):
 
 
 @dataclass(frozen=True)
-class NextStep:
-    """The step to come: ``kind`` at ``due`` (timezone-aware UTC)."""
-
-    kind: StepKind
-    due: datetime
-
-
-@dataclass(frozen=True)
 class Timing:
     """The agenda's own delays (the policy holds the rest).
 
@@ -83,6 +75,14 @@ class Timing:
 
     card_retry: timedelta = timedelta(seconds=30)
     cleanup_grace: timedelta = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class NextStep:
+    """The step to come: ``kind`` at ``due`` (timezone-aware UTC)."""
+
+    kind: StepKind
+    due: datetime
 
 
 def next_step(

@@ -281,12 +281,11 @@ class Scheduler(Entries):
                     future.set_result(int(outcome))
 
     async def _fail(self, claim: Claim, exc: BaseException, delay: float) -> None:
+        """A failed attempt: again after ``delay`` seconds, or dead after ``max_attempts``."""
         job = claim.job
-        attempts = job.attempts + 1
-        if attempts >= self.max_attempts:
+        if job.attempts + 1 >= self.max_attempts:
             await self._bury(claim, exc)
             return
-        retry = Job(job.id, job.kind, self._clock() + delay, job.data, attempts)
         if isinstance(exc, RetryLater):
             log.info("job asked to run later", extra=log_extra(job, delay=delay))
         else:
@@ -295,20 +294,22 @@ class Scheduler(Entries):
                 exc_info=exc,
                 extra=log_extra(job, delay=delay, error=type(exc).__name__),
             )
-        try:
-            await self._leases.retry(claim, retry)
-        except RedisError:
-            log.exception("recording job retry failed", extra=log_extra(job))
+        await self._run_again(claim, delay, job.attempts + 1)
 
     async def _refile(self, claim: Claim, exc: Defer) -> None:
         """Run again after ``exc.seconds``; the attempts so far stay as they are."""
         job = claim.job
-        later = Job(job.id, job.kind, self._clock() + exc.seconds, job.data, job.attempts)
         log.info("job deferred", extra=log_extra(job, delay=exc.seconds, reason=str(exc)))
+        await self._run_again(claim, exc.seconds, job.attempts)
+
+    async def _run_again(self, claim: Claim, delay: float, attempts: int) -> None:
+        """Re-file the claimed entry ``delay`` seconds from now with ``attempts``."""
+        job = claim.job
+        later = Job(job.id, job.kind, self._clock() + delay, job.data, attempts)
         try:
             await self._leases.retry(claim, later)
         except RedisError:
-            log.exception("recording a deferred job failed", extra=log_extra(job))
+            log.exception("recording when to run a job again failed", extra=log_extra(job))
 
     async def _bury(self, claim: Claim, exc: BaseException) -> None:
         job = claim.job
