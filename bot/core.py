@@ -93,7 +93,7 @@ class Core:
         ]
 
     async def stop(self) -> None:
-        """Stop taking work; running jobs finish or hand their leases back."""
+        """Stop taking work; running steps finish or hand their leases back."""
         self._stop.set()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
