@@ -42,6 +42,7 @@ class Provisioning:
         grant = await self._start(grant_id)
         if grant is None:
             return await deps.store.get(grant_id)
+        _passed(deps, "provisioning")
         # Requested under an older policy: the policy in force when anything is
         # created decides (role, ClusterRole, namespace, duration, approvals).
         try:
@@ -52,6 +53,7 @@ class Provisioning:
             token, content = await self._make_credentials(grant)
             # The end the cluster honours is on record before anyone is told a time.
             grant = await self._record_token(grant, token)
+            _passed(deps, "verified")
             if grant.delivered_file:
                 delivery = grant.delivered_file
             else:
@@ -225,6 +227,12 @@ class Provisioning:
         )
         await self.ending.cleanup(grant.id, grant.cluster)
         return failed or await deps.store.get(grant.id)
+
+
+def _passed(deps: Deps, step: str) -> None:
+    """Tell the crash-drill seam a saga step is done (the objects' steps: k8s.grants)."""
+    if deps.on_provision_step is not None:
+        deps.on_provision_step(step)
 
 
 def _records(refs: tuple[k8s_grants.ObjectRef, ...]) -> tuple[ClusterObject, ...]:

@@ -59,7 +59,12 @@ def deliveries(tmp: Path, grant_id: str) -> list[dict[str, str]]:
     return [json.loads(p.read_text()) for p in (tmp / "spool").glob(f"{grant_id}-*.delivery")]
 
 
-@pytest.mark.parametrize("kill_at", ["service_account", "binding", "token", "before_delivery"])
+# Every step of the saga: recorded provisioning, each object, the token, the verified
+# kubeconfig with the cluster's end on record, and the delivery claim.
+@pytest.mark.parametrize(
+    "kill_at",
+    ["provisioning", "service_account", "binding", "token", "verified", "before_delivery"],
+)
 async def test_killed_mid_provisioning_converges(
     redis_url: str, cluster: TestCluster, cluster_b: TestCluster, tmp_path: Path, kill_at: str
 ) -> None:
