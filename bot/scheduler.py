@@ -1,15 +1,13 @@
 """The worker loop: claim due entries, run their handlers, retry, renew and hand back leases.
 
-Durable and Redis-backed (the Lua scripts and the layout are in :mod:`bot.leases`). In the
-bot every entry is one grant whose next step is due (:mod:`bot.agenda`, run by
-:mod:`bot.steps`); the store files entries in the same MULTI/EXEC as the record
-(``add_to``/``cancel_in`` join the caller's transaction, ZADD moves exactly).
+Durable and Redis-backed (Lua scripts and layout: :mod:`bot.leases`). In the bot every entry
+is one grant whose next step is due (:mod:`bot.agenda`, run by :mod:`bot.steps`), filed by
+the store in the record's own MULTI/EXEC (``add_to``/``cancel_in``; ZADD moves exactly).
 
-Why not arq or saq: both refuse a second enqueue of a live job id (arq's ``_job_id`` and saq's
-job ``key`` make enqueue return None), so an extension cannot *move* a deferred expiry, and
-cancel is a cooperative abort flag rather than an exact removal. Both enqueue through their own
-WATCH/MULTI or Lua call, so an entry cannot commit in the same MULTI/EXEC as the state change
-that needs it.
+Why not arq or saq: both refuse a second enqueue of a live job id (arq's ``_job_id``, saq's
+``key``), so an extension cannot *move* a deferred expiry; cancel is a cooperative abort flag,
+not an exact removal; and both enqueue through their own WATCH/MULTI or Lua call, so an entry
+cannot commit in the same MULTI/EXEC as the state change that needs it.
 
 Delivery is at-least-once (a stalled or killed worker's entry runs again after its lease), so
 handlers must be idempotent; with live workers each due entry is claimed exactly once.
@@ -68,7 +66,31 @@ _REDIS_ERROR_PAUSE = 1.0
 
 
 class Scheduler(Entries):
-    """Schedules jobs (any process) and runs them (``run``, in each replica)."""
+    """Files entries (any process, :class:`~bot.leases.Entries`) and runs them (``run``,
+    in each replica).
+
+    Args:
+        redis: the client (any ``decode_responses``).
+        prefix: key prefix of the four keys; default ``"ab:sched"``.
+        worker_id: names this worker in claim tokens and logs; default host:pid:random.
+        lease_seconds: how long a claim holds an entry without a heartbeat (renewed every
+            third of it); a killed worker's entries run again after this; default 30.
+        poll_seconds: longest sleep between claims (entries filed by other processes are
+            seen within it); default 0.1.
+        concurrency: handlers running at once in this worker; default 64.
+        clock: epoch seconds now; default ``time.time`` (tests drive their own).
+        max_attempts: failed runs before an entry is dead-lettered (``Defer`` never
+            counts); default 10.
+        backoff_base_seconds / backoff_max_seconds: retry delay after the n-th failure,
+            ``base * 2**n`` capped at max; defaults 1 and 60.
+        shutdown_grace_seconds: how long ``run`` lets handlers finish after ``stop``
+            before handing their entries back; default 8.
+        claim_batch: most entries claimed in one script call; default 256.
+        on_lag: told ``(kind, seconds late)`` as each handler starts (metrics).
+        on_dead: told ``(entry, error)`` when an entry is dead-lettered.
+
+    Raises ValueError for a non-positive concurrency, lease, poll or max_attempts.
+    """
 
     def __init__(
         self,
@@ -77,28 +99,28 @@ class Scheduler(Entries):
         prefix: str = "ab:sched",
         worker_id: str | None = None,
         lease_seconds: float = 30.0,
-        poll_interval: float = 0.1,
+        poll_seconds: float = 0.1,
         concurrency: int = 64,
         clock: Callable[[], float] = time.time,
         max_attempts: int = 10,
-        backoff_base: float = 1.0,
-        backoff_max: float = 60.0,
-        shutdown_grace: float = 8.0,
+        backoff_base_seconds: float = 1.0,
+        backoff_max_seconds: float = 60.0,
+        shutdown_grace_seconds: float = 8.0,
         claim_batch: int = 256,
         on_lag: LagObserver | None = None,
         on_dead: DeadHandler | None = None,
     ) -> None:
-        if concurrency < 1 or lease_seconds <= 0 or poll_interval <= 0 or max_attempts < 1:
-            raise ValueError("concurrency, lease_seconds, poll_interval, max_attempts must be > 0")
+        if concurrency < 1 or lease_seconds <= 0 or poll_seconds <= 0 or max_attempts < 1:
+            raise ValueError("concurrency, lease_seconds, poll_seconds, max_attempts must be > 0")
         super().__init__(redis, prefix)
         self.worker_id = worker_id or default_worker_id()
         self.lease_seconds = lease_seconds
-        self.poll_interval = poll_interval
+        self.poll_seconds = poll_seconds
         self.concurrency = concurrency
         self.max_attempts = max_attempts
-        self.backoff_base = backoff_base
-        self.backoff_max = backoff_max
-        self.shutdown_grace = shutdown_grace
+        self.backoff_base_seconds = backoff_base_seconds
+        self.backoff_max_seconds = backoff_max_seconds
+        self.shutdown_grace_seconds = shutdown_grace_seconds
         self.claim_batch = claim_batch
         self.on_lag = on_lag
         self.on_dead = on_dead
@@ -121,7 +143,7 @@ class Scheduler(Entries):
         heartbeat = asyncio.create_task(self._heartbeat_loop(), name="scheduler-heartbeat")
         try:
             await self._claim_loop(stop)
-            await self._drain(self.shutdown_grace)
+            await self._drain(self.shutdown_grace_seconds)
         except asyncio.CancelledError:
             # Cancelled rather than stopped: no grace, but still hand the work back at once.
             await self._drain(0.0)
@@ -157,7 +179,7 @@ class Scheduler(Entries):
             if free <= 0:
                 # Full: wake when a handler finishes (or after a poll, to notice stop).
                 await asyncio.wait(
-                    self._running, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED
+                    self._running, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED
                 )
                 continue
             await _sleep_or_stop(stop, await self._claim_and_start(min(free, self.claim_batch)))
@@ -174,11 +196,11 @@ class Scheduler(Entries):
         if len(claims) >= limit:
             return 0.0  # likely more already due
         if next_due is None:
-            return self.poll_interval
+            return self.poll_seconds
         # Sleep until the next due time but never longer than a poll: jobs scheduled by other
         # processes meanwhile may be due sooner. The floor batches a dense stream of due jobs
         # into fewer claims (a few ms of lag for far fewer round trips under load).
-        return min(self.poll_interval, max(_MIN_SLEEP, next_due - self._clock()))
+        return min(self.poll_seconds, max(_MIN_SLEEP, next_due - self._clock()))
 
     async def _claim(self, limit: int) -> tuple[list[Claim], float | None]:
         now = self._clock()
@@ -243,7 +265,7 @@ class Scheduler(Entries):
             log.exception("on_lag hook failed", extra=log_extra(job))
 
     def _backoff(self, attempts: int) -> float:
-        return min(self.backoff_max, self.backoff_base * 2.0 ** min(attempts, 32))
+        return min(self.backoff_max_seconds, self.backoff_base_seconds * 2.0 ** min(attempts, 32))
 
     async def _finish(self, claim: Claim) -> int:
         """Record success (or a drop); returns the FINISH outcome, -1 if Redis failed."""

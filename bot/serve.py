@@ -75,7 +75,7 @@ async def _build(
         scheduler_options={
             "lease_seconds": settings.accessbot_lease_seconds,
             "on_lag": metrics.observe_lag,
-            "shutdown_grace": SHUTDOWN_BUDGET - 3.0,
+            "shutdown_grace_seconds": SHUTDOWN_BUDGET - 3.0,
         },
     )
     metrics.attach(core.store, policy)

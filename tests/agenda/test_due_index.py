@@ -27,7 +27,7 @@ DEFAULT = Timing()
 
 
 def make(redis: aioredis.Redis, timing: Timing = DEFAULT) -> tuple[Store, Scheduler]:
-    sched = Scheduler(redis, lease_seconds=2.0, poll_interval=0.02, backoff_base=0.05)
+    sched = Scheduler(redis, lease_seconds=2.0, poll_seconds=0.02, backoff_base_seconds=0.05)
     return Store(redis, sched, plan=plan_for(POL, lambda: timing)), sched
 
 

@@ -42,7 +42,7 @@ defaults: {duration: 1h, pending_ttl: 24h, reminder_before: 10m}
 NAMESPACES = ("accessbot-users", "team-a", "team-b")
 
 # Fast enough for tests, slow enough that a crashed worker's lease is visible.
-FAST_SCHEDULER = {"lease_seconds": 2.0, "poll_interval": 0.05, "backoff_base": 0.2}
+FAST_SCHEDULER = {"lease_seconds": 2.0, "poll_seconds": 0.05, "backoff_base_seconds": 0.2}
 FAST_BACKOFF = Backoff(attempts=3, base=0.05, cap=0.2)
 
 
