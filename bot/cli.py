@@ -338,12 +338,13 @@ async def _grants(settings: Settings, args: argparse.Namespace) -> int:
             _print_grants(await core.store.by_state(*states))
             return 0
         try:
-            grant = await core.workflow.revoke(
+            revocation = await core.workflow.revoke(
                 args.grant_id, _operator(), args.reason, operator=True
             )
         except (UnknownGrant, NotAllowed) as exc:
             print(f"accessbot: {exc}", file=sys.stderr)
             return EXIT_PROBLEM
+        grant = revocation.grant
         print(f"{grant.id}: {grant.state}")
         receipt = (await core.workflow.get(grant.id)).receipt
         if receipt is not None:

@@ -29,7 +29,7 @@ from bot.usecases.authorization import (
     Authorization,
 )
 from bot.usecases.deps import SYSTEM, Deps
-from bot.usecases.ending import Ending
+from bot.usecases.ending import Ending, Revocation
 from bot.usecases.extensions import Extensions
 from bot.usecases.offboarding import Offboarding, OffboardResult, PendingCleanup, Progress
 from bot.usecases.provisioning import Provisioning
@@ -46,6 +46,7 @@ __all__ = [
     "OffboardResult",
     "Outcome",
     "PendingCleanup",
+    "Revocation",
     "Workflow",
 ]
 
@@ -161,7 +162,7 @@ class Workflow:
 
     async def revoke(
         self, grant_id: str, actor: str, reason: str = "", *, operator: bool = False
-    ) -> Grant:
+    ) -> Revocation:
         return await self.ending.revoke(grant_id, actor, reason, operator=operator)
 
     async def extend(self, grant_id: str, user: str, by: timedelta) -> Grant:

@@ -546,15 +546,14 @@ class _Listeners:
 
     async def _revoke(self, grant_id: str, user: str, body: JSON | None = None) -> Message:
         """Revoke (or cancel) and say what happened; the workflow checks permission."""
-        before = await self.workflow.get(grant_id)
-        after = await self.workflow.revoke(grant_id, user)
+        revocation = await self.workflow.revoke(grant_id, user)
         if body is not None:
             await self._refresh_home(body)
-        if before.ended:
+        if revocation.already_over:
             return info_message(
-                f"{grant_id} had already ended ({before.state}); nothing to revoke."
+                f"{grant_id} had already ended ({revocation.was}); nothing to revoke."
             )
-        return _revoked(after)
+        return _revoked(revocation.grant)
 
     async def extend_click(
         self, ack: AsyncAck, body: JSON, action: JSON, respond: AsyncRespond

@@ -7,9 +7,10 @@ building a new one (:class:`bot.workflow.Workflow` does that for the tests' seam
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from bot.errors import UnknownGrant
 from bot.models import Grant, utcnow
@@ -17,10 +18,15 @@ from bot.policy import Policy
 from bot.ports import Directory, Notifier
 from bot.retry import Backoff
 from bot.scheduler import Scheduler
-from bot.store import Store
+from bot.store import Change, Store
 from k8s.clients import ClusterRegistry
 
 SYSTEM = "accessbot"  # the actor for changes nobody clicked
+
+V = TypeVar("V")
+# A pure decision on one record: its verdict, and the change it implies (None: write
+# nothing), given who among the people involved is offboarded.
+Rule = Callable[[Grant, frozenset[str]], tuple[V, Change | None]]
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,27 @@ class Deps:
         if grant is None:
             raise UnknownGrant(f"no request or grant with id {grant_id!r}")
         return grant
+
+
+async def rule_on(
+    store: Store, grant_id: str, rule: Rule[V], *, also: Sequence[str] = ()
+) -> tuple[V | None, Grant | None]:
+    """Apply ``rule`` to the record in one store transaction (``Store.update_checked``).
+
+    Returns the verdict of the run that committed (the store may run ``rule``
+    several times under contention; each run sees the record afresh) and the
+    record as committed, or None when nothing changed. The verdict is None when
+    there is no such record. ``also``: more people whose offboarding ``rule`` is told.
+    """
+    verdicts: list[V] = []
+
+    def decide(g: Grant, offboarded: frozenset[str]) -> Change | None:
+        verdict, change = rule(g, offboarded)
+        verdicts.append(verdict)
+        return change
+
+    updated = await store.update_checked(grant_id, decide, also=also)
+    return (verdicts[-1] if verdicts else None), updated
 
 
 def user_reason(exc: BaseException) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from bot.lifecycle import LIVE, State
+from bot.lifecycle import LIVE, State, is_terminal
 from bot.models import ClusterObject, Grant
 from bot.retry import retrying
 from bot.scheduler import Defer
@@ -28,6 +28,29 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Revocation:
+    """What a revoke did.
+
+    ``grant``: the grant (or request) as it stands after the call; its state
+    says how it ended (cancelled, revoked, or another end that raced this one).
+    ``was``: its state when the revoke was asked.
+    """
+
+    grant: Grant
+    was: State
+
+    @property
+    def state(self) -> State:
+        """The state it is in now (``grant.state``)."""
+        return self.grant.state
+
+    @property
+    def already_over(self) -> bool:
+        """It had ended before the revoke was asked: nothing was revoked."""
+        return is_terminal(self.was)
+
+
+@dataclass(frozen=True)
 class Ending:
     """Ending grants; ``requests`` cancels a pending one, ``receipts`` proves an end."""
 
@@ -38,21 +61,22 @@ class Ending:
 
     async def revoke(
         self, grant_id: str, actor: str, reason: str = "", *, operator: bool = False
-    ) -> Grant:
+    ) -> Revocation:
         """End a grant (or cancel a pending request). ``operator``: the CLI, already trusted.
 
         An extension request is only ever cancelled or (approved, not yet
         applied) revoked on its own: it has no objects, and revoking it never
-        touches the grant it extends. Once applied it has ended.
+        touches the grant it extends. Once applied it has ended. Raises
+        UnknownGrant, and NotAllowed (audited) unless ``actor`` owns it or is an admin.
         """
         grant = await self.deps.grant(grant_id)
         if not operator:
             await self.authz.require_owner_or_admin(grant, actor, "revoke")
         if grant.state == State.PENDING:
-            cancelled = await self.requests.cancel_pending(grant_id, actor, reason)
-            return cancelled or await self.deps.grant(grant_id)
-        ended = await self.end(grant_id, State.REVOKED, actor, reason)
-        return ended or await self.deps.grant(grant_id)
+            after = await self.requests.cancel_pending(grant_id, actor, reason)
+        else:
+            after = await self.end(grant_id, State.REVOKED, actor, reason)
+        return Revocation(after or await self.deps.grant(grant_id), was=grant.state)
 
     async def end(self, grant_id: str, target: State, actor: str, reason: str) -> Grant | None:
         """Move a live grant to ``target`` and remove its objects.

@@ -159,37 +159,41 @@ class Offboarding:
         for g in await store.by_user(user):
             if g.kind == "access" and (g.may_have_objects or g.objects_gone_at is not None):
                 by_cluster.setdefault(g.cluster, []).append(g)
-        pending: list[PendingCleanup] = []
-        verified: dict[str, datetime] = {}
-
-        async def one(cluster: str, grants: list[Grant]) -> None:
-            open_ = [g for g in grants if g.may_have_objects]
-            if not open_:
-                verified[cluster] = max(g.objects_gone_at for g in grants if g.objects_gone_at)
-                return
-            try:
-                at = await self._confirm_gone(cluster, user, {g.id for g in grants})
-            except ClusterError as exc:
-                log.warning("offboarding %s: cluster %s not clean yet: %s", user, cluster, exc)
-                pending.extend(PendingCleanup(g.id, cluster) for g in open_)
-                for g in open_:
-                    if (await self.deps.grant(g.id)).ended:
-                        await self.receipts.receipt(g.id, cluster)  # the failed receipt: an alert
-                return
-            # Gone as far as a listing shows; the receipts prove it grant by grant.
-            for g in open_:
-                if not await self.receipts.receipt(g.id, cluster, again=True):
-                    pending.append(PendingCleanup(g.id, cluster))
-            if any(p.cluster == cluster for p in pending):
-                return
-            done = await store.many(g.id for g in grants)
-            verified[cluster] = max(
-                (g.objects_gone_at for g in done if g.objects_gone_at), default=at
-            )
-
-        await asyncio.gather(*(one(c, gs) for c, gs in sorted(by_cluster.items())))
-        pending.sort(key=lambda p: (p.cluster, p.grant))
+        swept = await asyncio.gather(
+            *(self._sweep_cluster(user, c, gs) for c, gs in sorted(by_cluster.items()))
+        )
+        pending = sorted(
+            (p for _, left, _ in swept for p in left), key=lambda p: (p.cluster, p.grant)
+        )
+        verified = {cluster: at for cluster, _, at in swept if at is not None}
         return pending, verified
+
+    async def _sweep_cluster(
+        self, user: str, cluster: str, grants: list[Grant]
+    ) -> tuple[str, list[PendingCleanup], datetime | None]:
+        """One cluster of ``_sweep``: the grants still pending there, or when it was
+        verified clean of ``user``'s objects (None while any is pending)."""
+        open_ = [g for g in grants if g.may_have_objects]
+        if not open_:
+            return cluster, [], max(g.objects_gone_at for g in grants if g.objects_gone_at)
+        try:
+            at = await self._confirm_gone(cluster, user, {g.id for g in grants})
+        except ClusterError as exc:
+            log.warning("offboarding %s: cluster %s not clean yet: %s", user, cluster, exc)
+            for g in open_:
+                if (await self.deps.grant(g.id)).ended:
+                    await self.receipts.receipt(g.id, cluster)  # the failed receipt: an alert
+            return cluster, [PendingCleanup(g.id, cluster) for g in open_], None
+        # Gone as far as a listing shows; the receipts prove it grant by grant.
+        pending = [
+            PendingCleanup(g.id, cluster)
+            for g in open_
+            if not await self.receipts.receipt(g.id, cluster, again=True)
+        ]
+        if pending:
+            return cluster, pending, None
+        done = await self.deps.store.many(g.id for g in grants)
+        return cluster, [], max((g.objects_gone_at for g in done if g.objects_gone_at), default=at)
 
     async def _confirm_gone(self, cluster_name: str, user: str, grant_ids: set[str]) -> datetime:
         """Delete every object of these grants (or naming ``user``), then look again.

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 from bot.lifecycle import State
 from bot.models import ClusterObject, Grant, new_id
@@ -24,7 +25,7 @@ from bot.usecases.credentials import deliver, grant_spec, verified_kubeconfig
 from bot.usecases.deps import SYSTEM, Deps, user_reason
 from bot.usecases.ending import Ending
 from k8s import grants as k8s_grants
-from k8s.errors import ClusterError
+from k8s.errors import Failure
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,15 @@ class Provisioning:
     ending: Ending
 
     async def provision(self, grant_id: str) -> Grant | None:
-        """approved → provisioning → objects → verify → deliver → active, or rolled back."""
+        """approved → provisioning → objects → verify → deliver → active, or rolled back.
+
+        Returns the grant as it ends up (None if there is no such grant). A
+        :class:`~bot.errors.Failure` (a cluster error after the retries, a missing
+        namespace, an unmanaged object in the way, a kubeconfig that fails
+        verification, :class:`~bot.slack.notifier.DeliveryFailed`) fails the grant
+        and takes back what was made; RetryLater when another attempt is
+        delivering; any other exception is a bug and propagates.
+        """
         deps = self.deps
         grant = await self._start(grant_id)
         if grant is None:
@@ -68,7 +77,10 @@ class Provisioning:
                         deps.delivery_claim_seconds / 2, "another attempt is delivering"
                     )
                 delivery = await deliver(deps, grant, content)
-        except (ClusterError, OSError, ValueError) as exc:
+        except Failure as exc:
+            # Permanent, or transient after the retries: the attempt ends, cleanly.
+            # Anything else (a ValueError, say) is a bug: it fails the job, which is
+            # logged and retried, and the grant is never "failed" with its text.
             return await self.fail(grant, user_reason(exc))
         return await self._activate(grant, delivery, _records(token.objects))
 
@@ -123,7 +135,7 @@ class Provisioning:
             update={"expires_at": ends}
         )
 
-    async def _claim_delivery(self, grant_id: str) -> str:
+    async def _claim_delivery(self, grant_id: str) -> Literal["claimed", "busy", "ended"]:
         """Become the one attempt allowed to send this grant's kubeconfig.
 
         Returns "claimed", "busy" (another live attempt holds the claim) or
@@ -134,21 +146,23 @@ class Provisioning:
         offboarding is re-checked in this transaction: none is delivered to
         someone offboarded meanwhile.
         """
+        store = self.deps.store
         attempt, now = new_id(), self.deps.clock()
         stale = timedelta(seconds=self.deps.delivery_claim_seconds)
-        verdict = ["ended"]
 
         def claim(g: Grant) -> Change | None:
             if g.delivery_claimed_at is not None and now - g.delivery_claimed_at < stale:
-                verdict[0] = "busy"
-                return None
-            verdict[0] = "claimed"
+                return None  # busy
             return Change(
                 g.model_copy(update={"delivery_attempt": attempt, "delivery_claimed_at": now})
             )
 
-        await self.deps.store.update_checked(grant_id, self._step(State.PROVISIONING, now, claim))
-        return verdict[0]
+        # The verdict is read off the record as committed, never remembered from a run.
+        claimed = await store.update_checked(grant_id, self._step(State.PROVISIONING, now, claim))
+        current = claimed or await store.get(grant_id)
+        if current is None or current.state != State.PROVISIONING:
+            return "ended"
+        return "claimed" if current.delivery_attempt == attempt else "busy"
 
     def _step(
         self, expected: State, now: datetime, step: Callable[[Grant], Change | None]

@@ -17,7 +17,7 @@ from bot.policy import AccessRequestSpec, may_approve, resolve_request
 from bot.scheduler import Defer
 from bot.store import Change, RequesterOffboarded
 from bot.usecases.authorization import OFFBOARDED, REQUESTER_OFFBOARDED, Authorization
-from bot.usecases.deps import SYSTEM, Deps
+from bot.usecases.deps import SYSTEM, Deps, rule_on
 
 
 class Outcome(StrEnum):
@@ -147,39 +147,24 @@ class Requests:
 
     # -- decisions ------------------------------------------------------------
     async def approve(self, grant_id: str, approver: str) -> Decision:
+        """Count ``approver``'s approval; the Decision says what it did.
+
+        Raises NotAllowed (audited) when ``approver`` may not decide, or when
+        they or the requester are offboarded (read in the same transaction).
+        """
         grant = await self.deps.grant(grant_id)
         await self.authz.require_decider(grant, approver, "approve")
         now = self.deps.clock()
-        result: dict[str, Outcome] = {}
-        refused: list[str] = []
-
-        def decide(g: Grant, offboarded: frozenset[str]) -> Change | None:
-            # Offboarding is read in this same transaction: an approver or a
-            # requester offboarded a moment ago cannot slip an approval through.
-            if g.state != State.PENDING:
-                result["o"] = Outcome.ALREADY_DECIDED
-                return None
-            if approver in offboarded or g.requester in offboarded:
-                refused.append(OFFBOARDED if approver in offboarded else REQUESTER_OFFBOARDED)
-                return None
-            if approver in g.approvals:
-                result["o"] = Outcome.ALREADY_COUNTED
-                return None
-            # Approvals of people offboarded since no longer count (or show).
-            tally = g.tally.without(offboarded).add(approver)
-            g = g.model_copy(update={"approvals": tally.approvers})
-            if not tally.satisfied:
-                result["o"] = Outcome.RECORDED
-                # Audited as its own event: each approval is answerable from the stream.
-                counted = f"approval {len(tally.approvers)} of {g.approvals_required}"
-                return Change(g.noted("approval", approver, now, counted))
-            result["o"] = Outcome.APPROVED
-            return _approved(g, approver, now)
-
-        updated = await self.deps.store.update_checked(grant_id, decide, also=(approver,))
-        if refused:
-            raise await self.authz.refuse(approver, "approve", grant, refused[0])
-        return Decision(result["o"], updated or await self.deps.grant(grant_id))
+        verdict, updated = await rule_on(
+            self.deps.store,
+            grant_id,
+            lambda g, offboarded: _approval(g, approver, offboarded, now),
+            also=(approver,),
+        )
+        if isinstance(verdict, _Refused):
+            raise await self.authz.refuse(approver, "approve", grant, verdict.why)
+        outcome = verdict or Outcome.ALREADY_DECIDED
+        return Decision(outcome, updated or await self.deps.grant(grant_id))
 
     async def deny(self, grant_id: str, user: str, reason: str = "") -> Decision:
         grant = await self.deps.grant(grant_id)
@@ -217,6 +202,33 @@ class Requests:
                 else None
             ),
         )
+
+
+@dataclass(frozen=True)
+class _Refused:
+    why: str  # for the approver, audited
+
+
+def _approval(
+    g: Grant, approver: str, offboarded: frozenset[str], now: datetime
+) -> tuple[Outcome | _Refused, Change | None]:
+    """What ``approver``'s approval does to ``g``: the outcome and the change, pure."""
+    # Offboarding is read in this same transaction: an approver or a
+    # requester offboarded a moment ago cannot slip an approval through.
+    if g.state != State.PENDING:
+        return Outcome.ALREADY_DECIDED, None
+    if approver in offboarded or g.requester in offboarded:
+        return _Refused(OFFBOARDED if approver in offboarded else REQUESTER_OFFBOARDED), None
+    if approver in g.approvals:
+        return Outcome.ALREADY_COUNTED, None
+    # Approvals of people offboarded since no longer count (or show).
+    tally = g.tally.without(offboarded).add(approver)
+    g = g.model_copy(update={"approvals": tally.approvers})
+    if not tally.satisfied:
+        # Audited as its own event: each approval is answerable from the stream.
+        counted = f"approval {len(tally.approvers)} of {g.approvals_required}"
+        return Outcome.RECORDED, Change(g.noted("approval", approver, now, counted))
+    return Outcome.APPROVED, _approved(g, approver, now)
 
 
 def _approved(g: Grant, approver: str, now: datetime) -> Change:
