@@ -79,7 +79,7 @@ class Provisioning:
                 delivery = await deliver(deps, grant, content)
         except Failure as exc:
             # Permanent, or transient after the retries: the attempt ends, cleanly.
-            # Anything else (a ValueError, say) is a bug: it fails the job, which is
+            # Anything else (a ValueError, say) is a bug: it fails the step, which is
             # logged and retried, and the grant is never "failed" with its text.
             return await self.fail(grant, user_reason(exc))
         return await self._activate(grant, delivery, _records(token.objects))
