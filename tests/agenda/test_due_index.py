@@ -14,9 +14,11 @@ from bot.agenda import StepKind, Timing, plan_for
 from bot.lifecycle import State
 from bot.models import Grant, MessageRef, utcnow
 from bot.policy import parse_policy
+from bot.reconciler import Reconciler
 from bot.scheduler import Scheduler
 from bot.steps import StepRunner
 from bot.store import Change, Store
+from k8s.clients import ClusterRegistry
 from tests.support.harness import POLICY
 from tests.support.patience import PATIENCE
 
@@ -163,3 +165,23 @@ async def _state_is(store: Store, gid: str, state: State) -> bool:
 async def _has_card(store: Store, gid: str) -> bool:
     g = await store.get(gid)
     return g is not None and g.card is not None
+
+
+async def test_the_reconciler_refiles_a_grant_the_index_lost(redis: aioredis.Redis) -> None:
+    # A step dead-lettered after too many failures leaves the index; the next pass files
+    # the grant's next step again (from the agenda, not from a remembered job).
+    store, sched = make(redis)
+    now = utcnow()
+    await store.create(grant("g5", now))
+    await store.create(grant("g6", now).moved(State.DENIED, "U0LEAD", now))
+    await sched.cancel("g5")
+    registry = ClusterRegistry({})
+    try:
+        report = await Reconciler(store, sched, registry).reconcile()
+    finally:
+        registry.close()
+    assert report.rescheduled == ["g5"]
+    entry = await sched.get("g5")
+    assert entry is not None
+    assert entry.kind == StepKind.CARD
+    assert await sched.get("g6") is None
