@@ -40,7 +40,9 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Job:
-    """One scheduled unit of work; ``id`` is chosen by the caller and identifies it exactly."""
+    """One entry: ``id`` (the caller's; in the bot a grant id) identifies it exactly;
+    ``kind`` picks the handler (in the bot the agenda's step kind, or ``sweep``); ``due``
+    in epoch seconds; ``data`` travels with it; ``attempts`` failed so far."""
 
     id: str
     kind: str
@@ -348,6 +350,7 @@ class Entries:
         return bool(removed)
 
     async def get(self, job_id: str) -> Job | None:
+        """The entry as filed (waiting or running), None when there is none."""
         raw = await _resolve(self._redis.hget(self._keys.jobs, job_id))
         return None if raw is None else Job.from_payload(text(raw))
 
