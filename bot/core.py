@@ -34,8 +34,8 @@ log = logging.getLogger(__name__)
 # after this long instead of a call that never returns. Our commands and Lua scripts
 # are small (bounded batches), so 5 s is generous; a URL query such as
 # ``?socket_timeout=10`` overrides it.
-REDIS_SOCKET_TIMEOUT = 5.0
-REDIS_CONNECT_TIMEOUT = 3.0
+REDIS_SOCKET_TIMEOUT_SECONDS = 5.0
+REDIS_CONNECT_TIMEOUT_SECONDS = 3.0
 
 
 def redis_client(url: str) -> Redis:
@@ -48,8 +48,8 @@ def redis_client(url: str) -> Redis:
     return Redis.from_url(
         url,
         decode_responses=True,
-        socket_timeout=REDIS_SOCKET_TIMEOUT,
-        socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
+        socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
+        socket_connect_timeout=REDIS_CONNECT_TIMEOUT_SECONDS,
         retry=Retry(
             ExponentialWithJitterBackoff(base=0.1, cap=1.0),
             retries=2,
@@ -122,6 +122,26 @@ async def build_core(
     backoff: Backoff | None = None,
     scheduler_options: dict[str, Any] | None = None,
 ) -> Core:
+    """Connect to Redis (migrating its records) and the clusters, and wire the workflow.
+
+    The scheduler and the reconciler are not started: call :meth:`Core.start`.
+
+    :param policy: the parsed policy (:func:`bot.policy.parse_policy`).
+    :param redis_url: ``redis://`` URL of the store and the scheduler's queue.
+    :param notifier: where cards, DMs and kubeconfig files go (the Slack notifier).
+    :param directory: who is who (usergroups, handles, email look-ups).
+    :param kubeconfig: path of the kubeconfig naming the policy's contexts;
+      default ``None``: the client's default (``$KUBECONFIG``, ``~/.kube/config``).
+    :param clusters: ready cluster clients instead of ones built from ``kubeconfig``;
+      default ``None``.
+    :param reconcile_interval: seconds between two reconciliation passes; default 60.
+    :param backoff: retries of cluster calls; default ``Backoff()`` (5 attempts,
+      0.5 s doubling to 8 s, full jitter).
+    :param scheduler_options: keyword arguments of :class:`bot.scheduler.Scheduler`
+      (``lease_seconds``, ``poll_interval``...); default ``None``: its defaults. The
+      workflow's delivery claim (two leases), patience with a delivered file and
+      cleanup grace (one lease each) follow ``lease_seconds``.
+    """
     redis = redis_client(redis_url)
     registry = clusters or ClusterRegistry(cluster_targets(policy, kubeconfig))
     scheduler = Scheduler(redis, **(scheduler_options or {}))

@@ -35,6 +35,7 @@ __all__ = [
     "extension_needs_approval",
     "is_terminal",
     "new_expiry",
+    "room_to_extend",
     "transition",
 ]
 
@@ -183,6 +184,19 @@ def extension_needs_approval(role_cfg: RoleConfig) -> bool:
     return role_cfg.approvals > 0
 
 
+def room_to_extend(current_expiry: datetime, now: datetime, max_duration: timedelta) -> timedelta:
+    """How much longer a grant ending at ``current_expiry`` may be extended at ``now``.
+
+    Whole seconds (a fraction is not something anyone can type), zero when there
+    is no room. The role's ``max_duration`` caps the time remaining from ``now``,
+    not the total lifetime (see :func:`new_expiry`, which enforces it).
+    """
+    current_expiry = _require_aware("current_expiry", current_expiry)
+    now = _require_aware("now", now)
+    room = max_duration - (current_expiry - now)
+    return max(timedelta(0), timedelta(seconds=int(room.total_seconds())))
+
+
 def new_expiry(
     current_expiry: datetime, extend_by: timedelta, now: datetime, max_duration: timedelta
 ) -> datetime:
@@ -200,18 +214,19 @@ def new_expiry(
         raise ExtensionRejected("the grant has already expired; request access again")
     proposed = current_expiry + extend_by
     if proposed - now > max_duration:
-        raise ExtensionRejected(_too_long(current_expiry - now, extend_by, max_duration))
+        room = room_to_extend(current_expiry, now, max_duration)
+        raise ExtensionRejected(_too_long(current_expiry - now, extend_by, max_duration, room))
     return proposed
 
 
-def _too_long(left: timedelta, extend_by: timedelta, max_duration: timedelta) -> str:
+def _too_long(
+    left: timedelta, extend_by: timedelta, max_duration: timedelta, room: timedelta
+) -> str:
     message = (
         f"extending by {format_duration(extend_by)} would leave "
         f"{format_duration(left + extend_by)} of access, above the role's "
         f"{format_duration(max_duration)} maximum"
     )
-    # Whole seconds only: a sub-second allowance is not something anyone can type.
-    room = int((max_duration - left).total_seconds())
-    if room <= 0:
+    if room <= timedelta(0):
         return f"{message}; no extension is possible yet"
-    return f"{message}; extend by at most {format_duration(timedelta(seconds=room))}"
+    return f"{message}; extend by at most {format_duration(room)}"

@@ -11,12 +11,13 @@ import base64
 import secrets
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 from bot.lifecycle import LIVE, State, Tally, Transition, is_terminal, transition
 from bot.policy import ResolvedRequest, Scope
+from k8s.grants import ObjectRef
 
 Kind = Literal["access", "extend"]
 
@@ -52,15 +53,16 @@ class MessageRef(BaseModel):
     ts: str
 
 
-class ClusterObject(BaseModel):
-    """An object on the cluster this grant made, pinned by UID for an exact delete."""
+def _stored(ref: ObjectRef) -> dict[str, str | None]:
+    # Exactly the four facts a record keeps: whether this attempt created the
+    # object (``created``) matters only during the attempt.
+    return {"kind": ref.kind, "namespace": ref.namespace, "name": ref.name, "uid": ref.uid}
 
-    model_config = ConfigDict(frozen=True)
 
-    kind: Literal["ServiceAccount", "RoleBinding", "ClusterRoleBinding"]
-    namespace: str | None
-    name: str
-    uid: str
+# An object on the cluster a grant made, pinned by UID for an exact delete: the one
+# record type k8s.grants returns and a Grant keeps, stored as its four fields.
+StoredObject = Annotated[ObjectRef, PlainSerializer(_stored)]
+ClusterObject = ObjectRef  # the name this record had before it was k8s.grants.ObjectRef
 
 
 class Receipt(BaseModel):
@@ -115,7 +117,7 @@ class Grant(BaseModel):
     # end deletes them from Slack with the first.
     later_files: tuple[str, ...] = ()
     # Recorded on activation; None means unknown (cleanup then goes by label).
-    objects: tuple[ClusterObject, ...] | None = None
+    objects: tuple[StoredObject, ...] | None = None
     # Which provisioning attempt may deliver, and since when: a second attempt
     # (a reclaimed job) must not send a second kubeconfig while the first may
     # still be recording its delivery.

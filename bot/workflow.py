@@ -58,6 +58,9 @@ _SEAMS = frozenset({"clock", "card_retry", "on_provision_step"})
 class Workflow:
     """Every use case behind one object, built from one :class:`~bot.usecases.deps.Deps`.
 
+    :param deps: the stores, ports, clock and tunables every use case shares
+      (documented on :class:`~bot.usecases.deps.Deps`, with units and defaults).
+
     ``notifier`` and ``directory`` are the ports the adapters share. ``clock``,
     ``card_retry`` and ``on_provision_step`` may be set after construction (test
     seams); setting one rebuilds the use cases around a new ``Deps``, and the

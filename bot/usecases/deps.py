@@ -33,29 +33,30 @@ Rule = Callable[[Grant, frozenset[str]], tuple[V, Change | None]]
 class Deps:
     """What the use cases talk to, and how long they wait.
 
-    Args:
-        policy: the policy in force; every decision reads it afresh.
-        store: grant records and their due index (the agenda's next step of each),
-            changed in one transaction.
-        scheduler: the durable runner of due steps (expiry, cleanup, provisioning...).
-        clusters: the Kubernetes clusters by policy name.
-        notifier: Slack (or a test double): cards, DMs, kubeconfig files.
-        directory: who is who: usergroups, handles, email look-ups.
-        clock: the current time as an aware UTC ``datetime``; default
-            :func:`bot.models.utcnow`. Tests pass a controllable clock.
-        backoff: how cluster calls are retried; default ``Backoff()``
-            (5 attempts, 0.5 s base, 8 s cap, full jitter).
-        on_provision_step: test seam for crash drills, called with the name of
-            each provisioning step just completed; default ``None``.
-        delivery_claim_seconds: how long, in seconds, a kubeconfig delivery claim
-            holds off other attempts; default 60. About two scheduler leases:
-            longer than a live attempt needs between claim and record.
-        card_retry: how long after creating a pending request the safety-net
-            step posts its card if nobody recorded one; default 30 s.
-        cleanup_grace: how long after a grant ends the durable cleanup step
-            waits (so it does not race the inline cleanup); default 30 s.
-        record_patience_seconds: how long, in seconds, recording a delivered
-            kubeconfig waits out a Redis blip before giving up; default 30.
+    :param policy: the policy in force; every decision reads it afresh.
+    :param store: grant records and their due index (the agenda's next step of each),
+      changed in one transaction.
+    :param scheduler: the durable runner of due steps (expiry, cleanup, provisioning...).
+    :param clusters: the Kubernetes clusters by policy name.
+    :param notifier: Slack (or a test double): cards, DMs, kubeconfig files.
+    :param directory: who is who: usergroups, handles, email look-ups.
+    :param clock: the current time as an aware UTC ``datetime``; default
+      :func:`bot.models.utcnow`. Tests pass a controllable clock.
+    :param backoff: how cluster calls are retried; default ``Backoff()``
+      (5 attempts, 0.5 s doubling to 8 s, full jitter).
+    :param on_provision_step: test seam for crash drills, called with the name of
+      each provisioning step just completed; default ``None``.
+    :param delivery_claim_seconds: seconds a kubeconfig delivery claim holds off
+      other attempts; default 60. About two scheduler leases: longer than a live
+      attempt needs between claim and record, so a crash there costs a delay,
+      never a second file.
+    :param card_retry: how long after a pending request is created its safety-net
+      step posts the approval card if none was recorded; default 30 s.
+    :param cleanup_grace: how long after a grant ends its durable cleanup step
+      waits, so it does not race the inline cleanup; default 30 s.
+    :param record_patience_seconds: seconds that recording a delivered kubeconfig
+      waits out a Redis blip before giving up (the file is already sent, so a
+      retry must not send another); default 30.
     """
 
     policy: Policy

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from bot.lifecycle import LIVE, State, is_terminal
-from bot.models import ClusterObject, Grant
+from bot.lifecycle import State, is_terminal
+from bot.models import Grant
 from bot.retry import retrying
 from bot.scheduler import Defer
 from bot.store import Change
@@ -23,6 +23,7 @@ from bot.usecases.receipts import Receipts
 from bot.usecases.requests import Requests
 from k8s import grants as k8s_grants
 from k8s.errors import ClusterError
+from k8s.grants import ObjectRef
 
 log = logging.getLogger(__name__)
 
@@ -99,18 +100,21 @@ class Ending:
         now = deps.clock()
 
         def decide(g: Grant) -> Change | None:
-            if g.state not in LIVE:
+            if g.kind == "extend":
+                # Only an approved request not yet applied ends this way (never by
+                # expiry); its objects are its parent's: it has none of its own to remove
+                # (the agenda gives it no cleanup).
+                if g.state != State.APPROVED or target == State.EXPIRED:
+                    return None
+                return Change(g.moved(target, actor, now, reason))
+            if not g.live or (target == State.EXPIRED and g.state != State.ACTIVE):
                 return None
-            if target == State.EXPIRED and g.state != State.ACTIVE:
-                return None
-            # An extension request's objects are its parent's: the agenda gives it
-            # no cleanup, there is nothing of its own to remove.
-            return Change(g.moved(target, actor, now, reason))
+            return Change(g.moved(target, actor, now, reason))  # next step: the cleanup
 
         return await deps.store.update(grant_id, decide)
 
     async def cleanup(
-        self, grant_id: str, cluster_name: str, objects: tuple[ClusterObject, ...] | None = None
+        self, grant_id: str, cluster_name: str, objects: tuple[ObjectRef, ...] | None = None
     ) -> list[str]:
         """Delete an ended grant's objects, then prove on the cluster that access is gone.
 
@@ -135,13 +139,12 @@ class Ending:
         return deleted
 
     async def delete_objects(
-        self, grant_id: str, cluster_name: str, objects: tuple[ClusterObject, ...] | None
+        self, grant_id: str, cluster_name: str, objects: tuple[ObjectRef, ...] | None
     ) -> list[str]:
         """Delete a grant's objects: by recorded UID when it knows them, else by label."""
         cluster = self.deps.clusters[cluster_name]
         if objects is not None:
-            refs = [k8s_grants.ObjectRef(o.kind, o.namespace, o.name, o.uid) for o in objects]
-            return await k8s_grants.revoke_objects(cluster, refs)
+            return await k8s_grants.revoke_objects(cluster, objects)
         return await k8s_grants.revoke(cluster, grant_id)
 
     async def on_cleanup(self, grant: Grant) -> None:

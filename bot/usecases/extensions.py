@@ -57,7 +57,7 @@ class Extensions:
         except ExtensionRejected as exc:
             raise RequestRejected(str(exc)) from exc
         if role.approvals == 0:
-            return await self._apply(grant_id, by, user, "policy (auto-approved)")
+            return await self._extend_grant(grant_id, by, user, "policy (auto-approved)")
         request = Grant(
             id=new_id(),
             kind="extend",
@@ -96,7 +96,7 @@ class Extensions:
             if not request.tally.without(offboarded).satisfied:
                 raise RequestRejected(APPROVER_OFFBOARDED)
             approvers = ", ".join(request.approvals) or request.last_actor()
-            updated = await self._apply(
+            updated = await self._extend_grant(
                 request.extends, request.duration, request.requester, approvers, request.id
             )
         except RequestRejected as exc:
@@ -124,7 +124,7 @@ class Extensions:
         )
         return updated
 
-    async def _apply(
+    async def _extend_grant(
         self,
         grant_id: str,
         by: timedelta,

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from bot.errors import UnknownUser
-from bot.lifecycle import LIVE, State
+from bot.lifecycle import State
 from bot.models import Grant
 from bot.models import Offboarding as OffboardingRecord
 from bot.store import Change
@@ -112,7 +112,7 @@ class Offboarding:
         for g in await store.by_user(user):
             if g.state == State.PENDING:
                 await self.requests.cancel_pending(g.id, actor, why)
-            elif g.state in LIVE:
+            elif not g.ended:  # live, or an approved extension request
                 result = await self.ending.end_state(g.id, State.REVOKED, actor, why)
                 if progress is not None and g.kind == "access":
                     progress(g, "revoked" if result is not None else "already ended")

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from bot.lifecycle import State
-from bot.models import ClusterObject, Grant, new_id
+from bot.models import Grant, new_id
 from bot.policy import RequestRejected, recheck_request
 from bot.retry import retrying
 from bot.scheduler import RetryLater
@@ -48,7 +48,7 @@ class Provisioning:
         delivering; any other exception is a bug and propagates.
         """
         deps = self.deps
-        grant = await self._start(grant_id)
+        grant = await self._begin(grant_id)
         if grant is None:
             return await deps.store.get(grant_id)
         _passed(deps, "provisioning")
@@ -82,9 +82,9 @@ class Provisioning:
             # Anything else (a ValueError, say) is a bug: it fails the step, which is
             # logged and retried, and the grant is never "failed" with its text.
             return await self.fail(grant, user_reason(exc))
-        return await self._activate(grant, delivery, _records(token.objects))
+        return await self._activate(grant, delivery, token.objects)
 
-    async def _start(self, grant_id: str) -> Grant | None:
+    async def _begin(self, grant_id: str) -> Grant | None:
         """Move an approved grant to provisioning (or find one a crash left there)."""
         now = self.deps.clock()
 
@@ -97,7 +97,7 @@ class Provisioning:
             )
 
         started = await self.deps.store.update_checked(
-            grant_id, self._step(State.APPROVED, now, start)
+            grant_id, self._saga_step(State.APPROVED, now, start)
         )
         if started is not None and started.state == State.PROVISIONING:
             return started
@@ -158,13 +158,15 @@ class Provisioning:
             )
 
         # The verdict is read off the record as committed, never remembered from a run.
-        claimed = await store.update_checked(grant_id, self._step(State.PROVISIONING, now, claim))
+        claimed = await store.update_checked(
+            grant_id, self._saga_step(State.PROVISIONING, now, claim)
+        )
         current = claimed or await store.get(grant_id)
         if current is None or current.state != State.PROVISIONING:
             return "ended"
         return "claimed" if current.delivery_attempt == attempt else "busy"
 
-    def _step(
+    def _saga_step(
         self, expected: State, now: datetime, step: Callable[[Grant], Change | None]
     ) -> Callable[[Grant, frozenset[str]], Change | None]:
         """A store decision for one saga step: ``step`` runs only while the grant is in
@@ -193,7 +195,7 @@ class Provisioning:
         return Change(ended)  # its next step: the cleanup of whatever was made
 
     async def _activate(
-        self, grant: Grant, delivery: str, objects: tuple[ClusterObject, ...]
+        self, grant: Grant, delivery: str, objects: tuple[k8s_grants.ObjectRef, ...]
     ) -> Grant | None:
         deps = self.deps
         now = deps.clock()
@@ -205,10 +207,10 @@ class Provisioning:
             return Change(active)  # its next steps: the reminder, the expiry
 
         # The file is already in the user's DM: wait out a Redis blip rather
-        # than fail the job and have a retry send it again.
+        # than fail the step and have a retry send it again.
         activated = await deps.store.update_checked(
             grant.id,
-            self._step(State.PROVISIONING, now, activate),
+            self._saga_step(State.PROVISIONING, now, activate),
             patience=deps.record_patience_seconds,
         )
         if activated is not None and activated.state != State.ACTIVE:
@@ -247,11 +249,6 @@ def _passed(deps: Deps, step: str) -> None:
     """Tell the crash-drill seam a saga step is done (the objects' steps: k8s.grants)."""
     if deps.on_provision_step is not None:
         deps.on_provision_step(step)
-
-
-def _records(refs: tuple[k8s_grants.ObjectRef, ...]) -> tuple[ClusterObject, ...]:
-    return tuple(ClusterObject(kind=r.kind, namespace=r.namespace, name=r.name, uid=r.uid)
-                 for r in refs)  # fmt: skip
 
 
 def _ceil_second(at: datetime) -> datetime:

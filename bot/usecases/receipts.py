@@ -74,9 +74,6 @@ class Receipts:
         sa_ns = self.deps.policy.clusters[grant.cluster].namespace
         sa_name = names.service_account_name(grant.handle, grant.id)
         sa_user = f"system:serviceaccount:{sa_ns}:{sa_name}"
-        refs = None
-        if grant.objects is not None:
-            refs = [k8s_grants.ObjectRef(o.kind, o.namespace, o.name, o.uid) for o in grant.objects]
         try:
             rules = (await k8s_rbac.cluster_role_rules(cluster, [grant.cluster_role])).get(
                 grant.cluster_role
@@ -86,7 +83,7 @@ class Receipts:
         where = grant.namespace if grant.scope == "namespace" else None
         reviews = k8s_grants.representative_reviews(rules, where)
         try:
-            return await k8s_grants.verify_gone(cluster, grant.id, sa_user, refs, reviews)
+            return await k8s_grants.verify_gone(cluster, grant.id, sa_user, grant.objects, reviews)
         except ClusterError as exc:
             return [k8s_grants.GoneCheck(f"cluster {cluster_name}", False, f"no answer ({exc})")]
 
