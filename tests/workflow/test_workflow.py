@@ -261,3 +261,22 @@ async def test_card_lost_to_a_crash_is_posted_later(harness: Harness) -> None:
     posted = await wait_for_grant(harness.core, pending.id, lambda g: g.card is not None, PATIENCE)
     assert posted.state == State.PENDING
     assert [c.id for c in harness.notifier.cards] == [pending.id]
+
+
+async def test_revoke_says_what_it_ended_and_from_where(harness: Harness) -> None:
+    active = await harness.workflow.submit(spec("view"))
+    await harness.wait_state(active.id, State.ACTIVE)
+    first = await harness.workflow.revoke(active.id, "U0ALICE", "done")
+    assert (first.was, first.grant.state, first.already_over) == (
+        State.ACTIVE, State.REVOKED, False,
+    )  # fmt: skip
+    again = await harness.workflow.revoke(active.id, "U0ADMIN")
+    assert (again.was, again.grant.state, again.already_over) == (
+        State.REVOKED, State.REVOKED, True,
+    )  # fmt: skip
+
+    pending = await harness.workflow.submit(spec())  # edit: needs an approval
+    cancelled = await harness.workflow.revoke(pending.id, "U0ALICE")
+    assert (cancelled.was, cancelled.grant.state, cancelled.already_over) == (
+        State.PENDING, State.CANCELLED, False,
+    )  # fmt: skip
