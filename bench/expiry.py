@@ -2,9 +2,9 @@
 
 Some grants are made for real (an auto-approved request: submitted, provisioned on the
 apiserver, kubeconfig delivered, active); the rest are records written straight through
-``Store.create`` as active grants with an expire job, since full provisioning of 10,000
+``Store.create`` as active grants whose next step is their expiry, since full provisioning of 10,000
 grants would take most of the time budget. Each of them still runs the whole expiry path:
-the expire job, the state change, and ``k8s.grants.revoke`` against the apiserver (which
+the expire step, the state change, and ``k8s.grants.revoke`` against the apiserver (which
 lists by label and finds nothing to delete for a record-only grant).
 
 Expiry times are spread evenly over the window; the real grants are interleaved. Lag is
@@ -46,9 +46,8 @@ from bot.core import Core
 from bot.lifecycle import State
 from bot.models import Grant, new_grant
 from bot.policy import AccessRequestSpec, resolve_request
-from bot.scheduler import Job
 from bot.store import Change
-from bot.workflow import SYSTEM, expire_job, remind_job
+from bot.workflow import SYSTEM
 from k8s import grants as k8s_grants
 
 NAME = "expiry"
@@ -75,7 +74,7 @@ BUDGET_S = (480.0, 40.0)  # full, quick: the runner's time limit for this benchm
 class Sample:
     at: float  # epoch seconds
     active: int
-    jobs: int  # scheduler jobs not finished: expiries waiting, revocations under way
+    jobs: int  # due-index entries not finished: expiries waiting, cleanups under way
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,7 @@ class RunStats:
     expired: int
     per_second_mean: float
     per_second_peak: int
-    drained_after_s: float  # last due -> no active grant and no job left
+    drained_after_s: float  # last due -> no active grant and no entry left
     api_requests: Counter[str]
     api_per_second: float
     leftovers: int
@@ -180,15 +179,12 @@ async def _write_expiries(core: Core, real: list[Grant], due: list[float]) -> No
 
 
 async def _move_expiry(core: Core, grant: Grant, due: float) -> None:
-    """Bring a real grant's expiry forward, as an admin editing it would (job moves too)."""
+    """Bring a real grant's expiry forward, as an admin editing it would (its due-index
+    entry follows from the agenda; marked reminded, so the expiry is its next step)."""
     at = _at(due)
     await core.store.update(
         grant.id,
-        lambda g: Change(
-            g.model_copy(update={"expires_at": at}),
-            schedule=[Job(expire_job(g.id), "expire", due)],
-            cancel=[remind_job(g.id)],
-        ),
+        lambda g: Change(g.model_copy(update={"expires_at": at, "reminded_for": at})),
     )
 
 
@@ -207,10 +203,11 @@ async def _write_record(core: Core, i: int, due: float) -> None:
     # Activation records the objects a grant made; these made none, so expiry
     # revokes nothing on the cluster for them (the 500 real grants carry the
     # apiserver load).
+    at = _at(due)
     grant = grant.model_copy(
-        update={"expires_at": _at(due), "delivered_file": "F0BENCH", "objects": ()}
+        update={"expires_at": at, "reminded_for": at, "delivered_file": "F0BENCH", "objects": ()}
     )
-    await core.store.create(grant, [Job(expire_job(grant.id), "expire", due)])
+    await core.store.create(grant)
 
 
 def _at(epoch: float) -> datetime:
@@ -314,10 +311,10 @@ def _notes(p: Params, runs: list[RunStats]) -> list[str]:
     notes = [
         f"{p.real} grants were provisioned for real (auto-approved request, ServiceAccount, "
         f"RoleBinding, token, kubeconfig delivery); the other {p.grants - p.real:,} were "
-        "written through Store.create as active grants with an expire job and no cluster "
-        "objects. Every grant runs the real expire job; a real grant's revocation deletes "
-        "its recorded ServiceAccount and RoleBinding by UID (2 DELETEs), a record-only "
-        "grant has nothing to delete.",
+        "written through Store.create as active grants whose next step is their expiry, "
+        "with no cluster objects. Every grant runs the real expire step; a real grant's "
+        "revocation deletes its recorded ServiceAccount and RoleBinding by UID "
+        "(2 DELETEs), a record-only grant has nothing to delete.",
         "Scheduler and reconciler run with serve's defaults (concurrency 64, 0.1 s poll, "
         "30 s leases, a reconcile pass every 60 s); logs are JSON at INFO, to a file.",
     ]
@@ -325,8 +322,8 @@ def _notes(p: Params, runs: list[RunStats]) -> list[str]:
     if any(extra):
         notes.append(
             f"Expire handler runs beyond one per grant ({', '.join(map(str, extra))} per run) "
-            "are jobs the reconciler restored for grants that expired after its snapshot (it "
-            "logs 'N jobs restored') or retries; they keep the original due time, so they "
+            "are entries the reconciler re-filed for grants that expired after its snapshot (it "
+            "logs 'N re-filed') or retries; they keep the original due time, so they "
             "inflate the handler row. The state change row counts each grant once."
         )
     overruns = [r.overrun_s for r in runs if r.overrun_s > 0]

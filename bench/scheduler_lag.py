@@ -7,7 +7,7 @@ counts runs per job id in Redis), schedules N jobs due evenly over ``--spread`` 
 waits for all to run, then prints a markdown table and writes bench/results/scheduler_lag.json.
 Duplicates and missing runs are counted too: the scheduler promises exactly one run each.
 Exits 1 on a duplicate or missing run, 2 when p99 lag misses its target (1 s, the
-issue's bound for expiry lag; tests/test_scheduler.py checks exactly-once only).
+issue's bound for expiry lag; tests/scheduler/test_scheduler.py checks exactly-once only).
 """
 
 from __future__ import annotations

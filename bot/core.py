@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
@@ -15,11 +15,14 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from bot.agenda import Timing, plan_for
+from bot.models import utcnow
 from bot.policy import Policy
 from bot.ports import Deduplicator, Directory, Notifier
 from bot.reconciler import Reconciler
 from bot.retry import Backoff
 from bot.scheduler import Scheduler
+from bot.steps import StepRunner
 from bot.store import Store
 from bot.usecases.deps import Deps
 from bot.usecases.permissions import PermissionChecks
@@ -110,7 +113,7 @@ class Core:
         ]
 
     async def stop(self) -> None:
-        """Stop taking work; running jobs finish or hand their leases back."""
+        """Stop taking work; running steps finish or hand their leases back."""
         self._stop.set()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -162,7 +165,19 @@ async def build_core(
     redis = redis_client(redis_url)
     registry = clusters or ClusterRegistry(cluster_targets(policy, kubeconfig))
     scheduler = Scheduler(redis, **(scheduler_options or {}))
-    store = Store(redis, scheduler)
+    # The agenda reads the use cases' delays and clock as they are when asked (tests tune
+    # them on the Workflow after wiring); until the Workflow exists, its defaults.
+    late: list[Workflow] = []
+
+    def timing() -> Timing:
+        if not late:
+            return Timing(cleanup_grace=timedelta(seconds=scheduler.lease_seconds))
+        return Timing(card_retry=late[0].deps.card_retry, cleanup_grace=late[0].deps.cleanup_grace)
+
+    def clock() -> datetime:
+        return late[0].deps.clock() if late else utcnow()
+
+    store = Store(redis, scheduler, plan=plan_for(policy, timing), clock=clock)
     await store.migrate()
     deps = Deps(
         policy=policy,
@@ -177,7 +192,10 @@ async def build_core(
         cleanup_grace=timedelta(seconds=scheduler.lease_seconds),
     )
     workflow = Workflow(deps)
-    workflow.register_jobs()
+    late.append(workflow)
+    runner = StepRunner(store, plan_for(policy, timing), clock)
+    workflow.register_steps(runner)
+    runner.attach(scheduler)
     store.on_change.append(notifier.grant_changed)
     reconciler = Reconciler(store, scheduler, registry, interval=reconcile_interval)
     return Core(policy, redis, registry, scheduler, store, workflow, reconciler)

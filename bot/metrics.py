@@ -140,7 +140,7 @@ class Metrics:
             registry=r,
         )  # fmt: skip
         self.scheduler_lag = Histogram(
-            "accessbot_scheduler_lag_seconds", "Job due time to handler start", ["kind"],
+            "accessbot_scheduler_lag_seconds", "Step due time to handler start", ["kind"],
             registry=r, buckets=_LAG_BUCKETS,
         )  # fmt: skip
         self.slack_errors = Counter(

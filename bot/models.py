@@ -135,6 +135,9 @@ class Grant(BaseModel):
     # The latest revocation receipt: a failed one until a re-check verifies.
     # Set together with objects_gone_at, which is the verified receipt's time.
     receipt: Receipt | None = None
+    # The expiry the "ends soon" reminder was sent for (bot.agenda: a new expiry, from
+    # an extension, is owed a reminder of its own).
+    reminded_for: datetime | None = None
     history: tuple[Step, ...] = ()
     version: int = 0
 

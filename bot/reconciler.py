@@ -1,9 +1,15 @@
-"""Make the clusters and the scheduler agree with the store, and the store with time.
+"""Make the clusters agree with the store, and the due index with the agenda.
 
 Runs at start-up and every ``interval`` seconds. Objects carry their own
 ``expires-at``, so even if Redis is wiped nothing outlives its time: an object
-whose grant is unknown gets a cleanup job at its expiry (or now, if that has
-passed or is unreadable); an object whose grant has ended is removed at once.
+whose grant is unknown gets a sweep entry (a cleanup by label, the record's
+tombstone) at its expiry (or now, if that has passed or is unreadable); an
+object whose grant has ended is swept at once.
+
+What happens next to each grant is not restored here: the agenda
+(:mod:`bot.agenda`) says it and the store files it with every write. The pass
+only re-files a grant of a pending or live state whose entry the index lost (a
+step dead-lettered after too many failures, or a Redis that lost writes).
 """
 
 from __future__ import annotations
@@ -16,17 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from bot.leases import Entries, Job
 from bot.lifecycle import State
 from bot.models import Grant, utcnow
-from bot.scheduler import Job, Scheduler
+from bot.steps import SWEEP
 from bot.store import Change, Store
-from bot.workflow import (
-    cleanup_job,
-    expire_job,
-    provision_job,
-    remind_job,
-    timeout_job,
-)
 from k8s import grants as k8s_grants
 from k8s.clients import ClusterRegistry
 from k8s.errors import ClusterError
@@ -36,9 +36,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ReconcileReport:
-    revoked: list[str] = field(default_factory=list)  # cleanup due now
-    deferred: list[str] = field(default_factory=list)  # cleanup scheduled at expiry
-    rescheduled: list[str] = field(default_factory=list)  # missing jobs restored
+    revoked: list[str] = field(default_factory=list)  # sweep due now
+    deferred: list[str] = field(default_factory=list)  # sweep filed at the objects' expiry
+    rescheduled: list[str] = field(default_factory=list)  # grants re-filed in the due index
     repaired: list[str] = field(default_factory=list)  # objects given the record's facts
     vanished: list[str] = field(default_factory=list)  # active grants whose objects are gone
     errors: list[str] = field(default_factory=list)
@@ -53,8 +53,11 @@ class ReconcileReport:
 
 @dataclass
 class Reconciler:
+    """``interval``: seconds between passes; ``clock``: UTC now; ``on_report``: told each
+    pass's report (metrics)."""
+
     store: Store
-    scheduler: Scheduler
+    scheduler: Entries
     clusters: ClusterRegistry
     interval: float = 60.0
     clock: Callable[[], datetime] = utcnow
@@ -72,10 +75,10 @@ class Reconciler:
     async def reconcile(self) -> ReconcileReport:
         report = ReconcileReport()
         await asyncio.gather(*(self._cluster(c.name, report) for c in self.clusters))
-        await self._restore_jobs(report)
+        await self._refile_lost(report)
         if report.actions or report.errors:
             log.info(
-                "reconciled: %d revoked, %d deferred, %d jobs restored, %d repaired, %d errors",
+                "reconciled: %d revoked, %d deferred, %d re-filed, %d repaired, %d errors",
                 len(report.revoked), len(report.deferred),
                 len(report.rescheduled), len(report.repaired), len(report.errors),
             )  # fmt: skip
@@ -106,9 +109,8 @@ class Reconciler:
             if due is None:
                 continue
             await self.scheduler.schedule(
-                Job(id=cleanup_job(grant_id), kind="cleanup", due=due.timestamp(),
-                    data={"cluster": name, "by": "label"})
-            )  # fmt: skip
+                Job(id=grant_id, kind=SWEEP, due=due.timestamp(), data={"cluster": name})
+            )
             (report.revoked if due <= now else report.deferred).append(grant_id)
         await self._vanished(name, by_grant, listed_at, report)
 
@@ -123,7 +125,8 @@ class Reconciler:
 
         Only grants activated before the listing began count (their objects
         existed before activation, so the listing must have seen them). The
-        grant is revoked, which tells its owner, and its remains are cleaned up.
+        grant is revoked, which tells its owner, and its remains are cleaned up (the
+        agenda's cleanup step).
         """
         now = self.clock()
         why = "its ServiceAccount or binding was deleted outside AccessBot"
@@ -142,12 +145,7 @@ class Reconciler:
             def decide(g: Grant, version: int = version) -> Change | None:
                 if g.state != State.ACTIVE or g.version != version:
                     return None
-                sweep = Job(cleanup_job(g.id), "cleanup", now.timestamp(), {"cluster": name})
-                return Change(
-                    g.moved(State.REVOKED, "reconciler", now, why),
-                    schedule=[sweep],
-                    cancel=[expire_job(g.id), remind_job(g.id)],
-                )
+                return Change(g.moved(State.REVOKED, "reconciler", now, why))
 
             if await self.store.update(grant.id, decide) is not None:
                 report.vanished.append(grant.id)
@@ -196,33 +194,14 @@ class Reconciler:
             return max(earliest, now)
         return now
 
-    async def _restore_jobs(self, report: ReconcileReport) -> None:
-        """Every non-terminal grant must have the job that moves it on."""
-        for grant in await self.store.by_state(
+    async def _refile_lost(self, report: ReconcileReport) -> None:
+        """Every pending or live grant has its entry in the due index (filed by the store
+        with each write; lost only to a dead-lettered step or a Redis that lost writes)."""
+        grants = await self.store.by_state(
             State.PENDING, State.APPROVED, State.PROVISIONING, State.ACTIVE
-        ):
-            job = self._job_for(grant)
-            if job is None or await self.scheduler.get(job.id) is not None:
+        )
+        for grant in grants:
+            if await self.scheduler.get(grant.id) is not None:
                 continue
-            # The snapshot may be stale: a grant that ended since (its job ran
-            # and was removed) needs nothing, and must not have it run again.
-            fresh = await self.store.get(grant.id)
-            if fresh is None or fresh.version != grant.version:
-                continue
-            await self.scheduler.schedule(job)
-            report.rescheduled.append(job.id)
-
-    @staticmethod
-    def _job_for(grant: Grant) -> Job | None:
-        if grant.state == State.PENDING:
-            return Job(timeout_job(grant.id), "timeout", grant.pending_until.timestamp())
-        if grant.kind == "extend":
-            # An approved extension whose job was lost still gets applied.
-            if grant.state == State.APPROVED:
-                return Job(provision_job(grant.id), "provision", utcnow().timestamp())
-            return None
-        if grant.state in (State.APPROVED, State.PROVISIONING):
-            return Job(provision_job(grant.id), "provision", utcnow().timestamp())
-        if grant.expires_at is not None:
-            return Job(expire_job(grant.id), "expire", grant.expires_at.timestamp())
-        return None
+            if await self.store.refile(grant.id) is not None:
+                report.rescheduled.append(grant.id)

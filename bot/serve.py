@@ -75,7 +75,7 @@ async def _build(
         scheduler_options={
             "lease_seconds": settings.accessbot_lease_seconds,
             "on_lag": metrics.observe_lag,
-            "shutdown_grace": SHUTDOWN_BUDGET - 3.0,
+            "shutdown_grace_seconds": SHUTDOWN_BUDGET - 3.0,
         },
     )
     metrics.attach(core.store, policy)
@@ -153,7 +153,7 @@ async def _run(settings: Settings, core: Core, app: web.Application) -> None:
         "Socket" if settings.socket_mode else "HTTP",
     )
     await stop.wait()
-    log.info("shutting down: no new work; handing back unfinished jobs")
+    log.info("shutting down: no new work; handing back unfinished steps")
     app["service"].accepting = False
     session = app["slack_session"]
     await asyncio.wait_for(_shutdown(core, runner, socket, session), SHUTDOWN_BUDGET - 0.5)
@@ -165,5 +165,5 @@ async def _shutdown(
     if socket is not None:
         await socket.close_async()
     await runner.cleanup()
-    await core.close()  # running jobs may still message Slack until here
+    await core.close()  # running steps may still message Slack until here
     await session.close()

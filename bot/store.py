@@ -1,10 +1,28 @@
-"""Grants in Redis: records, indexes, idempotency keys, the audit stream.
+"""Grants in Redis: records, indexes, the due index, idempotency keys, the audit stream.
 
 Every state change is one optimistic transaction (WATCH the record, compute
 the change with pure code, MULTI/EXEC the write). The record, its indexes,
-its audit entries and the scheduler jobs it implies commit together or not at
-all, so two approvers clicking at once or a replayed delivery can never
-approve, provision or expire anything twice.
+its audit entries and its due-index entry (the agenda's next step, see
+:mod:`bot.agenda`) commit together or not at all, so two approvers clicking
+at once or a replayed delivery can never approve, provision or expire
+anything twice, and no grant is ever without the step that moves it on.
+
+Redis layout, schema 2 (``prefix`` ``ab``; the scheduler's keys under ``ab:sched``)::
+
+    ab:schema            STRING  "2"
+    ab:grant:<id>        STRING  the Grant as JSON
+    ab:user:<user>       SET     grant ids of a requester
+    ab:state:<state>     SET     grant ids in a state
+    ab:offboarded        HASH    user -> Offboarding JSON
+    ab:idem:<key>        STRING  idempotency marks (with a TTL)
+    ab:audit             STREAM  audit entries (about AUDIT_MAXLEN kept)
+    ab:sched:due         ZSET    grant id -> due of its next step (epoch ms): the due index
+    ab:sched:jobs        HASH    grant id -> {"kind": step kind, "due", "attempts", "data"}
+    ab:sched:leases      ZSET    grant id -> lease expiry (epoch ms) while a worker runs it
+    ab:sched:owners      HASH    grant id -> claim token
+
+Schema 1 kept one job per step (``expire:<id>``, ``remind:<id>`` ...) in the same
+four scheduler keys; :mod:`bot.migrations` turns it into schema 2 on start-up.
 """
 
 from __future__ import annotations
@@ -14,6 +32,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -21,15 +40,16 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
+from bot.agenda import NextStep
 from bot.audit import audit_entry, log_entry, new_steps, request_entry
 from bot.errors import NotAllowed
+from bot.leases import Entries, Job
 from bot.lifecycle import State
-from bot.models import Grant, Offboarding
-from bot.scheduler import Job, Scheduler
+from bot.models import Grant, Offboarding, utcnow
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 AUDIT_MAXLEN = 100_000
 
 
@@ -39,11 +59,18 @@ class SchemaMismatch(RuntimeError):
 
 @dataclass(frozen=True)
 class Change:
-    """What one transaction writes: the new record and the jobs it implies."""
+    """What one transaction writes: the new record (its next step follows from it)."""
 
     grant: Grant
-    schedule: Sequence[Job] = ()
-    cancel: Sequence[str] = ()
+
+
+# The agenda bound to a policy: the next step of a grant at a time (bot.agenda.next_step).
+Plan = Callable[[Grant, datetime], NextStep | None]
+
+
+def entry_for(grant_id: str, step: NextStep) -> Job:
+    """The due-index entry of a grant's next step (fresh: no attempts yet)."""
+    return Job(id=grant_id, kind=step.kind.value, due=step.due.timestamp())
 
 
 Decide = Callable[[Grant], Change | None]
@@ -65,10 +92,21 @@ AfterCommit = Callable[[Grant, Grant], Awaitable[None]]
 
 @dataclass
 class Store:
+    """The grant records and their due index.
+
+    ``redis``: the shared client. ``scheduler``: the due index's keys (a ``Scheduler``, or
+    bare ``Entries`` for a process that never runs steps). ``plan``: the agenda (None: a
+    read-only store; a write raises RuntimeError). ``prefix``: key prefix of the records.
+    ``on_change``: hooks told ``(before, after)`` after each committed change; a failing hook
+    is logged, never undoes the change. ``clock``: the time the agenda is asked at (UTC).
+    """
+
     redis: Redis
-    scheduler: Scheduler
+    scheduler: Entries
     prefix: str = "ab"
     on_change: list[AfterCommit] = field(default_factory=list)
+    plan: Plan | None = None
+    clock: Callable[[], datetime] = utcnow
 
     # -- keys ---------------------------------------------------------------
     def _grant_key(self, grant_id: str) -> str:
@@ -90,14 +128,11 @@ class Store:
 
     # -- schema ---------------------------------------------------------------
     async def migrate(self) -> None:
-        """Stamp a fresh database; refuse one written by a newer schema."""
-        key = f"{self.prefix}:schema"
-        await self.redis.set(key, SCHEMA_VERSION, nx=True)
-        found = int(await self.redis.get(key) or SCHEMA_VERSION)
-        if found > SCHEMA_VERSION:
-            raise SchemaMismatch(
-                f"Redis data has schema {found}; this AccessBot understands {SCHEMA_VERSION}"
-            )
+        """Stamp a fresh database, migrate an older one (:mod:`bot.migrations`), refuse one
+        written by a newer schema (SchemaMismatch)."""
+        from bot.migrations import migrate  # the migrations know the store, not vice versa
+
+        await migrate(self)
 
     # -- reads ---------------------------------------------------------------
     async def get(self, grant_id: str) -> Grant | None:
@@ -125,7 +160,7 @@ class Store:
         return int(await self.redis.scard(self._state_key(state)))  # type: ignore[misc]
 
     # -- writes --------------------------------------------------------------
-    async def create(self, grant: Grant, schedule: Sequence[Job] = ()) -> Grant:
+    async def create(self, grant: Grant) -> Grant:
         """Store a new record; its creation is audited like any other step.
 
         Raises RequesterOffboarded if the requester is offboarded. The check
@@ -140,7 +175,7 @@ class Store:
                     if await pipe.hexists(self._offboarded_key, grant.requester):  # type: ignore[misc]
                         raise RequesterOffboarded(grant.requester)
                     pipe.multi()
-                    self._write(pipe, None, Change(grant, schedule))
+                    self._write(pipe, None, grant)
                     await pipe.execute()
                 except WatchError:
                     continue
@@ -216,24 +251,20 @@ class Store:
                         return None
                     after = change.grant.model_copy(update={"version": before.version + 1})
                     pipe.multi()
-                    self._write(pipe, before, Change(after, change.schedule, change.cancel))
+                    self._write(pipe, before, after)
                     await pipe.execute()
                 except WatchError:
                     continue
             await self._after(before, after)
             return after
 
-    def _write(self, pipe: Pipeline, before: Grant | None, change: Change) -> None:
-        grant = change.grant
+    def _write(self, pipe: Pipeline, before: Grant | None, grant: Grant) -> None:
         pipe.set(self._grant_key(grant.id), grant.model_dump_json())
         pipe.sadd(self._user_key(grant.requester), grant.id)
         if before is not None and before.state != grant.state:
             pipe.srem(self._state_key(before.state), grant.id)
         pipe.sadd(self._state_key(grant.state), grant.id)
-        for job in change.schedule:
-            self.scheduler.add_to(pipe, job)
-        for job_id in change.cancel:
-            self.scheduler.cancel_in(pipe, job_id)
+        self._file(pipe, before, grant)
         entries = [request_entry(grant)] if before is None else []
         entries += [audit_entry(grant, step) for step in new_steps(before, grant)]
         for entry in entries:
@@ -243,6 +274,46 @@ class Store:
                 maxlen=AUDIT_MAXLEN,
                 approximate=True,
             )
+
+    def _file(self, pipe: Pipeline, before: Grant | None, grant: Grant) -> None:
+        """Keep the due index on the agenda: the grant's entry moves only when its next
+        step changes, so a handler writing the record it works on keeps its claim."""
+        if self.plan is None:
+            raise RuntimeError("this Store was built without an agenda: it only reads")
+        now = self.clock()
+        step = self.plan(grant, now)
+        earlier = None if before is None else self.plan(before, now)
+        if step is not None and step != earlier:
+            self.scheduler.add_to(pipe, entry_for(grant.id, step))
+        elif step is None and earlier is not None:
+            self.scheduler.cancel_in(pipe, grant.id)
+
+    async def refile(self, grant_id: str) -> NextStep | None:
+        """File the grant's next step afresh (or remove its entry); returns the step.
+
+        For entries the index lost: dead-lettered, replaced by a sweep, or written by a
+        process that crashed between claiming and re-filing. Atomic with the record read.
+        """
+        if self.plan is None:
+            raise RuntimeError("this Store was built without an agenda: it only reads")
+        key = self._grant_key(grant_id)
+        while True:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.get(key)
+                    step = None
+                    if raw:
+                        step = self.plan(Grant.model_validate_json(raw), self.clock())
+                    pipe.multi()
+                    if step is None:
+                        self.scheduler.cancel_in(pipe, grant_id)
+                    else:
+                        self.scheduler.add_to(pipe, entry_for(grant_id, step))
+                    await pipe.execute()
+                    return step
+                except WatchError:
+                    continue
 
     async def _after(self, before: Grant | None, after: Grant) -> None:
         if before is None:

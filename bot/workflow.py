@@ -4,22 +4,24 @@ A thin facade over :mod:`bot.usecases`, where each concept has its module
 (requests and decisions, provisioning, ending, extensions, offboarding,
 authorization). Rules live in pure code (:mod:`bot.policy`, :mod:`bot.lifecycle`);
 the use cases sequence I/O around them: decide with pure code inside one store
-transaction (which also commits the scheduler jobs the decision implies), then
-do the slow work, which is idempotent and backed by a durable job so that a
-crash anywhere resumes rather than repeats.
+transaction (which also files the grant's next step, :mod:`bot.agenda`), then
+do the slow work, which is idempotent and backed by that durable step so that a
+crash anywhere resumes rather than repeats. :meth:`Workflow.register_steps` gives
+each step kind its one handler.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from bot.agenda import StepKind
 from bot.models import Grant
 from bot.policy import AccessRequestSpec
 from bot.ports import Directory, Notifier
-from bot.scheduler import Job
+from bot.steps import StepHandler, StepRunner
 from bot.usecases.authorization import (
     APPROVER_OFFBOARDED,
     OFFBOARDED,
@@ -29,15 +31,6 @@ from bot.usecases.authorization import (
 from bot.usecases.deps import SYSTEM, Deps
 from bot.usecases.ending import Ending, Revocation
 from bot.usecases.extensions import Extensions
-from bot.usecases.jobs import (
-    card_job,
-    cleanup_job,
-    expire_job,
-    grant_of,
-    provision_job,
-    remind_job,
-    timeout_job,
-)
 from bot.usecases.offboarding import Offboarding, OffboardResult, PendingCleanup, Progress
 from bot.usecases.provisioning import Provisioning
 from bot.usecases.receipts import Receipts
@@ -55,12 +48,6 @@ __all__ = [
     "PendingCleanup",
     "Revocation",
     "Workflow",
-    "card_job",
-    "cleanup_job",
-    "expire_job",
-    "provision_job",
-    "remind_job",
-    "timeout_job",
 ]
 
 
@@ -77,7 +64,7 @@ class Workflow:
     ``notifier`` and ``directory`` are the ports the adapters share. ``clock``,
     ``card_retry`` and ``on_provision_step`` may be set after construction (test
     seams); setting one rebuilds the use cases around a new ``Deps``, and the
-    registered job handlers follow (they look the use cases up when a job runs).
+    registered step handlers follow (they look the use cases up when a step runs).
     """
 
     deps: Deps
@@ -108,28 +95,28 @@ class Workflow:
         self.extensions = Extensions(deps, self.requests)
         self.offboarding = Offboarding(deps, self.authz, self.requests, self.ending, self.receipts)
 
-    # -- jobs -----------------------------------------------------------------
-    def register_jobs(self) -> None:
-        """Give the scheduler a handler per job kind (looked up when each job runs)."""
-        handlers: dict[str, Callable[[Job], Awaitable[None]]] = {
-            "provision": self._on_provision_job,
-            "expire": lambda j: self.ending.on_expire_job(j),
-            "remind": lambda j: self.ending.on_remind_job(j),
-            "timeout": lambda j: self.requests.on_timeout_job(j),
-            "cleanup": lambda j: self.ending.on_cleanup_job(j),
-            "card": lambda j: self.requests.on_card_job(j),
+    # -- steps ----------------------------------------------------------------
+    def register_steps(self, runner: StepRunner) -> None:
+        """Give ``runner`` the one handler of each agenda step kind, and the sweep (each
+        looks the use cases up when it runs, so the test seams take effect)."""
+        handlers: dict[StepKind, StepHandler] = {
+            StepKind.CARD: lambda g: self.requests.on_card(g),
+            StepKind.TIMEOUT: lambda g: self.requests.on_timeout(g),
+            StepKind.PROVISION: self._on_provision,
+            StepKind.EXTEND: self._on_extend,
+            StepKind.REMIND: lambda g: self.ending.on_remind(g),
+            StepKind.EXPIRE: lambda g: self.ending.on_expire(g),
+            StepKind.CLEANUP: lambda g: self.ending.on_cleanup(g),
         }
         for kind, handler in handlers.items():
-            self.deps.scheduler.register(kind, handler)
+            runner.register(kind, handler)
+        runner.sweep = lambda grant_id, cluster, g: self.ending.sweep(grant_id, cluster, g)
 
-    async def _on_provision_job(self, j: Job) -> None:
-        grant = await self.deps.store.get(grant_of(j))
-        if grant is None:
-            return
-        if grant.kind == "extend":
-            await self.extensions.apply_approved_extension(grant)
-        else:
-            await self.provisioning.provision(grant.id)
+    async def _on_provision(self, grant: Grant) -> None:
+        await self.provisioning.provision(grant.id)
+
+    async def _on_extend(self, grant: Grant) -> None:
+        await self.extensions.apply_approved_extension(grant)
 
     # -- queries and authorization ---------------------------------------------
     async def get(self, grant_id: str) -> Grant:

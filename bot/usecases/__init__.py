@@ -10,7 +10,8 @@
 - ``receipts``: the revocation receipt: checks on the cluster that access is gone.
 - ``extensions``: more time on an active grant, directly or by an approved request.
 - ``offboarding``: block a person, end all they hold, sweep the clusters, re-enable.
-- ``jobs``: the scheduler job kinds and ids the use cases commit with their changes.
 - ``reports``: the cluster reports (nodes, helm, standing) and who may run them.
 - ``permissions``: what a role allows in a scope, computed from live RBAC and cached.
+- the step handlers (card, timeout, provision, extend, remind, expire, cleanup) live
+  with their concept; :mod:`bot.agenda` says which step is next, :mod:`bot.steps` runs it.
 """

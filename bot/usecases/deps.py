@@ -34,8 +34,9 @@ class Deps:
     """What the use cases talk to, and how long they wait.
 
     :param policy: the policy in force; every decision reads it afresh.
-    :param store: grant records and their scheduler jobs, changed in one transaction.
-    :param scheduler: the durable job queue (expiry, cleanup, provisioning retries).
+    :param store: grant records and their due index (the agenda's next step of each),
+      changed in one transaction.
+    :param scheduler: the durable runner of due steps (expiry, cleanup, provisioning...).
     :param clusters: the Kubernetes clusters by policy name.
     :param notifier: Slack (or a test double): cards, DMs, kubeconfig files.
     :param directory: who is who: usergroups, handles, email look-ups.
@@ -50,8 +51,8 @@ class Deps:
       attempt needs between claim and record, so a crash there costs a delay,
       never a second file.
     :param card_retry: how long after a pending request is created its safety-net
-      job posts the approval card if none was recorded; default 30 s.
-    :param cleanup_grace: how long after a grant ends its durable cleanup job
+      step posts the approval card if none was recorded; default 30 s.
+    :param cleanup_grace: how long after a grant ends its durable cleanup step
       waits, so it does not race the inline cleanup; default 30 s.
     :param record_patience_seconds: seconds that recording a delivered kubeconfig
       waits out a Redis blip before giving up (the file is already sent, so a

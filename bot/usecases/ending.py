@@ -1,9 +1,10 @@
 """Ending a grant: revoke, expire, and the cleanup that removes its objects until proven gone.
 
-The state changes first, together with a durable cleanup job, so the user sees
-the truth at once and a crash before the deletes finish leaves a job that
-finishes them; the inline cleanup then deletes and records the receipt
-(:mod:`bot.usecases.receipts`).
+The state changes first, and with it the grant's next step becomes its cleanup
+(:mod:`bot.agenda`), so the user sees the truth at once and a crash before the
+deletes finish leaves a due step that finishes them; the inline cleanup then
+deletes and records the receipt (:mod:`bot.usecases.receipts`). The step
+handlers of expiry, reminder and cleanup live here too.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ from dataclasses import dataclass
 from bot.lifecycle import State, is_terminal
 from bot.models import Grant
 from bot.retry import retrying
-from bot.scheduler import Job, RetryLater
+from bot.scheduler import Defer
 from bot.store import Change
-from bot.usecases import jobs
 from bot.usecases.authorization import Authorization
 from bot.usecases.deps import SYSTEM, Deps
 from bot.usecases.receipts import Receipts
@@ -79,45 +79,37 @@ class Ending:
             after = await self.end(grant_id, State.REVOKED, actor, reason)
         return Revocation(after or await self.deps.grant(grant_id), was=grant.state)
 
-    async def end(
-        self, grant_id: str, target: State, actor: str, reason: str, *, running: str = ""
-    ) -> Grant | None:
+    async def end(self, grant_id: str, target: State, actor: str, reason: str) -> Grant | None:
         """Move a live grant to ``target`` and remove its objects.
 
-        The state changes first, together with a cleanup job, so the user sees
-        the truth at once and a crash before the deletes finish leaves a job
-        that finishes them. That job waits one lease, so it does not race the
-        inline cleanup that normally cancels it. ``running``: the job calling
-        us, which finishes by itself and must not be cancelled under its feet.
+        The state changes first, which makes the cleanup the grant's next step
+        (due one ``cleanup_grace`` later, so it does not race the inline cleanup
+        that normally makes it moot), so the user sees the truth at once and a
+        crash before the deletes finish leaves a due step that finishes them.
         """
-        ended = await self.end_state(grant_id, target, actor, reason, running=running)
+        ended = await self.end_state(grant_id, target, actor, reason)
         if ended is not None and ended.kind == "access":
             await self.cleanup(ended.id, ended.cluster, ended.objects)
         return ended
 
     async def end_state(
-        self, grant_id: str, target: State, actor: str, reason: str, *, running: str = ""
+        self, grant_id: str, target: State, actor: str, reason: str
     ) -> Grant | None:
-        """Only the state change of :meth:`end` (with its durable cleanup job)."""
+        """Only the state change of :meth:`end` (its cleanup step follows from it)."""
         deps = self.deps
         now = deps.clock()
 
         def decide(g: Grant) -> Change | None:
             if g.kind == "extend":
                 # Only an approved request not yet applied ends this way (never by
-                # expiry); its objects are its parent's: it has none of its own to remove.
+                # expiry); its objects are its parent's: it has none of its own to remove
+                # (the agenda gives it no cleanup).
                 if g.state != State.APPROVED or target == State.EXPIRED:
                     return None
-                return Change(
-                    g.moved(target, actor, now, reason), cancel=[jobs.provision_job(g.id)]
-                )
+                return Change(g.moved(target, actor, now, reason))
             if not g.live or (target == State.EXPIRED and g.state != State.ACTIVE):
                 return None
-            return Change(
-                g.moved(target, actor, now, reason),
-                schedule=[jobs.cleanup_safety_net(deps, g, now)],
-                cancel=[j for j in jobs.live_jobs(g.id) if j != running],
-            )
+            return Change(g.moved(target, actor, now, reason))  # next step: the cleanup
 
         return await deps.store.update(grant_id, decide)
 
@@ -128,8 +120,8 @@ class Ending:
 
         Never raises for the cluster: a refused or failed delete is logged and
         left to the verification, whose failed receipt raises the alert; the
-        cleanup job (scheduled when the grant ended) then runs again until a
-        receipt verifies. Slack hears of it only after the store has the receipt.
+        grant's cleanup step (its next step since it ended) then runs again until
+        a receipt verifies. Slack hears of it only after the store has the receipt.
         """
         deps = self.deps
         deleted: list[str] = []
@@ -142,14 +134,8 @@ class Ending:
         except ClusterError as exc:
             log.error("revoking %s on %s failed: %s", grant_id, cluster_name, exc,
                       extra={"grant_id": grant_id})  # fmt: skip
-        if await self.receipts.receipt(grant_id, cluster_name, again=bool(deleted)):
-            await deps.scheduler.cancel(jobs.cleanup_job(grant_id))
-        else:
-            # Verification failed: make sure the durable retry exists, whoever ended it.
-            due = deps.clock() + deps.cleanup_grace
-            await deps.scheduler.schedule(
-                jobs.job(jobs.cleanup_job(grant_id), due, cluster=cluster_name)
-            )
+        # Verified: the grant has no next step any more; else its cleanup step stays due.
+        await self.receipts.receipt(grant_id, cluster_name, again=bool(deleted))
         return deleted
 
     async def delete_objects(
@@ -161,51 +147,49 @@ class Ending:
             return await k8s_grants.revoke_objects(cluster, objects)
         return await k8s_grants.revoke(cluster, grant_id)
 
-    async def on_cleanup_job(self, j: Job) -> None:
-        """The durable cleanup: delete, then verify; again later until a receipt verifies."""
-        deps = self.deps
-        grant_id = jobs.grant_of(j)
-        grant = await deps.store.get(grant_id)
+    async def on_cleanup(self, grant: Grant) -> None:
+        """The cleanup step: delete by recorded UID (else by label), then verify; run again
+        one ``cleanup_grace`` later (Defer: never counted as a failure, never given up)
+        until a receipt verifies."""
+        deleted: list[str] = []
+        try:
+            deleted = await self.delete_objects(grant.id, grant.cluster, grant.objects)
+        except ClusterError as exc:
+            log.error("cleanup of %s on %s failed: %s", grant.id, grant.cluster, exc,
+                      extra={"grant_id": grant.id})  # fmt: skip
+        if not await self.receipts.receipt(grant.id, grant.cluster, again=bool(deleted)):
+            raise Defer(self.deps.cleanup_grace.total_seconds(), "receipt not verified yet")
+
+    async def sweep(self, grant_id: str, cluster: str, grant: Grant | None) -> None:
+        """The reconciler's sweep: remove a grant's objects on ``cluster`` by label (it saw
+        objects the recorded UIDs may not cover, or of a grant Redis no longer knows);
+        a known ended grant's receipt is checked again."""
         if grant is not None and grant.kind != "access":
             return  # an extension request owns no objects; never touch its parent's
-        cluster = j.data.get("cluster") or (grant.cluster if grant else None)
-        # The reconciler asks by label: it saw objects the recorded UIDs may not cover.
-        objects = None if grant is None or j.data.get("by") == "label" else grant.objects
-        if cluster is None:
-            return
         if grant is None:
-            await self.delete_objects(grant_id, cluster, objects)
+            await self.delete_objects(grant_id, cluster, None)
             return
         deleted: list[str] = []
         try:
-            deleted = await self.delete_objects(grant_id, cluster, objects)
+            deleted = await self.delete_objects(grant_id, cluster, None)
         except ClusterError as exc:
-            log.error("cleanup of %s on %s failed: %s", grant_id, cluster, exc,
+            log.error("sweep of %s on %s failed: %s", grant_id, cluster, exc,
                       extra={"grant_id": grant_id})  # fmt: skip
-        if not await self.receipts.receipt(grant_id, cluster, again=bool(deleted)):
-            # Scheduled afresh (the scheduler keeps a job moved while it ran), not
-            # failed: a failure count would give up one day; this runs until verified.
-            due = deps.clock() + deps.cleanup_grace
-            await deps.scheduler.schedule(jobs.job(j.id, due, **j.data))
+        await self.receipts.receipt(grant_id, cluster, again=bool(deleted))
 
-    async def on_expire_job(self, j: Job) -> None:
-        """End an active grant at its expiry (never early)."""
-        grant_id = jobs.grant_of(j)
-        grant = await self.deps.store.get(grant_id)
-        if grant is None or grant.state != State.ACTIVE or grant.expires_at is None:
-            return
-        early = (grant.expires_at - self.deps.clock()).total_seconds()
-        if early > 0:
-            current = await self.deps.scheduler.get(j.id)
-            if current is not None and current.due != j.due:
-                return  # extended while we were claimed: the moved job will fire
-            # Claimed a hair early (rounding, a replica's clock): never drop an
-            # expiry on the floor, run again when it is due.
-            raise RetryLater(early, "claimed before the grant's expiry")
-        await self.end(grant_id, State.EXPIRED, SYSTEM, "expired", running=j.id)
+    async def on_expire(self, grant: Grant) -> None:
+        """The expiry step: end the active grant (the runner calls it only once due)."""
+        await self.end(grant.id, State.EXPIRED, SYSTEM, "expired")
 
-    async def on_remind_job(self, j: Job) -> None:
-        """Warn the requester that an active grant expires soon."""
-        grant = await self.deps.store.get(jobs.grant_of(j))
-        if grant is not None and grant.state == State.ACTIVE:
-            await self.deps.notifier.remind(grant)
+    async def on_remind(self, grant: Grant) -> None:
+        """The reminder step: warn the requester, then record it was sent for this expiry
+        (a crash in between sends it again: at least once)."""
+        expires = grant.expires_at
+        await self.deps.notifier.remind(grant)
+
+        def sent(g: Grant) -> Change | None:
+            if g.state != State.ACTIVE or g.expires_at != expires or g.reminded_for == expires:
+                return None
+            return Change(g.model_copy(update={"reminded_for": expires}))
+
+        await self.deps.store.update(grant.id, sent)

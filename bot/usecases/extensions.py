@@ -1,7 +1,7 @@
 """Extensions: more time on an active grant, at once for auto-approved roles, else by approval.
 
 An extension request is a grant record of its own (kind ``extend``) that goes
-through the same approval as a request; once approved, the ``provision`` job
+through the same approval as a request; once approved, the ``extend`` step
 applies it to the grant it extends, with a fresh token and kubeconfig.
 """
 
@@ -20,7 +20,6 @@ from bot.store import Change
 from bot.usecases.authorization import APPROVER_OFFBOARDED, REQUESTER_OFFBOARDED
 from bot.usecases.credentials import deliver, grant_spec, verified_kubeconfig
 from bot.usecases.deps import SYSTEM, Deps, user_reason
-from bot.usecases.jobs import expiry_jobs
 from bot.usecases.requests import Requests
 from k8s import grants as k8s_grants
 from k8s.errors import ClusterError
@@ -140,7 +139,7 @@ class Extensions:
         approved), the new facts are written onto the objects, and the
         verified kubeconfig is delivered last, so the objects never undercut
         what the user is told. A crash after the record is repaired by the
-        job's retry, which finds the extension recorded and finishes its work,
+        step's retry, which finds the extension recorded and finishes its work,
         and by the reconciler, which writes a live grant's facts onto its objects.
 
         Raises RequestRejected when the grant cannot be extended (the message
@@ -195,7 +194,7 @@ class Extensions:
                     "token_cap_s": cap,
                 }
             ).noted("extended", asked_by, now, why)
-            return Change(extended, schedule=expiry_jobs(deps, extended))
+            return Change(extended)  # the agenda moves its reminder and expiry
 
         updated = await deps.store.update_checked(grant_id, decide, also=(asked_by,))
         if updated is None:

@@ -2,7 +2,7 @@
 
 Also finding the person (by email or Slack user ID, even one the directory has
 forgotten) and re-enabling them. Each call makes progress and reports the
-truth (:class:`OffboardResult`); the durable cleanup jobs keep at it meanwhile.
+truth (:class:`OffboardResult`); the durable cleanup steps keep at it meanwhile.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ class Offboarding:
 
         Each call makes progress and reports the truth: ``pending`` names every
         grant whose objects may still exist (a cluster did not answer); the
-        durable cleanup jobs keep at it meanwhile. Repeating a finished call
+        durable cleanup steps keep at it meanwhile. Repeating a finished call
         returns the same answer without touching the clusters again.
         ``progress`` hears about each grant as it is ended (the CLI prints it).
         """
@@ -199,7 +199,7 @@ class Offboarding:
         """Delete every object of these grants (or naming ``user``), then look again.
 
         One attempt, no backoff: the caller (an HR system) retries, and the
-        cleanup jobs retry durably. Raises ClusterError while anything remains.
+        cleanup steps retry durably. Raises ClusterError while anything remains.
         """
         cluster = self.deps.clusters[cluster_name]
 

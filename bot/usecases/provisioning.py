@@ -2,8 +2,8 @@
 
 approved → provisioning → objects and token → verify the kubeconfig → deliver →
 active, or failed with whatever was made taken back. Every step is idempotent
-and backed by the durable ``provision`` job, so a crash anywhere resumes rather
-than repeats; one delivery claim keeps a resumed attempt from sending a second file.
+and backed by the durable ``provision`` step (:mod:`bot.agenda`), so a crash anywhere
+resumes rather than repeats; one delivery claim keeps a resumed attempt from sending a second file.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from bot.policy import RequestRejected, recheck_request
 from bot.retry import retrying
 from bot.scheduler import RetryLater
 from bot.store import Change
-from bot.usecases import jobs
 from bot.usecases.authorization import APPROVER_OFFBOARDED, REQUESTER_OFFBOARDED
 from bot.usecases.credentials import deliver, grant_spec, verified_kubeconfig
 from bot.usecases.deps import SYSTEM, Deps, user_reason
@@ -52,6 +51,7 @@ class Provisioning:
         grant = await self._begin(grant_id)
         if grant is None:
             return await deps.store.get(grant_id)
+        _passed(deps, "provisioning")
         # Requested under an older policy: the policy in force when anything is
         # created decides (role, ClusterRole, namespace, duration, approvals).
         try:
@@ -62,6 +62,7 @@ class Provisioning:
             token, content = await self._make_credentials(grant)
             # The end the cluster honours is on record before anyone is told a time.
             grant = await self._record_token(grant, token)
+            _passed(deps, "verified")
             if grant.delivered_file:
                 delivery = grant.delivered_file
             else:
@@ -78,7 +79,7 @@ class Provisioning:
                 delivery = await deliver(deps, grant, content)
         except Failure as exc:
             # Permanent, or transient after the retries: the attempt ends, cleanly.
-            # Anything else (a ValueError, say) is a bug: it fails the job, which is
+            # Anything else (a ValueError, say) is a bug: it fails the step, which is
             # logged and retried, and the grant is never "failed" with its text.
             return await self.fail(grant, user_reason(exc))
         return await self._activate(grant, delivery, token.objects)
@@ -191,11 +192,7 @@ class Provisioning:
             )
         else:
             return None
-        return Change(
-            ended,
-            schedule=[jobs.cleanup_safety_net(self.deps, g, now)],
-            cancel=jobs.live_jobs(g.id),
-        )
+        return Change(ended)  # its next step: the cleanup of whatever was made
 
     async def _activate(
         self, grant: Grant, delivery: str, objects: tuple[k8s_grants.ObjectRef, ...]
@@ -207,10 +204,10 @@ class Provisioning:
             active = g.moved(State.ACTIVE, SYSTEM, now).model_copy(
                 update={"delivered_file": delivery, "objects": objects}
             )
-            return Change(active, schedule=jobs.expiry_jobs(deps, active))
+            return Change(active)  # its next steps: the reminder, the expiry
 
         # The file is already in the user's DM: wait out a Redis blip rather
-        # than fail the job and have a retry send it again.
+        # than fail the step and have a retry send it again.
         activated = await deps.store.update_checked(
             grant.id,
             self._saga_step(State.PROVISIONING, now, activate),
@@ -228,7 +225,7 @@ class Provisioning:
         return activated
 
     async def fail(self, grant: Grant, reason: str) -> Grant | None:
-        """Mark failed and undo whatever was made; cleanup is a durable job first."""
+        """Mark failed and undo whatever was made; the cleanup step is due first."""
         deps = self.deps
         now = deps.clock()
         log.warning("grant %s failed: %s", grant.id, reason, extra={"grant_id": grant.id})
@@ -240,14 +237,18 @@ class Provisioning:
                 else Change(
                     g.moved(State.FAILED, SYSTEM, now, reason).model_copy(
                         update={"failure": reason}
-                    ),
-                    schedule=[jobs.cleanup_safety_net(deps, g, now)],
-                    cancel=[jobs.expire_job(g.id), jobs.remind_job(g.id)],
+                    )
                 )
             ),
         )
         await self.ending.cleanup(grant.id, grant.cluster)
         return failed or await deps.store.get(grant.id)
+
+
+def _passed(deps: Deps, step: str) -> None:
+    """Tell the crash-drill seam a saga step is done (the objects' steps: k8s.grants)."""
+    if deps.on_provision_step is not None:
+        deps.on_provision_step(step)
 
 
 def _ceil_second(at: datetime) -> datetime:

@@ -41,7 +41,7 @@ class Receipts:
         deps = self.deps
         grant = await deps.store.get(grant_id)
         if grant is None or grant.kind != "access" or not grant.ended:
-            return True  # nothing of an ended grant to prove (never a live one's job)
+            return True  # nothing of an ended grant to prove (never a live one's step)
         if grant.receipt is not None and grant.receipt.verified:
             if again:
                 await self.mark_gone(grant_id, deps.clock(), again=True)

@@ -14,11 +14,10 @@ from enum import StrEnum
 from bot.lifecycle import LIVE, State
 from bot.models import Grant, MessageRef, new_grant
 from bot.policy import AccessRequestSpec, may_approve, resolve_request
-from bot.scheduler import Job
+from bot.scheduler import Defer
 from bot.store import Change, RequesterOffboarded
 from bot.usecases.authorization import OFFBOARDED, REQUESTER_OFFBOARDED, Authorization
 from bot.usecases.deps import SYSTEM, Deps, rule_on
-from bot.usecases.jobs import card_job, grant_of, job, provision_job, timeout_job
 
 
 class Outcome(StrEnum):
@@ -96,31 +95,26 @@ class Requests:
             grant = grant.model_copy(update={"tls_insecure": True})  # warned on the card
         if resolved.approvals_required == 0:
             grant = grant.moved(State.APPROVED, SYSTEM, now, "auto-approved by policy")
-            return await self.create(grant, [job(provision_job(grant.id), now)])
+            return await self.create(grant)  # its next step: provision
         grant = await self.create_pending(grant)
         await self.post_card(grant)
         return await deps.grant(grant.id)
 
     async def create_pending(self, grant: Grant) -> Grant:
-        """Store a pending request with its timeout and its card's safety net."""
-        # The card job is a safety net: if we die before the card is posted and
-        # recorded, it posts the card later instead of leaving approvers unaware.
-        return await self.create(
-            grant,
-            [
-                job(timeout_job(grant.id), grant.pending_until),
-                job(card_job(grant.id), self.deps.clock() + self.deps.card_retry),
-            ],
-        )
+        """Store a pending request. Its next step is the card's safety net (bot.agenda):
+        if we die before the card is posted and recorded, it posts the card later
+        instead of leaving approvers unaware; then its timeout."""
+        return await self.create(grant)
 
-    async def create(self, grant: Grant, jobs: list[Job]) -> Grant:
+    async def create(self, grant: Grant) -> Grant:
+        """Store a new record; raises an audited NotAllowed for an offboarded requester."""
         try:
-            return await self.deps.store.create(grant, jobs)
+            return await self.deps.store.create(grant)
         except RequesterOffboarded:
             raise await self.authz.refuse(grant.requester, "request", None, OFFBOARDED) from None
 
     async def post_card(self, grant: Grant) -> None:
-        """Post the approval card and record where it is (which ends the card job)."""
+        """Post the approval card and record where it is (which ends the card step)."""
         card = await self.deps.notifier.post_card(grant)
         if card is not None:
             await self._set_card(grant.id, card)
@@ -128,20 +122,22 @@ class Requests:
     async def _set_card(self, grant_id: str, card: MessageRef) -> None:
         await self.deps.store.update(
             grant_id,
-            lambda g: Change(g.model_copy(update={"card": card}), cancel=[card_job(grant_id)]),
+            lambda g: Change(g.model_copy(update={"card": card})),
         )
 
-    async def on_card_job(self, j: Job) -> None:
-        """Post the card of a pending request that has none (the safety net fired)."""
-        grant = await self.deps.store.get(grant_of(j))
-        if grant is not None and grant.state == State.PENDING and grant.card is None:
-            await self.post_card(grant)
+    async def on_card(self, grant: Grant) -> None:
+        """The card step: post the card of a pending request that has none (the safety
+        net fired); when Slack took none, try again one ``card_retry`` later."""
+        await self.post_card(grant)
+        current = await self.deps.store.get(grant.id)
+        if current is not None and current.state == State.PENDING and current.card is None:
+            raise Defer(self.deps.card_retry.total_seconds(), "the card was not posted")
 
-    async def on_timeout_job(self, j: Job) -> None:
-        """End a request nobody decided before its deadline."""
+    async def on_timeout(self, grant: Grant) -> None:
+        """The timeout step: end a request nobody decided before its deadline."""
         now = self.deps.clock()
         await self.deps.store.update(
-            grant_of(j),
+            grant.id,
             lambda g: (
                 Change(g.moved(State.TIMED_OUT, SYSTEM, now, "nobody decided in time"))
                 if g.state == State.PENDING and g.pending_until <= now
@@ -179,7 +175,7 @@ class Requests:
             if g.state != State.PENDING:
                 return None
             denied = g.moved(State.DENIED, user, now, reason).model_copy(update={"denied_by": user})
-            return Change(denied, cancel=[timeout_job(g.id)])
+            return Change(denied)
 
         updated = await self.deps.store.update(grant_id, decide)
         if updated is None:
@@ -201,7 +197,7 @@ class Requests:
         return await self.deps.store.update(
             grant_id,
             lambda g: (
-                Change(g.moved(State.CANCELLED, actor, now, reason), cancel=[timeout_job(g.id)])
+                Change(g.moved(State.CANCELLED, actor, now, reason))
                 if g.state == State.PENDING
                 else None
             ),
@@ -236,9 +232,5 @@ def _approval(
 
 
 def _approved(g: Grant, approver: str, now: datetime) -> Change:
-    # For an extension request the "provision" job applies the extension.
-    return Change(
-        g.moved(State.APPROVED, approver, now),
-        schedule=[job(provision_job(g.id), now)],
-        cancel=[timeout_job(g.id)],
-    )
+    # Its next step: provision (for an extension request: extend, which applies it).
+    return Change(g.moved(State.APPROVED, approver, now))

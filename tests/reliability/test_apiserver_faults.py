@@ -77,15 +77,14 @@ async def test_hundred_approvals_through_a_faulty_apiserver(
 
 
 async def _drain_cleanups(scheduler: object, timeout: float) -> None:
-    """Wait until no cleanup job is pending: rollbacks deferred by faults have run."""
+    """Wait until no cleanup step is pending: rollbacks deferred by faults have run."""
     from bot.scheduler import Scheduler
 
     assert isinstance(scheduler, Scheduler)
     deadline = time.monotonic() + timeout
     while True:
-        due = await scheduler._redis.zrange(scheduler._keys.due, 0, -1)
-        leased = await scheduler._redis.zrange(scheduler._keys.leases, 0, -1)
-        pending = [j for j in [*due, *leased] if str(j).startswith("cleanup:")]
+        entries = await scheduler._redis.hgetall(scheduler.keys.jobs)  # type: ignore[misc]
+        pending = [i for i, payload in entries.items() if '"kind":"cleanup"' in str(payload)]
         if not pending:
             return
         assert time.monotonic() < deadline, f"cleanups still pending: {pending[:5]}"

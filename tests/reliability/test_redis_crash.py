@@ -11,15 +11,15 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from bot.core import Core
 from bot.lifecycle import State
 from bot.models import Grant
 from bot.policy import AccessRequestSpec
 from bot.redis_server import RedisProcess
-from bot.scheduler import Scheduler
 from bot.workflow import Decision
 from k8s import grants as k8s_grants
 from tests.support.cluster import TestCluster
-from tests.support.harness import workflow_harness
+from tests.support.harness import until_step_done, workflow_harness
 from tests.support.patience import PATIENCE
 
 pytestmark = pytest.mark.cluster
@@ -75,8 +75,8 @@ async def test_redis_sigkill_loses_nothing_and_doubles_nothing(
             assert redeliveries > 0, "the crash missed the load"
             print(f"\n{redeliveries} deliveries had to be retried while Redis was down")
             final = [await h.wait_state(g.id, State.ACTIVE) for g in acknowledged]
-            # A second delivery could only come from a provision job running again.
-            await _provision_jobs_done(h.core.scheduler, [g.id for g in final])
+            # A second delivery could only come from a provision step running again.
+            await _provision_jobs_done(h.core, [g.id for g in final])
 
             assert len({g.id for g in final}) == REQUESTS
             for g in final:
@@ -88,9 +88,6 @@ async def test_redis_sigkill_loses_nothing_and_doubles_nothing(
         redis.stop()
 
 
-async def _provision_jobs_done(scheduler: Scheduler, grant_ids: list[str]) -> None:
-    deadline = asyncio.get_running_loop().time() + PATIENCE
+async def _provision_jobs_done(core: Core, grant_ids: list[str]) -> None:
     for grant_id in grant_ids:
-        while await scheduler.get(f"provision:{grant_id}") is not None:
-            assert asyncio.get_running_loop().time() < deadline, f"provision:{grant_id} left"
-            await asyncio.sleep(0.1)
+        await until_step_done(core, grant_id, "provision")

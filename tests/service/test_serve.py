@@ -172,14 +172,19 @@ async def shutdown_redis(socket: Path) -> None:
         await r.aclose()
 
 
-async def _job_gone(redis_url: str, job_id: str) -> None:
+async def _step_done(redis_url: str, grant_id: str, kind: str) -> None:
+    """Until the grant's due-index entry is no longer step ``kind`` and nobody holds it."""
     from redis.asyncio import Redis
 
     r = Redis.from_url(redis_url, decode_responses=True)
     try:
         deadline = time.monotonic() + PATIENCE
-        while await r.hexists("ab:sched:jobs", job_id):
-            assert time.monotonic() < deadline, f"job {job_id} never finished"
+        while True:
+            raw = await r.hget("ab:sched:jobs", grant_id)  # type: ignore[misc]
+            leased = await r.zscore("ab:sched:leases", grant_id)
+            if (raw is None or json.loads(raw)["kind"] != kind) and leased is None:
+                return
+            assert time.monotonic() < deadline, f"step {kind} of {grant_id} never finished"
             await asyncio.sleep(0.1)
     finally:
         await r.aclose()
@@ -229,9 +234,9 @@ async def test_sigterm_while_provisioning_then_converges(
         ):
             assert time.monotonic() < deadline, g
             await asyncio.sleep(0.1)
-        # A second delivery could only come from the provision job running again: wait
-        # until that job is gone for good before counting uploads.
-        await _job_gone(redis_url, f"provision:{g.id}")
+        # A second delivery could only come from the provision step running again: wait
+        # until that step is done for good before counting uploads.
+        await _step_done(redis_url, g.id, "provision")
         uploads = [f for f in emu.uploaded_files if f.filename == "a-edit.kubeconfig"]
         registry = ClusterRegistry(
             {"a": ClusterTarget("a", context="a", kubeconfig=str(kubeconfig))}

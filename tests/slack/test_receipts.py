@@ -127,9 +127,9 @@ async def test_revoke_gives_one_verified_receipt_and_cleans_slack(bed: SlackBed)
     print(f"\nrevoke -> verified receipt in the audit channel: {elapsed:.3f} s")
     print("receipt as Slack received it:", json.dumps(posted["blocks"], ensure_ascii=False))
 
-    # The cleanup job running again (say, the reconciler asked) adds no second receipt.
-    job_id = f"cleanup:{grant.id}"
-    await bed.core.scheduler.schedule(Job(job_id, "cleanup", time.time(), {"cluster": "a"}))
+    # A cleanup running again (the reconciler's sweep of the grant) adds no second receipt.
+    job_id = grant.id
+    await bed.core.scheduler.schedule(Job(job_id, "sweep", time.time(), {"cluster": "a"}))
 
     async def ran() -> bool:
         return await bed.core.scheduler.get(job_id) is None
@@ -200,8 +200,8 @@ async def test_a_kept_binding_fails_the_receipt_alerts_and_the_retry_verifies(
 
         await _until(alerted, "the failed receipt in the audit channel and the admin alert")
 
-        # The durable cleanup job runs again and again meanwhile, without a second alert.
-        job_id = f"cleanup:{grant.id}"
+        # The durable cleanup step runs again and again meanwhile, without a second alert.
+        job_id = grant.id
         seen: list[float] = []
 
         async def rescheduled() -> bool:

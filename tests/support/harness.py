@@ -63,7 +63,7 @@ POLICY = policy_yaml()
 NAMESPACES = ("accessbot-users", "team-a", "team-b")
 
 # Fast enough for tests, slow enough that a crashed worker's lease is visible.
-FAST_SCHEDULER = {"lease_seconds": 2.0, "poll_interval": 0.05, "backoff_base": 0.2}
+FAST_SCHEDULER = {"lease_seconds": 2.0, "poll_seconds": 0.05, "backoff_base_seconds": 0.2}
 FAST_BACKOFF = Backoff(attempts=3, base=0.05, cap=0.2)
 
 
@@ -118,19 +118,40 @@ async def scheduler_idle(core: Core) -> bool:
 
 
 async def pending_jobs(core: Core) -> dict[str, Job]:
-    """Every job the scheduler holds (waiting or running), by id."""
+    """Every due-index entry the scheduler holds (waiting or running), by grant id."""
     raw: dict[str, str] = await core.redis.hgetall(f"{SCHEDULER_PREFIX}:jobs")  # type: ignore[misc]
     return {job_id: Job.from_payload(payload) for job_id, payload in raw.items()}
 
 
-async def until_job_gone(core: Core, job_id: str, timeout: float = PATIENCE) -> None:
-    """Return once the scheduler no longer holds ``job_id``: it finished (or was
-    cancelled); a job that failed and waits for its retry is still held."""
+async def until_step_done(core: Core, grant_id: str, kind: str, timeout: float = PATIENCE) -> None:
+    """Return once the grant's next step is no longer ``kind`` (bot.agenda.StepKind value)
+    and no worker holds its entry: that step's handler has run to its end."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while await core.scheduler.get(job_id) is not None:
-        assert loop.time() < deadline, f"job {job_id} still held after {timeout}s"
+    while True:
+        entry = await core.scheduler.get(grant_id)
+        leased = await core.redis.zscore(f"{SCHEDULER_PREFIX}:leases", grant_id)
+        if (entry is None or entry.kind != kind) and leased is None:
+            return
+        assert loop.time() < deadline, f"step {kind} of {grant_id} still held after {timeout}s"
         await asyncio.sleep(0.05)
+
+
+async def scheduled_steps(core: Core, grant_id: str) -> dict[str, float]:
+    """The grant's due-index entry and the steps the agenda gives after it, each as if the
+    one before ran on time: step kind -> due (epoch seconds). An active grant shows its
+    reminder (when one is owed) and its expiry."""
+    entry = await core.scheduler.get(grant_id)
+    grant = await core.store.get(grant_id)
+    if entry is None or grant is None or core.store.plan is None:
+        return {}
+    steps = {entry.kind: entry.due}
+    if entry.kind == "remind" and grant.expires_at is not None:
+        done = grant.model_copy(update={"reminded_for": grant.expires_at})
+        after = core.store.plan(done, done.expires_at or grant.expires_at)
+        if after is not None:
+            steps[after.kind.value] = after.due.timestamp()
+    return steps
 
 
 async def settled(

@@ -1,7 +1,8 @@
 """A workflow process for crash drills: runs the scheduler, optionally SIGKILLs itself.
 
 Usage: python -m tests.support.workflow_worker REDIS_URL KUBECONFIG POLICY SPOOL [KILL_AT]
-KILL_AT is a provisioning step (service_account, binding, token, before_delivery).
+KILL_AT is a provisioning step (provisioning, service_account, binding, token, verified,
+before_delivery).
 """
 
 from __future__ import annotations

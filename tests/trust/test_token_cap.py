@@ -23,7 +23,7 @@ from bot.models import Grant
 from k8s import grants as k8s_grants
 from tests.slack.support import SlackBed, blocks_text, slack_bed
 from tests.support.cluster import TestCluster
-from tests.support.harness import wait_for_grant
+from tests.support.harness import scheduled_steps, wait_for_grant
 
 pytestmark = pytest.mark.cluster
 
@@ -61,13 +61,12 @@ async def annotations_of(bed: SlackBed, grant_id: str) -> set[int | None]:
 
 async def assert_schedule_follows(bed: SlackBed, grant: Grant) -> None:
     assert grant.expires_at is not None
-    expire = await bed.core.scheduler.get(f"expire:{grant.id}")
-    remind = await bed.core.scheduler.get(f"remind:{grant.id}")
-    assert expire is not None
-    assert remind is not None
-    assert expire.due == pytest.approx(grant.expires_at.timestamp())
+    steps = await scheduled_steps(bed.core, grant.id)
+    assert "expire" in steps
+    assert "remind" in steps
+    assert steps["expire"] == pytest.approx(grant.expires_at.timestamp())
     reminder_before = bed.core.policy.defaults.reminder_before.total_seconds()
-    assert remind.due == pytest.approx(grant.expires_at.timestamp() - reminder_before)
+    assert steps["remind"] == pytest.approx(grant.expires_at.timestamp() - reminder_before)
 
 
 async def test_three_hour_grant_on_a_one_hour_cluster_ends_with_its_token(

@@ -16,7 +16,7 @@ from bot.lifecycle import State
 from bot.policy import AccessRequestSpec
 from k8s import grants as k8s_grants
 from tests.support.cluster import REPO, TestCluster
-from tests.support.harness import POLICY, Harness, workflow_harness
+from tests.support.harness import POLICY, Harness, until_step_done, workflow_harness
 from tests.support.patience import PATIENCE
 
 pytestmark = pytest.mark.cluster
@@ -59,7 +59,12 @@ def deliveries(tmp: Path, grant_id: str) -> list[dict[str, str]]:
     return [json.loads(p.read_text()) for p in (tmp / "spool").glob(f"{grant_id}-*.delivery")]
 
 
-@pytest.mark.parametrize("kill_at", ["service_account", "binding", "token", "before_delivery"])
+# Every step of the saga: recorded provisioning, each object, the token, the verified
+# kubeconfig with the cluster's end on record, and the delivery claim.
+@pytest.mark.parametrize(
+    "kill_at",
+    ["provisioning", "service_account", "binding", "token", "verified", "before_delivery"],
+)
 async def test_killed_mid_provisioning_converges(
     redis_url: str, cluster: TestCluster, cluster_b: TestCluster, tmp_path: Path, kill_at: str
 ) -> None:
@@ -72,12 +77,9 @@ async def test_killed_mid_provisioning_converges(
         survivor = spawn_worker(h, redis_url, tmp_path)
         try:
             final = await h.wait_state(grant.id, State.ACTIVE, State.FAILED)
-            # A duplicate delivery could only come from the provision job running again:
+            # A duplicate delivery could only come from the provision step running again:
             # wait until the survivor is done with it for good.
-            deadline = asyncio.get_running_loop().time() + PATIENCE
-            while await h.core.scheduler.get(f"provision:{grant.id}") is not None:
-                assert asyncio.get_running_loop().time() < deadline, "provisioning never ended"
-                await asyncio.sleep(0.05)
+            await until_step_done(h.core, grant.id, "provision")
         finally:
             survivor.kill()
             survivor.wait()

@@ -20,7 +20,7 @@ from bot.errors import NotAllowed
 from bot.lifecycle import State
 from bot.models import Offboarding
 from bot.policy import AccessRequestSpec
-from bot.workflow import Outcome, provision_job
+from bot.workflow import Outcome
 from k8s import grants as k8s_grants
 from tests.support.cluster import TestCluster
 from tests.support.doubles import StaticDirectory
@@ -28,7 +28,7 @@ from tests.support.harness import (
     Harness,
     default_directory,
     settled,
-    until_job_gone,
+    until_step_done,
     wait_for_grant,
     workflow_harness,
 )
@@ -216,7 +216,7 @@ async def test_provisioning_of_an_approved_grant_checks_offboarding_atomically(
         assert final.state == State.REVOKED
         # The provisioning job, the only one that delivers, has run to its end (it is
         # gone from the scheduler), and so has any cleanup it left behind.
-        await until_job_gone(h.core, provision_job(grant.id))
+        await until_step_done(h.core, grant.id, "provision")
         await settled(h.core)
         assert h.notifier.delivered_to(grant.id) == []
         assert await objects_of(h, grant.id) == []

@@ -16,11 +16,10 @@ import pytest
 
 from bot.lifecycle import State
 from bot.policy import AccessRequestSpec
-from bot.workflow import provision_job
 from k8s import grants as k8s_grants
 from k8s import names
 from tests.support.cluster import TestCluster
-from tests.support.harness import Harness, settled, until_job_gone, workflow_harness
+from tests.support.harness import Harness, settled, until_step_done, workflow_harness
 from tests.support.patience import PATIENCE
 
 pytestmark = pytest.mark.cluster
@@ -71,12 +70,12 @@ async def test_a_bug_in_the_saga_is_logged_and_retried_never_a_failed_grant(
                 raise ValueError(BUG)
 
         h.workflow.on_provision_step = buggy
-        grant = await h.workflow.submit(view())  # auto-approved: the provision job is due
+        grant = await h.workflow.submit(view())  # auto-approved: the provision step is due
         h.core.start()
 
         record = await logged_error(caplog, BUG)
         assert record.levelno >= logging.WARNING
-        # The job's retry (the "bug" gone) finishes the saga.
+        # The step's retry (the "bug" gone) finishes the saga.
         final = await h.wait_state(grant.id, State.ACTIVE, State.FAILED)
         assert final.state == State.ACTIVE, final.failure
         assert final.failure is None
@@ -95,7 +94,7 @@ async def test_a_missing_namespace_fails_the_grant_cleanly(harness: Harness) -> 
     assert failed.failure is not None
     assert "team-gone" in failed.failure
     assert "does not exist" in failed.failure
-    await until_job_gone(harness.core, provision_job(grant.id))
+    await until_step_done(harness.core, grant.id, "provision")
     await settled(harness.core)
     assert harness.notifier.delivered_to(grant.id) == []
     assert await objects_of(harness, grant.id) == []
@@ -118,7 +117,7 @@ async def test_an_unmanaged_object_in_the_way_fails_the_grant_and_is_left_alone(
             assert failed.state == State.FAILED
             assert failed.failure is not None
             assert "not managed by accessbot" in failed.failure
-            await until_job_gone(h.core, provision_job(grant.id))
+            await until_step_done(h.core, grant.id, "provision")
             await settled(h.core)
             assert h.notifier.delivered_to(grant.id) == []
             # Someone else's ServiceAccount: never deleted by the cleanup of our failure.

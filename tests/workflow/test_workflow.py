@@ -14,7 +14,7 @@ from bot.policy import AccessRequestSpec, RequestRejected
 from bot.workflow import Outcome
 from k8s import grants as k8s_grants
 from tests.support.cluster import TestCluster
-from tests.support.harness import Harness, wait_for_grant
+from tests.support.harness import Harness, scheduled_steps, until_step_done, wait_for_grant
 from tests.support.patience import PATIENCE
 
 pytestmark = pytest.mark.cluster
@@ -60,10 +60,7 @@ async def poll_unauthorized(
 
 
 async def provision_job_done(h: Harness, grant_id: str) -> None:
-    deadline = asyncio.get_running_loop().time() + PATIENCE
-    while await h.core.scheduler.get(f"provision:{grant_id}") is not None:
-        assert asyncio.get_running_loop().time() < deadline, "provisioning never finished"
-        await asyncio.sleep(0.05)
+    await until_step_done(h.core, grant_id, "provision")
 
 
 async def test_request_approve_use_expire(
@@ -229,9 +226,9 @@ async def test_extension_auto_approved_moves_expiry_and_redelivers(harness: Harn
     active = await harness.wait_state(grant.id, State.ACTIVE)
     extended = await harness.workflow.extend(grant.id, "U0ALICE", dt.timedelta(hours=2))
     assert extended.expires_at == active.expires_at + dt.timedelta(hours=2)
-    job = await harness.core.scheduler.get(f"expire:{grant.id}")
-    assert job is not None
-    assert job.due == pytest.approx(extended.expires_at.timestamp())
+    steps = await scheduled_steps(harness.core, grant.id)
+    assert "expire" in steps
+    assert steps["expire"] == pytest.approx(extended.expires_at.timestamp())
     assert len(harness.notifier.delivered_to(grant.id)) == 2
     with pytest.raises(RequestRejected, match="maximum"):
         await harness.workflow.extend(grant.id, "U0ALICE", dt.timedelta(hours=6))

@@ -25,17 +25,17 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
-from bot.scheduler import Job, RetryLater, Scheduler
+from bot.scheduler import Defer, Job, RetryLater, Scheduler
 from tests.support.patience import PATIENCE
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PREFIX = "ab:sched"
 KEYS = {name: f"{PREFIX}:{name}" for name in ("due", "jobs", "leases", "owners")}
 
 
 def make(redis: aioredis.Redis, **kwargs: Any) -> Scheduler:
     """A scheduler tuned for fast tests."""
-    options: dict[str, Any] = {"poll_interval": 0.01, "backoff_base": 0.05}
+    options: dict[str, Any] = {"poll_seconds": 0.01, "backoff_base_seconds": 0.05}
     options.update(kwargs)
     return Scheduler(redis, **options)
 
@@ -183,7 +183,7 @@ async def test_failure_retries_with_exponential_backoff(redis: aioredis.Redis) -
     start = clock.now
     await sched.schedule(Job("provision:g1", "provision", start))
     async with running(sched):
-        # backoff_base 0.05: each retry is due 0.05, 0.1, 0.2 s after the failure.
+        # backoff_base_seconds 0.05: each retry is due 0.05, 0.1, 0.2 s after the failure.
         for attempt, backoff in enumerate([0.05, 0.1, 0.2]):
             retry = await _retry_scheduled(sched, "provision:g1", attempt + 1)
             assert retry.due == pytest.approx(clock.now + backoff)
@@ -223,6 +223,27 @@ async def test_retry_later_delay_is_honoured(redis: aioredis.Redis) -> None:
     assert runs == [(start, 0), (pytest.approx(start + 0.3), 1)]
 
 
+async def test_deferring_never_counts_an_attempt_nor_dead_letters(redis: aioredis.Redis) -> None:
+    runs: list[int] = []
+    dead: list[Job] = []
+
+    async def on_dead(job: Job, exc: BaseException) -> None:
+        dead.append(job)
+
+    async def not_yet(job: Job) -> None:
+        runs.append(job.attempts)
+        if len(runs) < 5:
+            raise Defer(0.01, "not yet")
+
+    sched = make(redis, max_attempts=2, on_dead=on_dead)
+    sched.register("cleanup", not_yet)
+    await sched.schedule(Job("cleanup:d1", "cleanup", time.time()))
+    async with running(sched):
+        await until(lambda: redis_pending_zero(sched))
+    assert runs == [0, 0, 0, 0, 0]  # five runs with max_attempts=2: deferring is no failure
+    assert dead == []
+
+
 async def test_job_is_dropped_after_max_attempts(redis: aioredis.Redis) -> None:
     dead: list[tuple[Job, BaseException]] = []
     calls = 0
@@ -235,7 +256,7 @@ async def test_job_is_dropped_after_max_attempts(redis: aioredis.Redis) -> None:
         calls += 1
         raise RuntimeError("always")
 
-    sched = make(redis, max_attempts=3, backoff_base=0.01, on_dead=on_dead)
+    sched = make(redis, max_attempts=3, backoff_base_seconds=0.01, on_dead=on_dead)
     sched.register("broken", broken)
     await sched.schedule(Job("broken:1", "broken", time.time()))
     async with running(sched):
@@ -349,7 +370,7 @@ async def test_stop_waits_for_handlers_then_hands_the_rest_back(redis: aioredis.
     # Quick's work is done the moment stop is asked, so it needs only a fraction of this;
     # stuck never finishes: a stop that waited for it would never return (running()
     # fails after PATIENCE).
-    sched = make(redis, shutdown_grace=5.0)
+    sched = make(redis, shutdown_grace_seconds=5.0)
 
     async def quick(job: Job) -> None:
         await go.wait()
@@ -391,7 +412,7 @@ async def test_stop_waits_for_handlers_then_hands_the_rest_back(redis: aioredis.
 
 async def test_cancelling_run_hands_running_jobs_back_at_once(redis: aioredis.Redis) -> None:
     started = asyncio.Event()
-    sched = make(redis, shutdown_grace=3600)
+    sched = make(redis, shutdown_grace_seconds=3600)
 
     async def stuck(job: Job) -> None:
         started.set()
@@ -452,7 +473,7 @@ async def test_logs_name_jobs_but_never_their_data(
     async def fails(job: Job) -> None:
         raise RuntimeError("boom")
 
-    sched = make(redis, max_attempts=2, backoff_base=0.01, on_dead=on_dead)
+    sched = make(redis, max_attempts=2, backoff_base_seconds=0.01, on_dead=on_dead)
     sched.register("notify", fails)
     caplog.set_level(logging.DEBUG, logger="bot.scheduler")
     await sched.schedule(Job("notify:1", "notify", time.time(), {"token": secret}))
