@@ -7,6 +7,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -35,6 +36,7 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response(ErrorBody(error=message).model_dump(), status=status)
 
 
+@dataclass
 class HttpService:
     """The bot's HTTP endpoints (CONTRACT.md, "HTTP"); ``build()`` makes the aiohttp app.
 
@@ -46,21 +48,12 @@ class HttpService:
     replay window. ``accepting`` is ``False`` while draining (``/readyz`` 503).
     """
 
-    def __init__(
-        self,
-        core: Core,
-        metrics: Metrics,
-        *,
-        offboard_secret: str | None,
-        slack_handler: SlackHandler | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.core = core
-        self.metrics = metrics
-        self.offboard_secret = offboard_secret
-        self.slack_handler = slack_handler
-        self.clock = clock
-        self.accepting = True
+    core: Core
+    metrics: Metrics
+    offboard_secret: str | None = field(kw_only=True)
+    slack_handler: SlackHandler | None = field(default=None, kw_only=True)
+    clock: Callable[[], float] = field(default=time.time, kw_only=True)
+    accepting: bool = field(default=True, init=False)
 
     def build(self) -> web.Application:
         app = web.Application(client_max_size=MAX_WEBHOOK_BODY * 16)
