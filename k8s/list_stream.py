@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import k8s.helm_decode  # noqa: F401  (registers the "go-replace" codec error handler)
+import k8s.helm.decode  # noqa: F401  (registers the "go-replace" codec error handler)
 from k8s.errors import BadAnswer
 from k8s.paging import DEFAULT_PAGE_SIZE, pages
 

@@ -205,7 +205,7 @@ def test_build_context_holds_the_sources_and_nothing_private(tmp_path: Path) -> 
     assert "pyproject.toml" in sent
     assert "README.md" in sent
     assert "bot/cli/__init__.py" in sent
-    assert "k8s/grants.py" in sent
+    assert "k8s/grants/__init__.py" in sent
     rules = ignore_rules(DOCKERIGNORE.read_text())
     for private in [".env", ".git/config", ".venv/bin/python", "tests/conftest.py",
                     ".accessbot/dump.rdb", "helm-chart/accessbot/values.yaml",

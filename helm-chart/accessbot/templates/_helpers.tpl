@@ -271,7 +271,7 @@ gives 0: the bot refuses such a policy. */}}
 {{/* The longest token a grant on this cluster can need, in seconds: the longest
 max_duration of the roles available here (an extension never reaches further from
 now, bot/lifecycle.py new_expiry), and at least the TokenRequest API's 600 s floor
-(k8s/grants.py MIN_TOKEN_SECONDS). */}}
+(k8s/grants/tokens.py MIN_TOKEN_SECONDS). */}}
 {{- define "accessbot.maxTokenSeconds" -}}
 {{- $longest := 600 }}
 {{- range include "accessbot.localRoles" . | fromJsonArray }}

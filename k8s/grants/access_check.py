@@ -28,9 +28,9 @@ from k8s.errors import (
     Unreachable,
     Untrusted,
 )
-from k8s.grant_objects import GrantSpec
+from k8s.grants.objects import GrantSpec
+from k8s.grants.tokens import IssuedToken
 from k8s.kubeconfig import KubeconfigSpec, render_kubeconfig
-from k8s.tokens import IssuedToken
 
 T = TypeVar("T")
 

@@ -19,7 +19,7 @@ from kubernetes import client
 from k8s import names
 from k8s.clients import ClusterClient
 from k8s.errors import Conflict, MissingNamespaceError, NotFound, NotManagedError
-from k8s.grant_objects import (
+from k8s.grants.objects import (
     GrantSpec,
     ObjectKind,
     ObjectRef,
@@ -30,7 +30,7 @@ from k8s.grant_objects import (
     owned_by,
     rfc3339,
 )
-from k8s.tokens import IssuedToken, issue_token
+from k8s.grants.tokens import IssuedToken, issue_token
 
 
 async def _create_or_adopt(

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal, get_args
 
-from k8s.rbac_rules import (
+from k8s.rbac.rules import (
     G,
     Rule,
     cluster_role_rules,

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from k8s.errors import CorruptRelease
-from k8s.helm_decode import CORRUPT, decode_release_fields
+from k8s.helm.decode import CORRUPT, decode_release_fields
 
 OWNER_SELECTOR = "owner=helm"
 # What `helm ls` shows without state flags.

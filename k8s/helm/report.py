@@ -18,92 +18,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from k8s.clients import ClusterClient
-from k8s.errors import CorruptRelease, InvalidNamespace, OversizedRelease
-from k8s.helm_decode import (
-    CORRUPT,
-    FAST_PARSE_BYTES,
-    GZIP_MAGIC,
-    MAX_FIELD_BYTES,
-    MAX_RELEASE_BYTES,
-    MAX_SKIP_TOKENS,
-    OVERSIZED,
-    decode_release,
-    decode_release_fields,
-    gunzip_bounded,
-    release_fields,
-)
-from k8s.helm_fetch import (
-    GET_CONCURRENCY,
-    LIVE_SELECTOR,
-    _fetched_rows,
-    _live_rows,
+from k8s.errors import InvalidNamespace
+from k8s.helm.fetch import (
+    fetched_rows,
+    live_rows,
     newest_revisions,
 )
-from k8s.helm_rows import (
+from k8s.helm.rows import (
     HELM_LS_STATES,
     KNOWN_STATES,
-    MISSING,
-    OWNER_SELECTOR,
     PENDING_STATES,
-    SETTLED_STATES,
-    ReleaseRef,
     ReleaseRow,
-    corrupt_row,
-    go_time_string,
-    latest_refs,
-    release_ref,
-    release_row,
-    row_from_secret,
 )
 from k8s.human_duration import human_duration
-from k8s.list_stream import METADATA_ONLY
 from k8s.names import DNS1123_LABEL
 from k8s.paging import DEFAULT_PAGE_SIZE
 from k8s.table import Problem, helm_table
-
-__all__ = [
-    "CORRUPT",
-    "FAST_PARSE_BYTES",
-    "GET_CONCURRENCY",
-    "GZIP_MAGIC",
-    "HEADER",
-    "HELM_LS_STATES",
-    "KNOWN_STATES",
-    "LIVE_SELECTOR",
-    "MAX_FIELD_BYTES",
-    "MAX_RELEASE_BYTES",
-    "MAX_SKIP_TOKENS",
-    "METADATA_ONLY",
-    "MISSING",
-    "OVERSIZED",
-    "OWNER_SELECTOR",
-    "PENDING_STATES",
-    "SETTLED_STATES",
-    "CorruptRelease",
-    "HelmReport",
-    "InvalidNamespace",
-    "OversizedRelease",
-    "ReleaseRef",
-    "ReleaseRow",
-    "chat_order",
-    "check_namespace",
-    "corrupt_row",
-    "decode_release",
-    "decode_release_fields",
-    "go_time_string",
-    "gunzip_bounded",
-    "helm_report",
-    "latest_refs",
-    "newest_revisions",
-    "problem_detail",
-    "problem_subject",
-    "problem_text",
-    "release_fields",
-    "release_ref",
-    "release_row",
-    "row_from_secret",
-    "way_out",
-]
 
 HEADER = ("NAME", "NAMESPACE", "REVISION", "UPDATED", "STATUS", "CHART", "APP VERSION")
 
@@ -254,6 +184,6 @@ async def helm_report(
         check_namespace(namespace)
     refs = await newest_revisions(client, namespace, page_size=page_size)
     wanted = {(ref.namespace, ref.secret): ref for ref in refs}
-    rows = await _live_rows(client, namespace, wanted, page_size=page_size)
-    rows += await _fetched_rows(client, list(wanted.values()))
+    rows = await live_rows(client, namespace, wanted, page_size=page_size)
+    rows += await fetched_rows(client, list(wanted.values()))
     return HelmReport.from_rows(rows, namespace=namespace, now=now)

@@ -1,7 +1,7 @@
 """What a role allows, in words: summaries, flags, and the per-cluster cache of them.
 
 ``describe`` turns effective rules into short clauses for a request card;
-``Allowance`` bundles them with the risks (:mod:`k8s.rbac_risks`);
+``Allowance`` bundles them with the risks (:mod:`k8s.rbac.risks`);
 ``AllowanceCache`` recomputes one only when its ClusterRole changed.
 """
 
@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from k8s.errors import NotFound
-from k8s.rbac_risks import _READ, BLOCKING_RISKS, RISK_MEANINGS, Risk, analyse, ordered
-from k8s.rbac_rules import (
+from k8s.rbac.risks import _READ, BLOCKING_RISKS, RISK_MEANINGS, Risk, analyse, ordered
+from k8s.rbac.rules import (
     G,
     Rule,
     aggregated_roles,

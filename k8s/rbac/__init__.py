@@ -3,12 +3,11 @@
 A grant is meant to end when AccessBot revokes it. Some permissions let its holder
 make access that outlives the grant (a year-long token for another ServiceAccount,
 a binding to an identity they keep, a Pod running as any ServiceAccount) or reach
-far beyond the role (impersonation, nodes/proxy). This module names those paths.
+far beyond the role (impersonation, nodes/proxy). This package names those paths.
 
-The work lives in modules named for what they hold; this module re-exports
-their public names: :mod:`k8s.rbac_rules` (``Rule``, effective rules,
-aggregation), :mod:`k8s.rbac_risks` (``analyse``, ``RISKS``, ``RiskCache``),
-:mod:`k8s.rbac_allowance` (``describe``, ``Allowance``, ``AllowanceCache``).
+Its public names, from the modules that hold them: :mod:`k8s.rbac.rules` (``Rule``, effective rules,
+aggregation), :mod:`k8s.rbac.risks` (``analyse``, ``RISKS``, ``RiskCache``),
+:mod:`k8s.rbac.allowance` (``describe``, ``Allowance``, ``AllowanceCache``).
 
 The analysis (``analyse``) is pure. ``cluster_role_rules`` reads a ClusterRole from
 a cluster and resolves ``aggregationRule`` label selectors itself, because a
@@ -24,7 +23,7 @@ which a ``create`` of a new object never does (a ``list`` may, through a
 
 from __future__ import annotations
 
-from k8s.rbac_allowance import (
+from k8s.rbac.allowance import (
     CLUSTER_SCOPE,
     CLUSTER_SCOPE_MEANING,
     Allowance,
@@ -34,8 +33,8 @@ from k8s.rbac_allowance import (
     flag_meaning,
     rules_text,
 )
-from k8s.rbac_risks import BLOCKING_RISKS, RISK_MEANINGS, RISKS, Risk, RiskCache, analyse, ordered
-from k8s.rbac_rules import (
+from k8s.rbac.risks import BLOCKING_RISKS, RISK_MEANINGS, RISKS, Risk, RiskCache, analyse, ordered
+from k8s.rbac.rules import (
     Rule,
     aggregated_roles,
     cluster_role_rules,

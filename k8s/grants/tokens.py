@@ -18,7 +18,7 @@ from kubernetes import client
 
 from k8s.clients import ClusterClient
 from k8s.errors import BadAnswer
-from k8s.grant_objects import GrantSpec, ObjectRef
+from k8s.grants.objects import GrantSpec, ObjectRef
 
 MIN_TOKEN_SECONDS = 600  # the TokenRequest API's floor
 # Clock slack for a token whose lifetime cannot be read from its claims.

@@ -15,7 +15,7 @@ from kubernetes import client
 from k8s import names
 from k8s.clients import ClusterClient
 from k8s.errors import NotFound
-from k8s.grant_objects import ObjectRef, list_managed, object_call
+from k8s.grants.objects import ObjectRef, list_managed, object_call
 
 # At most this many SubjectAccessReviews per receipt: a read and a write verb
 # show the binding is gone without one review per rule of a large ClusterRole.

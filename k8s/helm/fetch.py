@@ -14,7 +14,7 @@ from typing import Any
 
 from k8s.clients import ClusterClient
 from k8s.errors import NotFound
-from k8s.helm_rows import (
+from k8s.helm.rows import (
     OWNER_SELECTOR,
     ReleaseRef,
     ReleaseRow,
@@ -123,7 +123,7 @@ async def _decoded(
     return await loop.run_in_executor(client.pool, _decode, pairs)
 
 
-async def _live_rows(
+async def live_rows(
     client: ClusterClient,
     namespace: str | None,
     wanted: dict[tuple[str, str], ReleaseRef],
@@ -149,7 +149,7 @@ async def _live_rows(
     return rows
 
 
-async def _fetched_rows(client: ClusterClient, refs: Iterable[ReleaseRef]) -> list[ReleaseRow]:
+async def fetched_rows(client: ClusterClient, refs: Iterable[ReleaseRef]) -> list[ReleaseRow]:
     """GET the given Secrets (a few at a time) and decode each; deleted ones are dropped."""
     gate = asyncio.Semaphore(GET_CONCURRENCY)
 

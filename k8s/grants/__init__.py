@@ -1,20 +1,19 @@
-"""Grant objects on a cluster: provision, revoke, list, verify (the public names, in one place).
+"""Grant objects on a cluster: provision, revoke, list, verify.
 
-The work lives in modules named for what they hold; this module re-exports
-their public names so ``from k8s import grants`` keeps working:
+The package's public names, from the modules that hold them:
 
-- :mod:`k8s.grant_objects`: ``GrantSpec``, ``ObjectRef``, ``ManagedObject``,
+- :mod:`k8s.grants.objects`: ``GrantSpec``, ``ObjectRef``, ``ManagedObject``,
   labels and annotations, ``list_managed``, ``annotate``
-- :mod:`k8s.tokens`: ``IssuedToken``, ``issue_token`` (TokenRequest)
-- :mod:`k8s.provisioning`: ``provision``, ``revoke``, ``revoke_objects``
-- :mod:`k8s.access_check`: ``verify``, ``check_issued_trust`` (the issued kubeconfig works)
-- :mod:`k8s.receipt_checks`: ``verify_gone``, ``GoneCheck``, ``Review`` (access is gone)
+- :mod:`k8s.grants.tokens`: ``IssuedToken``, ``issue_token`` (TokenRequest)
+- :mod:`k8s.grants.provisioning`: ``provision``, ``revoke``, ``revoke_objects``
+- :mod:`k8s.grants.access_check`: ``verify``, ``check_issued_trust`` (the issued kubeconfig works)
+- :mod:`k8s.grants.receipt_checks`: ``verify_gone``, ``GoneCheck``, ``Review`` (access is gone)
 """
 
 from __future__ import annotations
 
-from k8s.access_check import Verification, check_issued_trust, verify
-from k8s.grant_objects import (
+from k8s.grants.access_check import Verification, check_issued_trust, verify
+from k8s.grants.objects import (
     GrantSpec,
     ManagedObject,
     ObjectKind,
@@ -29,22 +28,28 @@ from k8s.grant_objects import (
     parse_rfc3339,
     rfc3339,
 )
-from k8s.paging import list_all
-from k8s.provisioning import (
+from k8s.grants.provisioning import (
     ensure_binding,
     ensure_service_account,
     provision,
     revoke,
     revoke_objects,
 )
-from k8s.receipt_checks import (
+from k8s.grants.receipt_checks import (
     MAX_REVIEWS,
     GoneCheck,
     Review,
     representative_reviews,
     verify_gone,
 )
-from k8s.tokens import MIN_TOKEN_SECONDS, TOKEN_CLOCK_SKEW, IssuedToken, issue_token, token_seconds
+from k8s.grants.tokens import (
+    MIN_TOKEN_SECONDS,
+    TOKEN_CLOCK_SKEW,
+    IssuedToken,
+    issue_token,
+    token_seconds,
+)
+from k8s.paging import list_all
 
 __all__ = [
     "MAX_REVIEWS",
