@@ -16,6 +16,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bot.agenda import Timing, plan_for
+from bot.migrations import migrate
 from bot.models import utcnow
 from bot.policy import Policy
 from bot.ports import Deduplicator, Directory, Notifier
@@ -178,7 +179,7 @@ async def build_core(
         return late[0].deps.clock() if late else utcnow()
 
     store = Store(redis, scheduler, plan=plan_for(policy, timing), clock=clock)
-    await store.migrate()
+    await migrate(store)
     deps = Deps(
         policy=policy,
         store=store,

@@ -1,4 +1,4 @@
-"""Redis schema migrations, run on start-up by ``Store.migrate`` (every replica; one wins).
+"""Redis schema migrations, run on start-up by ``build_core`` (every replica; one wins).
 
 Schema 1 -> 2: one job per step becomes one due-index entry per grant.
 
@@ -33,14 +33,13 @@ from bot.agenda import StepKind
 from bot.leases import Job, text
 from bot.lifecycle import State
 from bot.models import Grant
+from bot.steps import SWEEP
 from bot.store import SCHEMA_VERSION, SchemaMismatch, Store, entry_for
 
-__all__ = ["SWEEP_KIND", "migrate"]
+__all__ = ["migrate"]
 
 log = logging.getLogger(__name__)
 
-# The kind of a reconciler's sweep entry (bot.steps.SWEEP); repeated to keep imports acyclic.
-SWEEP_KIND = "sweep"
 _V1_KINDS = frozenset({"provision", "expire", "remind", "timeout", "cleanup", "card"})
 
 
@@ -116,7 +115,7 @@ async def _v1_to_v2(store: Store, pipe: Pipeline) -> None:
     for job_id, job in jobs.items():
         kind, _, grant_id = job_id.partition(":")
         if kind == "cleanup" and grant_id not in known and job.data.get("cluster"):
-            sweep = Job(grant_id, SWEEP_KIND, job.due, {"cluster": str(job.data["cluster"])})
+            sweep = Job(grant_id, SWEEP, job.due, {"cluster": str(job.data["cluster"])})
             store.scheduler.add_to(pipe, sweep)
 
 

@@ -8,13 +8,28 @@ the notifier and the directory only through these protocols.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from bot.models import Grant, MessageRef
+from k8s.rbac import Allowance
 
-if TYPE_CHECKING:
-    from bot.usecases.permissions import PermissionChecks
+# What is known about a role's permissions: the analysis, a problem reading it
+# (plain words), or None while it is still being read.
+Permissions = Allowance | str | None
+
+
+class PermissionSource(Protocol):
+    """Reads what a ClusterRole allows (:class:`bot.usecases.permissions.PermissionChecks`)."""
+
+    def check(
+        self, cluster: str, cluster_role: str, *, namespaced: bool
+    ) -> asyncio.Task[Permissions]:
+        """Read now, or join a read under way; the task never raises."""
+
+    def known(self, cluster: str, cluster_role: str, *, namespaced: bool) -> Permissions:
+        """The latest answer known, without waiting."""
 
 
 class Notifier(Protocol):
@@ -38,7 +53,7 @@ class Notifier(Protocol):
         ``bot.slack.blocks.Message``) to ``user`` privately. Failures are logged,
         never raised."""
 
-    def use_permissions(self, permissions: PermissionChecks) -> None:
+    def use_permissions(self, permissions: PermissionSource) -> None:
         """Show roles' permissions (on approval cards) as ``permissions`` reads them."""
 
 

@@ -26,7 +26,6 @@ from datetime import datetime
 
 from bot.agenda import StepKind
 from bot.leases import Defer, Job
-from bot.migrations import SWEEP_KIND
 from bot.models import Grant, utcnow
 from bot.scheduler import Scheduler
 from bot.store import Plan, Store
@@ -35,7 +34,8 @@ __all__ = ["SWEEP", "StepHandler", "StepRunner", "SweepHandler"]
 
 log = logging.getLogger(__name__)
 
-SWEEP = SWEEP_KIND
+# The kind of a reconciler's sweep entry: objects whose grant record Redis lost.
+SWEEP = "sweep"
 
 StepHandler = Callable[[Grant], Awaitable[None]]
 # (grant id, cluster name, the record if any): remove the grant's objects there by label.

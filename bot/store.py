@@ -126,14 +126,6 @@ class Store:
     def _offboarded_key(self) -> str:
         return f"{self.prefix}:offboarded"
 
-    # -- schema ---------------------------------------------------------------
-    async def migrate(self) -> None:
-        """Stamp a fresh database, migrate an older one (:mod:`bot.migrations`), refuse one
-        written by a newer schema (SchemaMismatch)."""
-        from bot.migrations import migrate  # the migrations know the store, not vice versa
-
-        await migrate(self)
-
     # -- reads ---------------------------------------------------------------
     async def get(self, grant_id: str) -> Grant | None:
         raw = await self.redis.get(self._grant_key(grant_id))

@@ -24,6 +24,7 @@ from bot.audit import new_steps
 from bot.lifecycle import State
 from bot.models import Grant, MessageRef, utcnow
 from bot.policy import Policy
+from bot.ports import PermissionSource
 from bot.slack.blocks import (
     PERMISSIONS_CHECKING,
     Message,
@@ -95,7 +96,7 @@ class SlackNotifier:
             directory or SlackDirectory(client),
             alert_interval_seconds=alert_interval_seconds,
         )
-        self._permissions = permissions or PermissionChecks()
+        self._permissions: PermissionSource = permissions or PermissionChecks()
         self._locks: dict[str, asyncio.Lock] = {}
         self._card_versions: dict[str, int] = {}
         self._latest: dict[str, Grant] = {}
@@ -105,7 +106,7 @@ class SlackNotifier:
         self._granted_dms: dict[str, MessageRef] = {}
         self._background: set[asyncio.Task[None]] = set()
 
-    def use_permissions(self, permissions: PermissionChecks) -> None:
+    def use_permissions(self, permissions: PermissionSource) -> None:
         """Show roles' permissions on cards as ``permissions`` reads them."""
         self._permissions = permissions
 

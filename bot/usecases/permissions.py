@@ -19,6 +19,7 @@ from typing import Final
 
 from bot.errors import ClusterError
 from bot.policy import RoleConfig
+from bot.ports import Permissions
 from k8s.clients import ClusterRegistry
 from k8s.rbac import (
     BLOCKING_RISKS,
@@ -43,9 +44,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# What is known about a role's permissions: the analysis, a problem reading it
-# (plain words), or PERMISSIONS_CHECKING while it is still being read.
-Permissions = Allowance | str | None
 PERMISSIONS_CHECKING: Final = None
 
 # Past this, a permission check that still has no answer is reported as failed.

@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from bot.agenda import StepKind
 from bot.leases import Job
 from bot.lifecycle import State
+from bot.migrations import migrate
 from bot.store import SCHEMA_VERSION
 from tests.support.cluster import TestCluster
 from tests.support.harness import SCHEDULER_PREFIX, wait_for_grant, workflow_harness
@@ -88,7 +89,7 @@ async def test_v1_layout_is_migrated_and_every_next_step_runs(
         assert far is not None
         assert far.reminded_for is None
         # Migrating again changes nothing.
-        await h.core.store.migrate()
+        await migrate(h.core.store)
         again = dict(await r.zrange(f"{SCHEDULER_PREFIX}:due", 0, -1, withscores=True))
         assert again == {**due, "orphan0001": 4070908800000}
 
