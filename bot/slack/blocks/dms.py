@@ -28,6 +28,7 @@ from bot.slack.blocks.outcomes import (
     approval_counted_text,
     approved_by_md,
     cancelled_text,
+    extended_by_text,
     failure_advice,
     timed_out_advice,
 )
@@ -131,7 +132,7 @@ def requester_update(before: Grant, after: Grant, policy: Policy, now: datetime)
         if before.state != State.ACTIVE:
             return active_message(after, now)
         if before.expires_at != after.expires_at:
-            return extended_message(after, now)
+            return _extended(before, after, now)
         return None
     if not after.is_new and before.state == after.state:
         return _approval_counted(before, after)
@@ -158,6 +159,16 @@ def _next_step(grant: Grant, policy: Policy) -> list[JSON]:
     if grant.state == State.TIMED_OUT:
         return [context(md(timed_out_advice(grant)))]
     return []
+
+
+def _extended(before: Grant, after: Grant, now: datetime) -> Message:
+    """The extension DM, saying who extended the grant when it was not its owner."""
+    message = extended_message(after, now)
+    asked = [s.actor for s in new_steps(before, after) if s.event == "extended"]
+    by = extended_by_text(after, asked[-1]) if asked else ""
+    if not by:
+        return message
+    return Message(message.text, [section(md(by)), *message.blocks])
 
 
 def _approval_counted(before: Grant, after: Grant) -> Message | None:

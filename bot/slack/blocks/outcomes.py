@@ -21,6 +21,7 @@ _SYSTEM_ACTORS = {
     "accessbot": "AccessBot",
     "slack": "Slack (the account was deactivated)",
     "hr-webhook": "the HR offboarding webhook",
+    "reconciler": "AccessBot's reconciler",
 }
 
 
@@ -116,3 +117,10 @@ def approval_counted_text(grant: Grant, approver: str) -> str:
         f"{code(grant.id)} ({len(grant.approvals)} of {grant.approvals_required}); "
         f"waiting for {left} more approval(s)."
     )
+
+
+def extended_by_text(grant: Grant, asked_by: str) -> str:
+    """Who extended a grant, when it was not its owner (an admin, say)."""
+    if asked_by == grant.requester:
+        return ""
+    return f"Extended by {actor_md(asked_by)}."
