@@ -185,7 +185,7 @@ async def test_timed_out_and_expired_are_told_once(
         waits = await bed.request("request edit -n team-a -d 1h nobody looks", "U0ALICE")
         await bed.wait_grant(waits.id, State.TIMED_OUT)
         told = await once(bed, "U0ALICE", "timed out")
-        assert "Request it again" in blocks_text(told)
+        assert "Ask again with `/access`" in blocks_text(told)
         await bed.wait_card(waits.id, lambda m: "Timed out" in blocks_text(m))
 
         short = await bed.request("request edit -n team-b -d 20s quick look", "U0BOB")

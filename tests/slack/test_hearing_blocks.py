@@ -91,6 +91,19 @@ def test_failure_says_what_to_do() -> None:
     assert "Your grant `g1` is unchanged" in json.dumps(told.blocks)
 
 
+def test_timed_out_says_how_to_ask_again() -> None:
+    timed_out = _moved(State.TIMED_OUT, "accessbot", "nobody decided in time")
+    message = requester_update(grant(), timed_out, POL, NOW)
+    assert message is not None
+    shown = json.dumps(message.blocks)
+    assert "Ask again with `/access`" in shown
+    assert "Why" not in shown  # the sentence says it already
+    ext = _moved(State.TIMED_OUT, "accessbot", kind="extend", extends="g1")
+    told = requester_update(grant(), ext, POL, NOW)
+    assert told is not None
+    assert "`/access extend g1 -d DURATION`" in json.dumps(told.blocks)
+
+
 def test_extended_by_someone_else_says_who() -> None:
     before = grant(State.ACTIVE, version=5)
     after = before.model_copy(update={"version": 6, "expires_at": NOW + timedelta(hours=3)}).noted(

@@ -84,9 +84,12 @@ def timed_out_advice(grant: Grant) -> str:
     """Why a request timed out, and what to do."""
     got = len(grant.approvals)
     so_far = f" (it had {got} of {grant.approvals_required})" if got else ""
+    again = "`/access`"
+    if grant.kind == "extend":
+        again = f"`/access extend {escape(grant.extends or 'GRANT_ID')} -d DURATION`"
     return (
-        f"It did not get its approvals before the deadline{so_far}. Request it again with "
-        "`/access` if you still need it, and perhaps tell an approver."
+        f"It did not get its approvals before the deadline{so_far}. Ask again with "
+        f"{again} if you still need it, and perhaps tell an approver."
     )
 
 
