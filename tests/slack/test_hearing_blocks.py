@@ -11,11 +11,13 @@ import pytest
 
 from bot.lifecycle import State
 from bot.models import Grant, Step
+from bot.slack import SlackNotifier, make_slack_client
 from bot.slack.blocks import HomeData, approval_card, home_view, requester_update
 from bot.slack.blocks.outcomes import actor_md, people_md
 from bot.slack.text import VIEW_BLOCK_LIMIT
+from tests.slack.support import BOT_TOKEN, populate
 from tests.slack.test_blocks import NOW, POL, assert_valid, grant
-from tests.support.slack_emulator import view_errors
+from tests.support.slack_emulator import SlackEmulator, view_errors
 
 
 def _moved(state: State, actor: str, reason: str = "", **over: Any) -> Grant:
@@ -157,3 +159,29 @@ def test_home_caps_each_list_and_says_how_many_more() -> None:
     assert 0 < revocable < 40
     assert f"and {60 - approvable} more" in shown
     assert f"and {40 - revocable} more" in shown
+
+
+async def test_a_card_recorded_after_the_request_moved_on_is_redrawn() -> None:
+    async with SlackEmulator() as emu:
+        populate(emu)
+        notifier = SlackNotifier(make_slack_client(BOT_TOKEN, emu.base_url), POL)
+        pending = grant(card=None)
+        ref = await notifier.post_card(pending)
+        assert ref is not None
+        # Denied while the card was on its way: that change had no card to update...
+        denied = _moved(State.DENIED, "U0LEAD", "no", card=None).model_copy(update={"version": 1})
+        await notifier.grant_changed(pending, denied)
+        await notifier.flush()
+        assert emu.calls_to("chat.update") == []
+        # ...so recording the card redraws it, once.
+        recorded = denied.model_copy(update={"card": ref, "version": 2})
+        await notifier.grant_changed(denied, recorded)
+        await notifier.flush()
+        (update,) = emu.calls_to("chat.update")
+        assert "Denied by <@U0LEAD>" in json.dumps(update.params["blocks"])
+        # The usual order (card recorded while pending, as posted) redraws nothing.
+        other = grant(id="otherreq23", card=None)
+        other_ref = await notifier.post_card(other)
+        placed = other.model_copy(update={"card": other_ref, "version": 1})
+        await notifier.grant_changed(other, placed)
+        assert len(emu.calls_to("chat.update")) == 1
