@@ -57,7 +57,7 @@ def _card_status(grant: Grant) -> list[JSON]:
         return [section(md(f":hourglass_flowing_sand: Waiting for {left} more approval(s)"))]
     if state in (State.APPROVED, State.PROVISIONING, State.ACTIVE):
         approvers = people_md(grant.approvals) or by
-        done = "extension applied" if grant.kind == "extend" else "access is being set up"
+        done = "extension being applied" if grant.kind == "extend" else "access is being set up"
         if state == State.ACTIVE:
             done = "access is active"
         return [section(md(f":white_check_mark: Approved by {approvers}; {done}"))]
