@@ -17,6 +17,7 @@ from bot.models import utcnow
 from bot.slack.blocks import Message
 from bot.slack.blocks.replies import decision_note, not_extendable, not_pending, revoked
 from bot.slack.forms import deny_modal, extend_modal, request_modal
+from bot.slack.home import remember_home
 from bot.slack.payloads import action_value, clicker, responder, trigger
 from bot.slack.surface import Listeners, Surface
 
@@ -60,7 +61,7 @@ class Buttons(Listeners):
         if grant.state != State.PENDING:
             return not_pending(grant)
         await self.workflow.require_decider(grant, user, "deny")
-        await self.surface.open_view(trigger(body), deny_modal(grant), user)
+        await self.surface.open_view(trigger(body), remember_home(deny_modal(grant), body), user)
         return None
 
     async def _revoke_clicked(self, grant_id: str, user: str, body: JSON) -> Message:
@@ -74,9 +75,8 @@ class Buttons(Listeners):
         await self.workflow.require_owner_or_admin(grant, user, "extend")
         if grant.state != State.ACTIVE or grant.expires_at is None:
             return not_extendable(grant)
-        await self.surface.open_view(
-            trigger(body), extend_modal(grant, self.policy, utcnow()), user
-        )
+        modal = remember_home(extend_modal(grant, self.policy, utcnow()), body)
+        await self.surface.open_view(trigger(body), modal, user)
         return None
 
     async def open_modal_click(self, ack: AsyncAck, body: JSON) -> None:

@@ -38,6 +38,7 @@ from bot.slack.forms import (
     validate_extension,
     validate_request_form,
 )
+from bot.slack.home import submitted_from_home
 from bot.slack.notifier import CARD_PATIENCE_SECONDS
 from bot.slack.payloads import clicker, selected, view_values
 from bot.slack.surface import Listeners
@@ -134,6 +135,8 @@ class Modals(Listeners):
         reason = read_text(view_values(view), ids.REASON_BLOCK) or ""
         await ack()
         await self.surface.answer(user, None, "deny", grant_id, self._deny(grant_id, user, reason))
+        if submitted_from_home(view):
+            await self.surface.publish_home(user)
 
     async def _deny(self, grant_id: str, user: str, reason: str) -> Message | None:
         decision = await self.workflow.deny(grant_id, user, reason)
@@ -165,6 +168,8 @@ class Modals(Listeners):
             return
         await ack()
         await self.surface.answer(user, None, "extend", grant_id, self._extend(grant_id, user, by))
+        if submitted_from_home(view):
+            await self.surface.publish_home(user)
 
     async def _extend(self, grant_id: str, user: str, by: timedelta) -> Message | None:
         result = await self.workflow.extend(grant_id, user, by)

@@ -255,10 +255,11 @@ class SlackNotifier:
     async def _update_card(self, before: Grant, after: Grant) -> None:
         if after.card is None:
             return
-        if not after.is_new and (before.state, before.approvals) == (
-            after.state,
-            after.approvals,
-        ):
+        shown = (before.state, before.approvals) != (after.state, after.approvals)
+        # A card recorded after the request moved on (decided or approved while it was
+        # being posted) shows an older version: redraw it as soon as it is known.
+        late = before.card is None and before.version != self._card_versions.get(after.id)
+        if not (after.is_new or shown or late):
             return  # nothing the card shows has changed
         if after.version < self._card_versions.get(after.id, -1):
             return  # a newer change already drew the card

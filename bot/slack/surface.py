@@ -24,6 +24,7 @@ from bot.ports import Directory, Notifier
 from bot.slack.blocks import HomeData, Message, error_message, home_view
 from bot.slack.blocks.replies import form_not_opened, our_fault, refused, sentence, slack_failed
 from bot.slack.client import error_code
+from bot.slack.home import clicked_in_home
 from bot.slack.payloads import clicker, ephemeral
 from bot.usecases.reports import ReportAccess
 
@@ -130,16 +131,18 @@ class Surface:
 
     async def refresh_home(self, body: JSON) -> None:
         """Redraw App Home after a click made there."""
-        container = body.get("view") or {}
-        if container.get("type") == "home":
+        if clicked_in_home(body):
             await self.publish_home(clicker(body))
 
     async def publish_home(self, user: str) -> None:
         """``views.publish`` the user's App Home: their live grants, what awaits them."""
         if not user:
             return
-        mine = await self.workflow.list_grants(user)
-        data = HomeData(mine=mine, awaiting=await self.workflow.awaiting(user))
+        try:
+            mine = await self.workflow.list_grants(user)
+            data = HomeData(mine=mine, awaiting=await self.workflow.awaiting(user))
+        except NotAllowed:  # offboarded: audited by the use case; nothing to show
+            return
         try:
             await self.client.views_publish(user_id=user, view=home_view(data, utcnow()))
         except SlackClientError as exc:

@@ -17,6 +17,7 @@ from bot.slack.blocks.grants import (
     where_plain,
 )
 from bot.slack.blocks.kit import Message, context, header, section
+from bot.slack.blocks.outcomes import actor_md, card_outcome, people_md
 from bot.slack.blocks.permissions import PERMISSIONS_CHECKING, Permissions, allowance_blocks
 from bot.slack.text import FIELD_TEXT_LIMIT, JSON, code, md, mention, slack_date
 
@@ -49,27 +50,18 @@ def _tally_md(grant: Grant) -> str:
 
 def _card_status(grant: Grant) -> list[JSON]:
     step = last_move(grant)
-    by = mention(step.actor) if step else ""
+    by = actor_md(step.actor) if step else ""
     state = grant.state
     if state == State.PENDING:
         left = grant.tally.remaining
         return [section(md(f":hourglass_flowing_sand: Waiting for {left} more approval(s)"))]
     if state in (State.APPROVED, State.PROVISIONING, State.ACTIVE):
-        approvers = ", ".join(mention(a) for a in grant.approvals) or by
-        done = "extension applied" if grant.kind == "extend" else "access is being set up"
+        approvers = people_md(grant.approvals) or by
+        done = "extension being applied" if grant.kind == "extend" else "access is being set up"
         if state == State.ACTIVE:
             done = "access is active"
         return [section(md(f":white_check_mark: Approved by {approvers}; {done}"))]
-    texts = {
-        State.DENIED: f":no_entry: Denied by {by}",
-        State.CANCELLED: f":heavy_minus_sign: Cancelled by {by}",
-        State.TIMED_OUT: ":alarm_clock: Timed out: nobody decided in time",
-        State.REVOKED: f":lock: Approved, then revoked by {by}",
-        State.EXPIRED: ":lock: Approved; the access has expired",
-        State.FAILED: ":x: Failed",
-        State.APPLIED: ":white_check_mark: Approved; extension applied",
-    }
-    blocks = [section(md(texts[state]))]
+    blocks = [section(md(card_outcome(grant, step.actor if step else None)))]
     if state in (State.DENIED, State.REVOKED, State.CANCELLED, State.FAILED) and step:
         blocks += reason_blocks("Why", grant.failure or step.reason)
     return blocks

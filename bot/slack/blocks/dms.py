@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from bot.audit import new_steps
 from bot.durations import format_duration
 from bot.lifecycle import State
 from bot.models import Grant, Step
@@ -21,8 +22,17 @@ from bot.slack.blocks.grants import (
     what_it_is,
     where_plain,
 )
-from bot.slack.blocks.kit import Message, actions, button, header, section
-from bot.slack.text import code, escape, md, mention, slack_date, time_left
+from bot.slack.blocks.kit import Message, actions, button, context, header, section
+from bot.slack.blocks.outcomes import (
+    actor_md,
+    approval_counted_text,
+    approved_by_md,
+    cancelled_text,
+    extended_by_text,
+    failure_advice,
+    timed_out_advice,
+)
+from bot.slack.text import JSON, code, escape, md, slack_date, time_left
 
 
 def _usage_lines(grant: Grant) -> str:
@@ -96,15 +106,16 @@ def _waiting_dm(grant: Grant, policy: Policy) -> Message:
 
 def _state_text(grant: Grant, step: Step | None) -> str | None:
     """One sentence per state a requester wants to hear about (None: stay quiet)."""
-    by = mention(step.actor) if step else "AccessBot"
+    by = actor_md(step.actor) if step else "AccessBot"
     what = f"Your {what_it_is(grant)} {code(grant.id)} for {summary_md(grant)}"
+    approvers = approved_by_md(grant, step.actor if step else None)
     texts = {
         State.APPROVED: (
-            f":white_check_mark: {what} was approved by {by}."
+            f":white_check_mark: {what} was approved by {approvers}."
             + ("" if grant.kind == "extend" else " Preparing your kubeconfig…")
         ),
         State.DENIED: f":no_entry: {what} was denied by {by}.",
-        State.CANCELLED: f"{what} was cancelled by {by}.",
+        State.CANCELLED: cancelled_text(grant, what, step.actor if step else "accessbot"),
         State.TIMED_OUT: f":alarm_clock: {what} timed out: nobody decided in time.",
         State.REVOKED: f":lock: {what} was revoked by {by}.",
         State.EXPIRED: f":lock: {what} has expired. Request it again if you still need it.",
@@ -121,10 +132,10 @@ def requester_update(before: Grant, after: Grant, policy: Policy, now: datetime)
         if before.state != State.ACTIVE:
             return active_message(after, now)
         if before.expires_at != after.expires_at:
-            return extended_message(after, now)
+            return _extended(before, after, now)
         return None
     if not after.is_new and before.state == after.state:
-        return None
+        return _approval_counted(before, after)
     step = last_move(after)
     text = _state_text(after, step)
     if text is None:
@@ -134,6 +145,36 @@ def requester_update(before: Grant, after: Grant, policy: Policy, now: datetime)
         text = f"Your {what_it_is(after)} {code(after.id)} for {summary_md(after)} was approved "
         text += "automatically by policy. Preparing your kubeconfig…"
     why = after.failure or (step.reason if step else "")
-    if after.state in (State.APPROVED, State.EXPIRED):
+    if after.state in (State.APPROVED, State.EXPIRED, State.TIMED_OUT):
         why = ""
-    return Message(text, [section(md(text)), *reason_blocks("Why", why)])
+    return Message(
+        text, [section(md(text)), *reason_blocks("Why", why), *_next_step(after, policy)]
+    )
+
+
+def _next_step(grant: Grant, policy: Policy) -> list[JSON]:
+    """What the requester can do after a failure or a timeout (see blocks.outcomes)."""
+    if grant.state == State.FAILED:
+        return [context(md(failure_advice(grant, policy)))]
+    if grant.state == State.TIMED_OUT:
+        return [context(md(timed_out_advice(grant)))]
+    return []
+
+
+def _extended(before: Grant, after: Grant, now: datetime) -> Message:
+    """The extension DM, saying who extended the grant when it was not its owner."""
+    message = extended_message(after, now)
+    asked = [s.actor for s in new_steps(before, after) if s.event == "extended"]
+    by = extended_by_text(after, asked[-1]) if asked else ""
+    if not by:
+        return message
+    return Message(message.text, [section(md(by)), *message.blocks])
+
+
+def _approval_counted(before: Grant, after: Grant) -> Message | None:
+    """An approval counted while more are needed: the requester hears who gave it."""
+    counted = [s for s in new_steps(before, after) if s.event == "approval"]
+    if after.state != State.PENDING or not counted:
+        return None
+    text = approval_counted_text(after, counted[-1].actor)
+    return Message(text, [section(md(text))])
