@@ -15,6 +15,7 @@ from slack_bolt.async_app import AsyncAck, AsyncRespond
 from bot.lifecycle import State
 from bot.models import utcnow
 from bot.slack.blocks import Message
+from bot.slack.blocks.breakglass import ratify_note
 from bot.slack.blocks.replies import decision_note, not_extendable, not_pending, revoked
 from bot.slack.forms import deny_modal, extend_modal, request_modal
 from bot.slack.payloads import action_value, clicker, responder, trigger
@@ -34,6 +35,7 @@ class Buttons(Listeners):
         self.deny_click = self._on_click("deny", self._ask_deny_reason)
         self.revoke_click = self._on_click("revoke", self._revoke_clicked)
         self.extend_click = self._on_click("extend", self._ask_extension)
+        self.ratify_click = self._on_click("ratify", self._ratify)
 
     def _on_click(self, what: str, work: Work) -> ClickListener:
         """A button's listener: ack at once, then the slow part, then the answer.
@@ -54,6 +56,10 @@ class Buttons(Listeners):
         decision = await self.workflow.approve(grant_id, user)
         await self.surface.refresh_home(body)
         return decision_note(decision.outcome, decision.grant)
+
+    async def _ratify(self, grant_id: str, user: str, body: JSON) -> Message | None:
+        """Ratify a break-glass grant; the use case checks the clicker may."""
+        return ratify_note(await self.workflow.ratify(grant_id, user))
 
     async def _ask_deny_reason(self, grant_id: str, user: str, body: JSON) -> Message | None:
         grant = await self.workflow.get(grant_id)
