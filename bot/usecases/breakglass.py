@@ -81,7 +81,9 @@ class BreakGlassAccess:
             approvals_required=config.approvals,
         )
         insecure = deps.clusters[grant.cluster].trust.insecure
-        grant = grant.model_copy(update={"break_glass": glass, "tls_insecure": insecure})
+        # No approval is needed to take it (its ratifications are counted in ``glass``).
+        update = {"break_glass": glass, "tls_insecure": insecure, "approvals_required": 0}
+        grant = grant.model_copy(update=update)
         # Its next step: provision, at once.
         grant = await self.requests.create(grant.moved(State.APPROVED, spec.requester, now, TAKEN))
         await self.requests.post_card(grant)  # the loud card, with its Ratify button
