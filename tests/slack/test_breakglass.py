@@ -131,6 +131,7 @@ async def test_unratified_break_glass_is_revoked_at_the_deadline(
     assert "BREAK-GLASS" in blocks_text(card)
     assert any("BREAK-GLASS" in blocks_text(m) for m in bed.emu.messages(AUDIT))
     assert service_account(cluster, grant) == 200
+    await bed.wait_dm("U0ALICE", "taken without approval")
     plan = bed.core.store.plan
     assert plan is not None
     step = plan(grant, bg.clock())
@@ -180,6 +181,7 @@ async def test_a_ratified_break_glass_grant_lives_on(bg: Bed, cluster: TestClust
     assert ratified.break_glass.ratified_by == ("U0PL1",)
     updated = await bed.wait_card(grant.id, lambda m: "Ratified by" in blocks_text(m))
     assert not has_ratify(updated)
+    await bed.wait_dm("U0ALICE", "was ratified by")
     assert breakglass_count(bg.metrics, "ratified") == 1
 
     # Past the deadline, it lives on to its expiry.

@@ -15,7 +15,7 @@ from bot.slack.blocks.permissions import Permissions, allowance_blocks
 from bot.slack.text import FIELD_TEXT_LIMIT, JSON, code, escape, md, mention, slack_date
 from bot.workflow import Ratification, Ratified
 
-__all__ = ["break_glass_card", "break_glass_taken", "ratify_note"]
+__all__ = ["break_glass_card", "break_glass_dm", "break_glass_taken", "ratify_note"]
 
 
 def _fields(grant: Grant) -> list[JSON]:
@@ -126,3 +126,28 @@ def ratify_note(ratification: Ratification) -> Message | None:
         state = "past its deadline" if grant.state == State.ACTIVE else str(grant.state)
         return info_message(f"Too late to ratify: this break-glass grant is {state}.")
     return None
+
+
+def break_glass_dm(before: Grant, after: Grant) -> Message | None:
+    """The requester's DM when their break-glass grant is taken or ratified (None: any
+    other change, told as for every grant)."""
+    glass = after.break_glass
+    if glass is None:
+        return None
+    what = (
+        f"Your break-glass grant {code(after.id)} ({escape(after.role)} on {code(after.cluster)})"
+    )
+    if after.is_new and after.state == State.APPROVED:
+        text = (
+            f":rotating_light: {what} was taken without approval; preparing your kubeconfig. "
+            f"It is revoked unless {glass.approvals_required} approver(s) ratify it within "
+            f"{format_duration(glass.ratify_within)} of its start."
+        )
+    elif glass.ratified_at is not None and (
+        before.break_glass is None or before.break_glass.ratified_at is None
+    ):
+        who = ", ".join(mention(u) for u in glass.ratified_by)
+        text = f":white_check_mark: {what} was ratified by {who}; it lasts until its expiry."
+    else:
+        return None
+    return Message(text, [section(md(text))])
