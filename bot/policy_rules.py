@@ -29,7 +29,7 @@ from bot.durations import Duration
 if TYPE_CHECKING:
     from bot.policy_schema import KeyPath, Policy, RoleConfig
 
-__all__ = ["BreakGlassConfig", "ReasonRule", "reason_problem", "unratifiable"]
+__all__ = ["BreakGlassConfig", "ReasonRule", "reason_optional", "reason_problem", "unratifiable"]
 
 
 def _compiles(pattern: str) -> str:
@@ -77,6 +77,12 @@ def reason_problem(role: RoleConfig, reason: str) -> str | None:
         return None
     hint = f" ({rule.hint})" if rule.hint else ""
     return f"The reason must match {rule.pattern}{hint}"
+
+
+def reason_optional(policy: Policy) -> bool:
+    """Whether some role lets the reason be empty (``reason.required: false``): the
+    request form's reason field is then optional, and the request check decides."""
+    return any(r.reason is not None and not r.reason.required for r in policy.roles.values())
 
 
 def unratifiable(policy: Policy, name: str, role: RoleConfig) -> Iterable[tuple[KeyPath, str]]:

@@ -193,3 +193,15 @@ def test_the_metric_reads_ratified_and_revoked() -> None:
     revoked = g.moved(State.REVOKED, "accessbot", T0 + dt.timedelta(minutes=16))
     assert break_glass_outcome(g, revoked) == "revoked"
     assert break_glass_outcome(revoked, revoked) is None
+
+
+def test_the_form_reason_is_optional_only_when_a_role_says_so() -> None:
+    from bot.slack.forms import request_modal
+
+    def reason_block(policy: Any) -> dict[str, Any]:
+        view = request_modal(policy)
+        return next(b for b in view["blocks"] if b.get("block_id") == "reason")
+
+    assert reason_block(POLICY)["optional"] is False
+    optional = parse_policy(with_role("edit", reason={"required": False}))
+    assert reason_block(optional)["optional"] is True
