@@ -165,6 +165,11 @@ async def test_a_ratified_break_glass_grant_lives_on(bg: Bed, cluster: TestClust
     await bed.click("access_ratify", grant.id, "U0BOB", card, APPROVALS)
     await bed.wait_response("not an approver for role fix")
     await bed.settled()
+    entries = await bed.core.store.audit_tail(2000)
+    refused = {e["actor"]: e["reason"] for e in entries
+               if e["grant_id"] == grant.id and e["event"] == "refused"}  # fmt: skip
+    assert set(refused) == {"U0ALICE", "U0BOB"}
+    assert all(r.startswith("ratify: ") for r in refused.values())
     unchanged = await bed.core.workflow.get(grant.id)
     assert unchanged.break_glass is not None
     assert unchanged.break_glass.ratified_by == ()
@@ -183,6 +188,9 @@ async def test_a_ratified_break_glass_grant_lives_on(bg: Bed, cluster: TestClust
     assert not has_ratify(updated)
     await bed.wait_dm("U0ALICE", "was ratified by")
     assert breakglass_count(bg.metrics, "ratified") == 1
+    stream = await bed.core.store.audit_tail(2000)
+    events = [e["event"] for e in stream if e["grant_id"] == grant.id]
+    assert "ratified" in events
 
     # Past the deadline, it lives on to its expiry.
     await clock_right(bg, grant)

@@ -205,3 +205,28 @@ def test_the_form_reason_is_optional_only_when_a_role_says_so() -> None:
     assert reason_block(POLICY)["optional"] is False
     optional = parse_policy(with_role("edit", reason={"required": False}))
     assert reason_block(optional)["optional"] is True
+
+
+def test_two_ratifications_and_an_offboarded_ratifier_no_longer_counting() -> None:
+    from bot.usecases.breakglass import Ratified, _ratification
+
+    g = taken().model_copy(
+        update={"break_glass": BreakGlass(ratify_within_s=900, approvals_required=2)}
+    )
+    now = T0 + dt.timedelta(minutes=5)
+    outcome, change = _ratification(g, "U0LEAD", frozenset(), now)
+    assert outcome == Ratified.RECORDED
+    assert change is not None
+    once = change.grant
+    assert _ratification(once, "U0LEAD", frozenset(), now)[0] == Ratified.ALREADY_COUNTED
+    # U0LEAD is offboarded before the second ratification: theirs no longer counts.
+    outcome, change = _ratification(once, "U0BOSS", frozenset({"U0LEAD"}), now)
+    assert outcome == Ratified.RECORDED
+    assert change is not None
+    assert change.grant.break_glass is not None
+    assert change.grant.break_glass.ratified_by == ("U0BOSS",)
+    outcome, change = _ratification(once, "U0BOSS", frozenset(), now)
+    assert outcome == Ratified.RATIFIED
+    # Past the deadline nothing counts.
+    late = T0 + dt.timedelta(minutes=16)
+    assert _ratification(once, "U0BOSS", frozenset(), late)[0] == Ratified.TOO_LATE
