@@ -1,4 +1,4 @@
-"""The buttons: Approve, Deny, Revoke now / Cancel request, Extend, Request access.
+"""The buttons: Approve, Deny, Revoke now / Cancel request, Extend, Ratify, Request access.
 
 Every click is acknowledged at once; the slow part runs after the ack and the
 answer goes to the click's response_url (or, from App Home, to a DM). The use
