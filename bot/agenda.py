@@ -20,6 +20,8 @@ pending, no card yet                       CARD         ``created_at + card_retr
 pending                                    TIMEOUT      ``pending_until``
 approved or provisioning (access)          PROVISION    when it was approved
 approved (extension request)               EXTEND       when it was approved
+active break-glass, unratified, before      RATIFY       activation ``+ ratify_within``
+the reminder or expiry below
 active, reminder owed                      REMIND       ``expires_at - reminder_before``
 active                                     EXPIRE       ``expires_at``
 ended after approval, objects unconfirmed  CLEANUP      when it ended ``+ cleanup_grace``
@@ -46,7 +48,8 @@ from bot.models import Grant
 from bot.policy import Policy
 
 __all__ = [
-    "NextStep", "StepKind", "Timing", "approved_at", "expiry_set_at", "next_step", "plan_for",
+    "NextStep", "StepKind", "Timing", "activated_at", "approved_at", "expiry_set_at",
+    "next_step", "plan_for", "ratify_deadline",
 ]  # fmt: skip
 
 
@@ -60,6 +63,7 @@ class StepKind(StrEnum):
     REMIND = "remind"  # warn the requester that access ends soon
     EXPIRE = "expire"  # end the grant at its expiry and remove its objects
     CLEANUP = "cleanup"  # remove an ended grant's objects until a receipt verifies
+    RATIFY = "ratify"  # a break-glass grant nobody ratified in time: revoke it
 
 
 @dataclass(frozen=True)
@@ -114,9 +118,15 @@ def next_step(
         remind = grant.expires_at - policy.defaults.reminder_before
         set_at = expiry_set_at(grant)
         owed = set_at is not None and remind > set_at and grant.reminded_for != grant.expires_at
-        if owed:
-            return NextStep(StepKind.REMIND, remind)
-        return NextStep(StepKind.EXPIRE, grant.expires_at)
+        ordinary = (
+            NextStep(StepKind.REMIND, remind)
+            if owed
+            else NextStep(StepKind.EXPIRE, grant.expires_at)
+        )
+        deadline = ratify_deadline(grant)
+        if deadline is not None and deadline < ordinary.due:
+            return NextStep(StepKind.RATIFY, deadline)
+        return ordinary
     if _needs_cleanup(grant):
         return NextStep(StepKind.CLEANUP, _ended_at(grant, now) + timing.cleanup_grace)
     return None
@@ -138,6 +148,22 @@ def approved_at(grant: Grant) -> datetime | None:
     """When ``grant`` was last approved (its move to approved), if ever."""
     return next((s.at for s in reversed(grant.history)
                  if s.to_state == State.APPROVED and s.event is None), None)  # fmt: skip
+
+
+def activated_at(grant: Grant) -> datetime | None:
+    """When ``grant`` became active (its first move to active), if ever."""
+    return next((s.at for s in grant.history
+                 if s.to_state == State.ACTIVE and s.event is None), None)  # fmt: skip
+
+
+def ratify_deadline(grant: Grant) -> datetime | None:
+    """When an active break-glass grant is revoked unless ratified (None: not one, or
+    ratified already): its activation plus ``ratify_within``."""
+    glass = grant.break_glass
+    start = activated_at(grant)
+    if glass is None or glass.ratified_at is not None or start is None:
+        return None
+    return start + glass.ratify_within
 
 
 def expiry_set_at(grant: Grant) -> datetime | None:

@@ -61,6 +61,20 @@ _OUTCOME_OF = {
     State.FAILED: "failed",
 }
 _DECISIONS = frozenset({"auto_approved", "approved", "denied"})
+BREAK_GLASS_OUTCOMES = ("ratified", "revoked")
+
+
+def break_glass_outcome(before: Grant, after: Grant) -> str | None:
+    """How a committed change settled a break-glass grant, if it did: ``ratified`` (the
+    last ratification needed came), ``revoked`` (it ended unratified); else None."""
+    glass, was = after.break_glass, before.break_glass
+    if glass is None:
+        return None
+    if glass.ratified_at is not None and (was is None or was.ratified_at is None):
+        return "ratified"
+    if glass.ratified_at is None and after.ended and not before.ended:
+        return "revoked"
+    return None
 
 
 class _ActiveGrants(Collector):
@@ -154,6 +168,13 @@ class Metrics:
         self.reconcile_actions = Counter(
             "accessbot_reconcile_actions", "Reconciler actions", ["action"], registry=r
         )
+        self.break_glass = Counter(
+            "accessbot_breakglass", "Break-glass grants by how they settled (ratified: "
+            "ratified in time; revoked: ended unratified, at the deadline or before)",
+            ["outcome"], registry=r,
+        )  # fmt: skip
+        for settled in BREAK_GLASS_OUTCOMES:
+            self.break_glass.labels(settled)
         self._active = _ActiveGrants()
         r.register(self._active)
         for outcome in OUTCOMES:
@@ -207,6 +228,9 @@ class Metrics:
         for step in new_steps(before, after) if not after.is_new else ():
             if step.event in ("verified", "verification_failed"):
                 self._receipt(after, step.at, ok=step.event == "verified")
+        outcome = None if after.is_new else break_glass_outcome(before, after)
+        if outcome is not None:
+            self.break_glass.labels(outcome).inc()
         if after.is_new:
             self.submitted.labels(kind).inc()
             if after.state == State.APPROVED:

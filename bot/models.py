@@ -82,6 +82,24 @@ class Receipt(BaseModel):
     checks: tuple[str, ...] = ()
 
 
+class BreakGlass(BaseModel):
+    """A break-glass grant's ratification (bot.usecases.breakglass): taken without
+    approval, revoked unless ``approvals_required`` people ratify it within
+    ``ratify_within_s`` seconds of its activation. ``ratified_at``: when the last
+    ratification needed came (None: not ratified)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ratify_within_s: int
+    approvals_required: int
+    ratified_by: tuple[str, ...] = ()
+    ratified_at: datetime | None = None
+
+    @property
+    def ratify_within(self) -> timedelta:
+        return timedelta(seconds=self.ratify_within_s)
+
+
 class Grant(BaseModel):
     """A request for access and, once approved, the access itself."""
 
@@ -138,6 +156,8 @@ class Grant(BaseModel):
     # The expiry the "ends soon" reminder was sent for (bot.agenda: a new expiry, from
     # an extension, is owed a reminder of its own).
     reminded_for: datetime | None = None
+    # Set for a break-glass grant (taken at once, to be ratified).
+    break_glass: BreakGlass | None = None
     history: tuple[Step, ...] = ()
     version: int = 0
 

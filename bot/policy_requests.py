@@ -17,6 +17,7 @@ from typing import Literal, ParamSpec, TypeVar
 
 from bot.durations import format_duration
 from bot.errors import Rejected
+from bot.policy_rules import reason_problem
 from bot.policy_schema import Policy, RoleConfig, Scope, protected_namespace
 from k8s.names import DNS_LABEL_RULE, is_dns_label
 
@@ -180,7 +181,10 @@ def resolve_request(policy: Policy, spec: AccessRequestSpec) -> ResolvedRequest:
         ns = _blank_to_none(spec.namespace)
         namespace = found.check(_pick_namespace, policy, where, spec.role, role, ns)
         duration = found.check(_pick_duration, policy, spec.role, role, spec.duration)
-    reason = found.check(_check_reason, spec.reason)
+    required = role is None or role.reason is None or role.reason.required
+    reason = found.check(_check_reason, spec.reason, required=required)
+    if role is not None and reason is not None:
+        found.check(_check_reason_rule, role, reason)
     found.raise_any()
     # Nothing was found, so every check returned its value.
     assert role is not None
@@ -222,6 +226,7 @@ def recheck_request(
         _pick_cluster(policy, decided.role, decided.cluster)
         _pick_namespace(policy, decided.cluster, decided.role, role, decided.namespace)
         _pick_duration(policy, decided.role, role, decided.duration)
+        _check_reason_rule(role, decided.reason)
     except RequestRejected as exc:
         raise RequestRejected(f"{changed}: {exc}") from None
     if (role.cluster_role, role.scope) != (decided.cluster_role, decided.scope):
@@ -319,9 +324,16 @@ def _pick_duration(
     return duration
 
 
-def _check_reason(reason: str) -> str:
+def _check_reason_rule(role: RoleConfig, reason: str) -> None:
+    # bot.policy_rules: the role's pattern, searched for (re.search) in the reason.
+    problem = reason_problem(role, reason)
+    if problem is not None:
+        raise _rejected("reason", problem, f"{problem}.")
+
+
+def _check_reason(reason: str, *, required: bool = True) -> str:
     text = reason.strip()
-    if not text:
+    if not text and required:
         raise _rejected(
             "reason",
             "give a reason for the access (what you are going to do)",

@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from bot.durations import Duration
+from bot.policy_rules import BreakGlassConfig, ReasonRule, unratifiable
 from k8s.names import DNS_LABEL_RULE, Scope, is_dns_label
 from k8s.rbac import RISKS
 
@@ -244,6 +245,8 @@ class RoleConfig(_Model):
     # ``accessbot check`` fails on an unaccepted token-minting, impersonation,
     # escalation or rbac-write.
     accepts_risks: list[RiskName] = Field(default_factory=list)
+    reason: ReasonRule | None = None  # bot.policy_rules: what the reason must say
+    break_glass: BreakGlassConfig | None = None  # bot.policy_rules: take now, ratify later
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -296,8 +299,7 @@ class Policy(_Model):
     # release status is not secret, and the person who needs it mid-incident
     # often holds no access yet. "approvers" limits it to admins and approvers.
     reports: Literal["everyone", "approvers"] = "everyone"
-    # Where the bot itself runs (not a policy key: given by the process that loads
-    # the policy, from ACCESSBOT_NAMESPACE or the pod's ServiceAccount namespace).
+    # Where the bot runs (not a policy key: from ACCESSBOT_NAMESPACE or the pod's SA).
     _bot_namespace: str | None = PrivateAttr(default=None)
 
     @property
@@ -311,6 +313,7 @@ class Policy(_Model):
             problems.extend(_unknown_clusters(self, name, role))
             problems.extend(_unapprovable(self, name, role))
             problems.extend(protected_literals(self, name, role))
+            problems.extend(unratifiable(self, name, role))
         _collect(problems)
         return self
 

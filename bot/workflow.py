@@ -28,6 +28,7 @@ from bot.usecases.authorization import (
     REQUESTER_OFFBOARDED,
     Authorization,
 )
+from bot.usecases.breakglass import BreakGlassAccess, Ratification, Ratified
 from bot.usecases.deps import SYSTEM, Deps
 from bot.usecases.ending import Ending, Revocation
 from bot.usecases.extensions import Extensions
@@ -46,6 +47,8 @@ __all__ = [
     "OffboardResult",
     "Outcome",
     "PendingCleanup",
+    "Ratification",
+    "Ratified",
     "Revocation",
     "Workflow",
 ]
@@ -94,6 +97,7 @@ class Workflow:
         self.provisioning = Provisioning(deps, self.ending)
         self.extensions = Extensions(deps, self.requests)
         self.offboarding = Offboarding(deps, self.authz, self.requests, self.ending, self.receipts)
+        self.break_glass = BreakGlassAccess(deps, self.authz, self.requests, self.ending)
 
     # -- steps ----------------------------------------------------------------
     def register_steps(self, runner: StepRunner) -> None:
@@ -107,6 +111,7 @@ class Workflow:
             StepKind.REMIND: lambda g: self.ending.on_remind(g),
             StepKind.EXPIRE: lambda g: self.ending.on_expire(g),
             StepKind.CLEANUP: lambda g: self.ending.on_cleanup(g),
+            StepKind.RATIFY: lambda g: self.break_glass.on_deadline(g),
         }
         for kind, handler in handlers.items():
             runner.register(kind, handler)
@@ -159,6 +164,12 @@ class Workflow:
 
     async def cancel(self, grant_id: str, user: str, reason: str = "") -> Grant | None:
         return await self.requests.cancel(grant_id, user, reason)
+
+    async def take_break_glass(self, spec: AccessRequestSpec) -> Grant:
+        return await self.break_glass.take(spec)
+
+    async def ratify(self, grant_id: str, user: str) -> Ratification:
+        return await self.break_glass.ratify(grant_id, user)
 
     async def provision(self, grant_id: str) -> Grant | None:
         return await self.provisioning.provision(grant_id)

@@ -90,6 +90,7 @@ def _route(app: AsyncApp, surface: Surface) -> None:
     app.action(ids.DENY)(buttons.deny_click)
     app.action(ids.REVOKE)(buttons.revoke_click)
     app.action(ids.EXTEND)(buttons.extend_click)
+    app.action(ids.RATIFY)(buttons.ratify_click)
     app.action(ids.OPEN_MODAL)(buttons.open_modal_click)
     app.action(ids.MODAL_CLUSTER)(modals.modal_cluster_changed)
     app.action(ids.MODAL_ROLE)(modals.modal_role_changed)

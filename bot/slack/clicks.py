@@ -1,4 +1,4 @@
-"""The buttons: Approve, Deny, Revoke now / Cancel request, Extend, Request access.
+"""The buttons: Approve, Deny, Revoke now / Cancel request, Extend, Ratify, Request access.
 
 Every click is acknowledged at once; the slow part runs after the ack and the
 answer goes to the click's response_url (or, from App Home, to a DM). The use
@@ -15,6 +15,7 @@ from slack_bolt.async_app import AsyncAck, AsyncRespond
 from bot.lifecycle import State
 from bot.models import utcnow
 from bot.slack.blocks import Message
+from bot.slack.blocks.breakglass import ratify_note
 from bot.slack.blocks.replies import decision_note, not_extendable, not_pending, revoked
 from bot.slack.forms import deny_modal, extend_modal, request_modal
 from bot.slack.home import remember_home
@@ -35,6 +36,7 @@ class Buttons(Listeners):
         self.deny_click = self._on_click("deny", self._ask_deny_reason)
         self.revoke_click = self._on_click("revoke", self._revoke_clicked)
         self.extend_click = self._on_click("extend", self._ask_extension)
+        self.ratify_click = self._on_click("ratify", self._ratify)
 
     def _on_click(self, what: str, work: Work) -> ClickListener:
         """A button's listener: ack at once, then the slow part, then the answer.
@@ -55,6 +57,10 @@ class Buttons(Listeners):
         decision = await self.workflow.approve(grant_id, user)
         await self.surface.refresh_home(body)
         return decision_note(decision.outcome, decision.grant)
+
+    async def _ratify(self, grant_id: str, user: str, body: JSON) -> Message | None:
+        """Ratify a break-glass grant; the use case checks the clicker may."""
+        return ratify_note(await self.workflow.ratify(grant_id, user))
 
     async def _ask_deny_reason(self, grant_id: str, user: str, body: JSON) -> Message | None:
         grant = await self.workflow.get(grant_id)

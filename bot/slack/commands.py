@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import ClassVar
 
@@ -29,6 +29,7 @@ __all__ = [
     "K8S_USAGE",
     "USAGE",
     "AccessCommand",
+    "BreakGlass",
     "CommandError",
     "Extend",
     "Helm",
@@ -47,6 +48,7 @@ __all__ = [
 
 USAGE: dict[str, str] = {
     "request": "/access request ROLE [-c CLUSTER] [-n NAMESPACE] [-d DURATION] REASON...",
+    "breakglass": "/access breakglass ROLE [-c CLUSTER] [-n NAMESPACE] [-d DURATION] REASON...",
     "list": "/access list [--all]",
     "revoke": "/access revoke GRANT_ID",
     "extend": "/access extend GRANT_ID -d DURATION",
@@ -56,7 +58,9 @@ USAGE: dict[str, str] = {
     "helm": "/k8s helm [-c CLUSTER] [-n NAMESPACE | -A]",
     "standing": "/k8s standing [-c CLUSTER]",
 }
-ACCESS_USAGE = "\n".join(USAGE[k] for k in ("request", "list", "revoke", "extend", "roles", "help"))
+ACCESS_USAGE = "\n".join(
+    USAGE[k] for k in ("request", "breakglass", "list", "revoke", "extend", "roles", "help")
+)
 K8S_USAGE = "\n".join(USAGE[k] for k in ("nodes", "helm", "standing"))
 
 # Names a user types are checked here, before they reach a Redis key, a policy
@@ -101,6 +105,15 @@ class Request:
         if OPTION.fullmatch(first) or first == "--":
             parts.append("--")
         return " ".join([*parts, self.reason])
+
+
+@dataclass(frozen=True)
+class BreakGlass(Request):
+    """``/access breakglass``: a ``request`` for a role with ``break_glass``, granted at
+    once and revoked unless ratified in time."""
+
+    def text(self) -> str:
+        return "breakglass" + super().text().removeprefix("request")
 
 
 @dataclass(frozen=True)
@@ -196,7 +209,7 @@ class Standing(_OnCluster):
     verb: ClassVar[str] = "standing"
 
 
-AccessCommand = OpenModal | Request | ListGrants | Revoke | Extend | Roles | Help
+AccessCommand = OpenModal | Request | BreakGlass | ListGrants | Revoke | Extend | Roles | Help
 K8sCommand = Nodes | Helm | Standing | Help
 
 
@@ -245,8 +258,8 @@ def parse_access(text: str) -> AccessCommand:
     return parser(rest)
 
 
-def _parse_request(text: str) -> Request:
-    usage = USAGE["request"]
+def _parse_request(text: str, verb: str = "request") -> Request:
+    usage = USAGE[verb]
     given = scan(
         text,
         usage,
@@ -267,6 +280,10 @@ def _parse_request(text: str) -> Request:
         namespace=_checked_label(given.options.get("namespace"), "namespace", usage),
         duration=_duration_option(duration, usage) if duration is not None else None,
     )
+
+
+def _parse_breakglass(text: str) -> BreakGlass:
+    return BreakGlass(**asdict(_parse_request(text, "breakglass")))
 
 
 def _parse_list(text: str) -> ListGrants:
@@ -306,6 +323,7 @@ def _parse_help(text: str) -> Help:
 
 _ACCESS_VERBS: dict[str, Callable[[str], AccessCommand]] = {
     "request": _parse_request,
+    "breakglass": _parse_breakglass,
     "list": _parse_list,
     "ls": _parse_list,
     "revoke": _parse_revoke,

@@ -27,6 +27,7 @@ from bot.policy import (
     resolve_request,
     roles_on,
 )
+from bot.policy_rules import reason_optional
 from bot.slack import ids, text
 from bot.slack.blocks import PERMISSIONS_CHECKING, Permissions, allowance_blocks, context, section
 from bot.slack.text import JSON, MODAL_TITLE_LIMIT, OPTION_TEXT_LIMIT, md, plain
@@ -191,6 +192,7 @@ def request_modal(
             "Reason",
             hint="What you are going to do; approvers and the audit log see it.",
             multiline=True,
+            optional=reason_optional(policy),  # resolve_request decides per role
             max_length=MAX_REASON_LENGTH,
         ),
     ]

@@ -11,6 +11,7 @@ APPROVE = "access_approve"
 DENY = "access_deny"
 EXTEND = "access_extend"
 REVOKE = "access_revoke"
+RATIFY = "access_ratify"  # ratify a break-glass grant
 
 # Ours.
 OPEN_MODAL = "access_open_modal"  # App Home "Request access"

@@ -255,7 +255,11 @@ class SlackNotifier:
     async def _update_card(self, before: Grant, after: Grant) -> None:
         if after.card is None:
             return
-        shown = (before.state, before.approvals) != (after.state, after.approvals)
+        shown = (before.state, before.approvals, before.break_glass) != (
+            after.state,
+            after.approvals,
+            after.break_glass,
+        )
         # A card recorded after the request moved on (decided or approved while it was
         # being posted) shows an older version: redraw it as soon as it is known.
         late = before.card is None and before.version != self._card_versions.get(after.id)

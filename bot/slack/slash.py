@@ -15,6 +15,7 @@ from slack_bolt.async_app import AsyncAck, AsyncRespond
 from bot.errors import ClusterError
 from bot.models import utcnow
 from bot.policy import AccessRequestSpec, RequestRejected, resolve_request
+from bot.policy_breakglass import resolve_break_glass
 from bot.slack.blocks import (
     Message,
     ReportOutput,
@@ -29,6 +30,7 @@ from bot.slack.blocks import (
     roles_messages,
     standing_output,
 )
+from bot.slack.blocks.breakglass import break_glass_taken
 from bot.slack.blocks.replies import (
     extended,
     rest_in_dm,
@@ -38,6 +40,7 @@ from bot.slack.blocks.replies import (
 )
 from bot.slack.commands import (
     USAGE,
+    BreakGlass,
     CommandError,
     Extend,
     Helm,
@@ -70,13 +73,15 @@ class SlashCommands(Listeners):
         user = str(command["user_id"])
         try:
             parsed = parse_access(typed(command))
-            if isinstance(parsed, Request):
-                resolve_request(self.policy, _request_spec(parsed, user))  # pure: answer at once
+            if isinstance(parsed, Request):  # pure: answer at once
+                check = resolve_break_glass if isinstance(parsed, BreakGlass) else resolve_request
+                check(self.policy, _request_spec(parsed, user))
         except CommandError as exc:
             await ack(**ephemeral(error_message(exc.problem, exc.usage)))
             return
         except RequestRejected as exc:
-            await ack(**ephemeral(error_message(str(exc), USAGE["request"])))
+            verb = "breakglass" if isinstance(parsed, BreakGlass) else "request"
+            await ack(**ephemeral(error_message(str(exc), USAGE[verb])))
             return
         if isinstance(parsed, Help):
             await ack(**ephemeral(help_message("access")))
@@ -103,6 +108,9 @@ class SlashCommands(Listeners):
         )
 
     async def _access(self, cmd: Request | ListGrants | Revoke | Extend, user: str) -> Message:
+        if isinstance(cmd, BreakGlass):
+            grant = await self.workflow.take_break_glass(_request_spec(cmd, user))
+            return break_glass_taken(grant, self.policy.approvals_channel)
         if isinstance(cmd, Request):
             grant = await self.workflow.submit(_request_spec(cmd, user))
             return submitted(grant, self.policy.approvals_channel)

@@ -17,6 +17,7 @@ from typing import Literal
 from bot.lifecycle import State
 from bot.models import Grant, new_id
 from bot.policy import RequestRejected, recheck_request
+from bot.policy_breakglass import recheck_break_glass
 from bot.retry import retrying
 from bot.scheduler import RetryLater
 from bot.store import Change
@@ -55,7 +56,10 @@ class Provisioning:
         # Requested under an older policy: the policy in force when anything is
         # created decides (role, ClusterRole, namespace, duration, approvals).
         try:
-            recheck_request(deps.policy, grant.decided, approvals_given=len(grant.approvals))
+            if grant.break_glass is not None:  # taken without approval: ratified later
+                recheck_break_glass(deps.policy, grant.role)
+            given = None if grant.break_glass is not None else len(grant.approvals)
+            recheck_request(deps.policy, grant.decided, approvals_given=given)
         except RequestRejected as exc:
             return await self.fail(grant, str(exc))
         try:

@@ -28,6 +28,9 @@ def audit_message(grant: Grant, step: Step | None) -> Message:
     """One state change for the audit channel; ``step`` None records a new request."""
     if step is None:
         change = f"requested by {mention(grant.requester)}"
+        if grant.break_glass is not None:
+            who = mention(grant.requester)
+            change = f":rotating_light: *BREAK-GLASS*, taken without approval by {who}"
     else:
         change = f"{step.from_state} → *{step.to_state}* by {mention(step.actor)}"
     text = (

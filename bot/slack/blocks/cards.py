@@ -7,6 +7,7 @@ from bot.durations import format_duration
 from bot.lifecycle import State
 from bot.models import Grant
 from bot.policy import Policy
+from bot.slack.blocks.breakglass import break_glass_card
 from bot.slack.blocks.grants import (
     approvers_md,
     decision_buttons,
@@ -74,6 +75,8 @@ def approval_card(
 
     ``permissions`` is what the grant's ClusterRole allows (see ``allowance_blocks``).
     """
+    if grant.break_glass is not None:  # taken without approval: the Ratify card
+        return break_glass_card(grant, policy, permissions)
     title = "Extension request" if grant.kind == "extend" else "Access request"
     blocks: list[JSON] = [header(f"{title}: {grant.role} on {where_plain(grant)}")]
     if grant.kind == "extend" and grant.extends:

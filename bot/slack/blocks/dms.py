@@ -11,6 +11,7 @@ from bot.lifecycle import State
 from bot.models import Grant, Step
 from bot.policy import Policy
 from bot.slack import ids
+from bot.slack.blocks.breakglass import break_glass_dm
 from bot.slack.blocks.grants import (
     approvers_md,
     cap_md,
@@ -126,6 +127,9 @@ def _state_text(grant: Grant, step: Step | None) -> str | None:
 
 def requester_update(before: Grant, after: Grant, policy: Policy, now: datetime) -> Message | None:
     """The DM for one committed change, or None when the requester needs no message."""
+    glass = break_glass_dm(before, after)
+    if glass is not None:  # taken, or ratified: said the break-glass way
+        return glass
     if after.is_new and after.state == State.PENDING:
         return _waiting_dm(after, policy)
     if after.kind == "access" and after.state == State.ACTIVE:
