@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from datetime import timedelta
 from typing import Any
 
@@ -134,7 +135,14 @@ class Modals(Listeners):
         grant_id = grant_from_metadata(str(view.get("private_metadata") or ""))
         reason = read_text(view_values(view), ids.REASON_BLOCK) or ""
         await ack()
-        await self.surface.answer(user, None, "deny", grant_id, self._deny(grant_id, user, reason))
+        await self._answer(user, view, "deny", grant_id, self._deny(grant_id, user, reason))
+
+    async def _answer(
+        self, user: str, view: JSON, what: str, grant_id: str, work: Awaitable[Message | None]
+    ) -> None:
+        """Do a form's ``work`` and answer ``user``; a form opened from the App Home
+        redraws it."""
+        await self.surface.answer(user, None, what, grant_id, work)
         if submitted_from_home(view):
             await self.surface.publish_home(user)
 
@@ -167,9 +175,7 @@ class Modals(Listeners):
             )
             return
         await ack()
-        await self.surface.answer(user, None, "extend", grant_id, self._extend(grant_id, user, by))
-        if submitted_from_home(view):
-            await self.surface.publish_home(user)
+        await self._answer(user, view, "extend", grant_id, self._extend(grant_id, user, by))
 
     async def _extend(self, grant_id: str, user: str, by: timedelta) -> Message | None:
         result = await self.workflow.extend(grant_id, user, by)

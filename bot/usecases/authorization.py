@@ -6,17 +6,45 @@ with a sentence for the person. An offboarded user holds no authority at all.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, TypeVar
 
 from bot.audit import refusal_entry
 from bot.errors import NotAllowed
 from bot.models import Grant
 from bot.policy import is_admin, may_approve
-from bot.usecases.deps import Deps
+from bot.store import Change
+from bot.usecases.deps import Deps, rule_on
+
+V = TypeVar("V")
+OutcomeT = TypeVar("OutcomeT")
 
 OFFBOARDED = "you were offboarded; an admin must re-enable you before you can use AccessBot"
 REQUESTER_OFFBOARDED = "the requester was offboarded"
 APPROVER_OFFBOARDED = "an approval came from someone since offboarded and no longer counts"
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A pure rule's refusal of someone's act; ``why`` is for them, and audited."""
+
+    why: str
+
+
+@dataclass(frozen=True)
+class Acted(Generic[OutcomeT]):
+    """What a person's act did (``outcome``: the use case's own enum) and the grant as
+    it now stands."""
+
+    outcome: OutcomeT
+    grant: Grant
+
+
+# A person's act on a grant (an approval, a ratification), decided purely from the
+# record, who among those involved is offboarded, and the time.
+Act = Callable[[Grant, frozenset[str], datetime], tuple[V | Refused, Change | None]]
 
 
 @dataclass(frozen=True)
@@ -80,3 +108,17 @@ class Authorization:
         entry = refusal_entry(actor, action, grant, why, self.deps.clock().isoformat())
         await self.deps.store.audit_event(entry)
         return NotAllowed(why)
+
+    async def act(
+        self, grant: Grant, user: str, action: str, rule: Act[V]
+    ) -> tuple[V | None, Grant]:
+        """Apply ``user``'s act in one store transaction that also reads whether they
+        are offboarded. Raises NotAllowed (audited) when ``rule`` refuses. Returns the
+        rule's verdict (None: no such record) and the grant as it now stands."""
+        now = self.deps.clock()
+        verdict, updated = await rule_on(
+            self.deps.store, grant.id, lambda g, offboarded: rule(g, offboarded, now), also=(user,)
+        )
+        if isinstance(verdict, Refused):
+            raise await self.refuse(user, action, grant, verdict.why)
+        return verdict, updated or await self.deps.grant(grant.id)

@@ -20,12 +20,12 @@ from bot.agenda import ratify_deadline
 from bot.durations import format_duration
 from bot.errors import Rejected
 from bot.lifecycle import State
-from bot.models import BreakGlass, Grant, new_grant
+from bot.models import BreakGlass, Grant
 from bot.policy import AccessRequestSpec, may_approve
 from bot.policy_breakglass import resolve_break_glass
 from bot.store import Change
-from bot.usecases.authorization import OFFBOARDED, Authorization
-from bot.usecases.deps import SYSTEM, Deps, rule_on
+from bot.usecases.authorization import OFFBOARDED, Acted, Authorization, Refused
+from bot.usecases.deps import SYSTEM, Deps
 from bot.usecases.ending import Ending
 from bot.usecases.requests import Requests
 
@@ -44,12 +44,8 @@ class Ratified(StrEnum):
     TOO_LATE = "too_late"  # the grant ended, or its deadline passed
 
 
-@dataclass(frozen=True)
-class Ratification:
-    """The outcome of a Ratify click and the grant as it now stands."""
-
-    outcome: Ratified
-    grant: Grant
+# What a Ratify click did, and the grant as it now stands.
+Ratification = Acted[Ratified]
 
 
 @dataclass(frozen=True)
@@ -70,19 +66,13 @@ class BreakGlassAccess:
         config = deps.policy.roles[resolved.role].break_glass
         assert config is not None  # resolve_break_glass refuses a role without it
         now = deps.clock()
-        grant = new_grant(
-            resolved,
-            handle=await deps.directory.handle_of(spec.requester),
-            now=now,
-            pending_ttl=deps.policy.defaults.pending_ttl,
-        )
+        grant = await self.requests.draft(resolved, now)
         glass = BreakGlass(
             ratify_within_s=int(config.ratify_within.total_seconds()),
             approvals_required=config.approvals,
         )
-        insecure = deps.clusters[grant.cluster].trust.insecure
         # No approval is needed to take it (its ratifications are counted in ``glass``).
-        update = {"break_glass": glass, "tls_insecure": insecure, "approvals_required": 0}
+        update = {"break_glass": glass, "approvals_required": 0}
         grant = grant.model_copy(update=update)
         # Its next step: provision, at once.
         grant = await self.requests.create(grant.moved(State.APPROVED, spec.requester, now, TAKEN))
@@ -109,17 +99,10 @@ class BreakGlassAccess:
         why = await self.why_not_ratifier(grant, user)
         if why is not None:
             raise await self.authz.refuse(user, "ratify", grant, why)
-        now = self.deps.clock()
-        verdict, updated = await rule_on(
-            self.deps.store,
-            grant_id,
-            lambda g, offboarded: _ratification(g, user, offboarded, now),
-            also=(user,),
+        verdict, updated = await self.authz.act(
+            grant, user, "ratify", lambda g, off, now: _ratification(g, user, off, now)
         )
-        if isinstance(verdict, _Refused):
-            raise await self.authz.refuse(user, "ratify", grant, verdict.why)
-        outcome = verdict or Ratified.TOO_LATE
-        return Ratification(outcome, updated or await self.deps.grant(grant_id))
+        return Ratification(verdict or Ratified.TOO_LATE, updated)
 
     async def on_deadline(self, grant: Grant) -> None:
         """The ratify step: revoke an active break-glass grant nobody ratified in time
@@ -140,14 +123,9 @@ class BreakGlassAccess:
             await self.ending.cleanup(ended.id, ended.cluster, ended.objects)
 
 
-@dataclass(frozen=True)
-class _Refused:
-    why: str  # for the clicker, audited
-
-
 def _ratification(
     g: Grant, user: str, offboarded: frozenset[str], now: datetime
-) -> tuple[Ratified | _Refused, Change | None]:
+) -> tuple[Ratified | Refused, Change | None]:
     """What ``user``'s ratification does to ``g``, pure."""
     glass = g.break_glass
     if glass is None:
@@ -158,7 +136,7 @@ def _ratification(
     if not g.live or (deadline is not None and now > deadline):
         return Ratified.TOO_LATE, None
     if user in offboarded:
-        return _Refused(OFFBOARDED), None
+        return Refused(OFFBOARDED), None
     if user in glass.ratified_by:
         return Ratified.ALREADY_COUNTED, None
     # Ratifications of people offboarded since no longer count.

@@ -13,11 +13,17 @@ from enum import StrEnum
 
 from bot.lifecycle import LIVE, State
 from bot.models import Grant, MessageRef, new_grant
-from bot.policy import AccessRequestSpec, may_approve, resolve_request
+from bot.policy import AccessRequestSpec, ResolvedRequest, may_approve, resolve_request
 from bot.scheduler import Defer
 from bot.store import Change, RequesterOffboarded
-from bot.usecases.authorization import OFFBOARDED, REQUESTER_OFFBOARDED, Authorization
-from bot.usecases.deps import SYSTEM, Deps, rule_on
+from bot.usecases.authorization import (
+    OFFBOARDED,
+    REQUESTER_OFFBOARDED,
+    Acted,
+    Authorization,
+    Refused,
+)
+from bot.usecases.deps import SYSTEM, Deps
 
 
 class Outcome(StrEnum):
@@ -28,12 +34,8 @@ class Outcome(StrEnum):
     ALREADY_DECIDED = "already_decided"
 
 
-@dataclass(frozen=True)
-class Decision:
-    """What an approve or deny click did (``outcome``) and the grant as it now stands."""
-
-    outcome: Outcome
-    grant: Grant
+# What an approve or deny click did, and the grant as it now stands.
+Decision = Acted[Outcome]
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,20 @@ class Requests:
         ]
 
     # -- request -------------------------------------------------------------
+    async def draft(self, resolved: ResolvedRequest, now: datetime) -> Grant:
+        """A new pending record for ``resolved`` (not stored): the requester's handle,
+        its pending deadline, and whether its cluster is trusted insecurely (the card
+        warns)."""
+        deps = self.deps
+        grant = new_grant(
+            resolved,
+            handle=await deps.directory.handle_of(resolved.requester),
+            now=now,
+            pending_ttl=deps.policy.defaults.pending_ttl,
+        )
+        insecure = deps.clusters[grant.cluster].trust.insecure
+        return grant.model_copy(update={"tls_insecure": insecure}) if insecure else grant
+
     async def submit(self, spec: AccessRequestSpec) -> Grant:
         """Validate and store a request; post its card or approve it at once.
 
@@ -85,14 +101,7 @@ class Requests:
         await self.authz.require_enabled(spec.requester, "request")
         resolved = resolve_request(deps.policy, spec)
         now = deps.clock()
-        grant = new_grant(
-            resolved,
-            handle=await deps.directory.handle_of(spec.requester),
-            now=now,
-            pending_ttl=deps.policy.defaults.pending_ttl,
-        )
-        if deps.clusters[grant.cluster].trust.insecure:
-            grant = grant.model_copy(update={"tls_insecure": True})  # warned on the card
+        grant = await self.draft(resolved, now)
         if resolved.approvals_required == 0:
             grant = grant.moved(State.APPROVED, SYSTEM, now, "auto-approved by policy")
             return await self.create(grant)  # its next step: provision
@@ -154,17 +163,10 @@ class Requests:
         """
         grant = await self.deps.grant(grant_id)
         await self.authz.require_decider(grant, approver, "approve")
-        now = self.deps.clock()
-        verdict, updated = await rule_on(
-            self.deps.store,
-            grant_id,
-            lambda g, offboarded: _approval(g, approver, offboarded, now),
-            also=(approver,),
+        verdict, updated = await self.authz.act(
+            grant, approver, "approve", lambda g, off, now: _approval(g, approver, off, now)
         )
-        if isinstance(verdict, _Refused):
-            raise await self.authz.refuse(approver, "approve", grant, verdict.why)
-        outcome = verdict or Outcome.ALREADY_DECIDED
-        return Decision(outcome, updated or await self.deps.grant(grant_id))
+        return Decision(verdict or Outcome.ALREADY_DECIDED, updated)
 
     async def deny(self, grant_id: str, user: str, reason: str = "") -> Decision:
         grant = await self.deps.grant(grant_id)
@@ -204,21 +206,16 @@ class Requests:
         )
 
 
-@dataclass(frozen=True)
-class _Refused:
-    why: str  # for the approver, audited
-
-
 def _approval(
     g: Grant, approver: str, offboarded: frozenset[str], now: datetime
-) -> tuple[Outcome | _Refused, Change | None]:
+) -> tuple[Outcome | Refused, Change | None]:
     """What ``approver``'s approval does to ``g``: the outcome and the change, pure."""
     # Offboarding is read in this same transaction: an approver or a
     # requester offboarded a moment ago cannot slip an approval through.
     if g.state != State.PENDING:
         return Outcome.ALREADY_DECIDED, None
     if approver in offboarded or g.requester in offboarded:
-        return _Refused(OFFBOARDED if approver in offboarded else REQUESTER_OFFBOARDED), None
+        return Refused(OFFBOARDED if approver in offboarded else REQUESTER_OFFBOARDED), None
     if approver in g.approvals:
         return Outcome.ALREADY_COUNTED, None
     # Approvals of people offboarded since no longer count (or show).

@@ -9,10 +9,10 @@ from bot.lifecycle import State
 from bot.models import Grant
 from bot.policy import Policy
 from bot.slack import ids
-from bot.slack.blocks.grants import approvers_md, insecure_md, last_move, reason_blocks, where_plain
+from bot.slack.blocks.grants import approvers_md, card_fields, last_move, reason_blocks, where_plain
 from bot.slack.blocks.kit import Message, actions, button, context, header, info_message, section
-from bot.slack.blocks.permissions import Permissions, allowance_blocks
-from bot.slack.text import FIELD_TEXT_LIMIT, JSON, code, escape, md, mention, slack_date
+from bot.slack.blocks.permissions import Permissions, what_is_asked
+from bot.slack.text import JSON, code, escape, md, mention, slack_date
 from bot.workflow import Ratification, Ratified
 
 __all__ = ["break_glass_card", "break_glass_dm", "break_glass_taken", "ratify_note"]
@@ -21,20 +21,12 @@ __all__ = ["break_glass_card", "break_glass_dm", "break_glass_taken", "ratify_no
 def _fields(grant: Grant) -> list[JSON]:
     glass = grant.break_glass
     assert glass is not None
-    scope = f"namespace {code(grant.namespace)}" if grant.namespace else "cluster-wide"
     ratified = f"{len(glass.ratified_by)} of {glass.approvals_required}"
     if glass.ratified_by:
         ratified += ": " + ", ".join(mention(u) for u in glass.ratified_by)
-    return [
-        md(f"*Taken by*\n{mention(grant.requester)}", FIELD_TEXT_LIMIT),
-        md(f"*Cluster*\n{code(grant.cluster)}", FIELD_TEXT_LIMIT),
-        md(
-            f"*Role*\n{code(grant.role)} (ClusterRole {code(grant.cluster_role)})", FIELD_TEXT_LIMIT
-        ),
-        md(f"*Scope*\n{scope}", FIELD_TEXT_LIMIT),
-        md(f"*Duration*\n{format_duration(grant.duration)}", FIELD_TEXT_LIMIT),
-        md(f"*Ratifications*\n{ratified}", FIELD_TEXT_LIMIT),
-    ]
+    return card_fields(
+        grant, who="Taken by", duration="Duration", count=("Ratifications", ratified)
+    )
 
 
 def _status(grant: Grant) -> list[JSON]:
@@ -70,16 +62,8 @@ def break_glass_card(grant: Grant, policy: Policy, permissions: Permissions) -> 
     blocks: list[JSON] = [
         header(f"🚨 BREAK-GLASS: {grant.role} on {where_plain(grant)}"),
         {"type": "section", "fields": _fields(grant)},
+        *what_is_asked(grant, permissions),
     ]
-    blocks += reason_blocks("Reason", grant.reason)
-    blocks += allowance_blocks(
-        permissions,
-        cluster_role=grant.cluster_role,
-        cluster=grant.cluster,
-        namespaced=grant.namespace is not None,
-    )
-    if grant.tls_insecure:
-        blocks.append(section(md(insecure_md(grant))))
     blocks.append(
         context(
             md(approvers_md(policy, grant.role).replace("Approvers", "Who may ratify", 1)),

@@ -3,15 +3,14 @@ the approvers, the status, and the buttons while it is pending."""
 
 from __future__ import annotations
 
-from bot.durations import format_duration
 from bot.lifecycle import State
 from bot.models import Grant
 from bot.policy import Policy
 from bot.slack.blocks.breakglass import break_glass_card
 from bot.slack.blocks.grants import (
     approvers_md,
+    card_fields,
     decision_buttons,
-    insecure_md,
     last_move,
     reason_blocks,
     summary_md,
@@ -19,26 +18,15 @@ from bot.slack.blocks.grants import (
 )
 from bot.slack.blocks.kit import Message, context, header, section
 from bot.slack.blocks.outcomes import actor_md, card_outcome, people_md
-from bot.slack.blocks.permissions import PERMISSIONS_CHECKING, Permissions, allowance_blocks
-from bot.slack.text import FIELD_TEXT_LIMIT, JSON, code, md, mention, slack_date
+from bot.slack.blocks.permissions import PERMISSIONS_CHECKING, Permissions, what_is_asked
+from bot.slack.text import JSON, code, md, mention, slack_date
 
 
 def _card_fields(grant: Grant) -> list[JSON]:
-    scope = f"namespace {code(grant.namespace)}" if grant.namespace else "cluster-wide"
-    duration = format_duration(grant.duration)
-    return [
-        md(f"*Requester*\n{mention(grant.requester)}", FIELD_TEXT_LIMIT),
-        md(f"*Cluster*\n{code(grant.cluster)}", FIELD_TEXT_LIMIT),
-        md(
-            f"*Role*\n{code(grant.role)} (ClusterRole {code(grant.cluster_role)})", FIELD_TEXT_LIMIT
-        ),
-        md(f"*Scope*\n{scope}", FIELD_TEXT_LIMIT),
-        md(
-            f"*{'Extend by' if grant.kind == 'extend' else 'Duration'}*\n{duration}",
-            FIELD_TEXT_LIMIT,
-        ),
-        md(f"*Approvals*\n{_tally_md(grant)}", FIELD_TEXT_LIMIT),
-    ]
+    duration = "Extend by" if grant.kind == "extend" else "Duration"
+    return card_fields(
+        grant, who="Requester", duration=duration, count=("Approvals", _tally_md(grant))
+    )
 
 
 def _tally_md(grant: Grant) -> str:
@@ -82,15 +70,7 @@ def approval_card(
     if grant.kind == "extend" and grant.extends:
         blocks.append(section(md(f"Extends grant {code(grant.extends)}")))
     blocks.append({"type": "section", "fields": _card_fields(grant)})
-    blocks += reason_blocks("Reason", grant.reason)
-    blocks += allowance_blocks(
-        permissions,
-        cluster_role=grant.cluster_role,
-        cluster=grant.cluster,
-        namespaced=grant.namespace is not None,
-    )
-    if grant.tls_insecure:
-        blocks.append(section(md(insecure_md(grant))))
+    blocks += what_is_asked(grant, permissions)
     blocks.append(
         context(
             md(approvers_md(policy, grant.role)),

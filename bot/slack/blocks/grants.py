@@ -11,7 +11,17 @@ from bot.models import Grant, Step
 from bot.policy import Policy, approvers_of
 from bot.slack import ids
 from bot.slack.blocks.kit import actions, button, context, section
-from bot.slack.text import JSON, code, escape, md, mention, plain, slack_date, time_left
+from bot.slack.text import (
+    FIELD_TEXT_LIMIT,
+    JSON,
+    code,
+    escape,
+    md,
+    mention,
+    plain,
+    slack_date,
+    time_left,
+)
 
 
 def _revoke_confirm(grant: Grant) -> JSON:
@@ -119,3 +129,22 @@ def grant_line(grant: Grant, now: datetime) -> str:
     else:
         line += f" · {escape(str(grant.state))}"
     return line
+
+
+def card_fields(grant: Grant, *, who: str, duration: str, count: tuple[str, str]) -> list[JSON]:
+    """The six fields of a card: ``who`` labels the requester, ``duration`` the
+    duration's field, ``count`` is the last field's (label, text): approvals or
+    ratifications so far."""
+    scope = f"namespace {code(grant.namespace)}" if grant.namespace else "cluster-wide"
+    role = f"{code(grant.role)} (ClusterRole {code(grant.cluster_role)})"
+    return [
+        md(f"*{label}*\n{value}", FIELD_TEXT_LIMIT)
+        for label, value in (
+            (who, mention(grant.requester)),
+            ("Cluster", code(grant.cluster)),
+            ("Role", role),
+            ("Scope", scope),
+            (duration, format_duration(grant.duration)),
+            count,
+        )
+    ]

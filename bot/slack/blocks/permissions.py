@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bot.durations import format_duration
+from bot.models import Grant
 from bot.policy import Policy
+from bot.slack.blocks.grants import insecure_md, reason_blocks
 from bot.slack.blocks.kit import Message, context, divider, header, section
 from bot.slack.text import (
     FIELD_TEXT_LIMIT,
@@ -200,3 +202,18 @@ def roles_messages(
         blocks += item
     messages.append(Message(escape(title), blocks))
     return messages
+
+
+def what_is_asked(grant: Grant, permissions: Permissions) -> list[JSON]:
+    """What an approver weighs on a card: the reason, what the role allows there, and
+    the warning when the cluster is trusted insecurely."""
+    blocks = reason_blocks("Reason", grant.reason)
+    blocks += allowance_blocks(
+        permissions,
+        cluster_role=grant.cluster_role,
+        cluster=grant.cluster,
+        namespaced=grant.namespace is not None,
+    )
+    if grant.tls_insecure:
+        blocks.append(section(md(insecure_md(grant))))
+    return blocks
