@@ -138,6 +138,10 @@ class Grant(BaseModel):
     # The expiry the "ends soon" reminder was sent for (bot.agenda: a new expiry, from
     # an extension, is owed a reminder of its own).
     reminded_for: datetime | None = None
+    # When a pending request's approvers were reminded of it, and when it was escalated
+    # (bot.agenda, bot.usecases.nudges): recorded before the post, so each happens once.
+    approvers_reminded_at: datetime | None = None
+    escalated_at: datetime | None = None
     history: tuple[Step, ...] = ()
     version: int = 0
 

@@ -244,6 +244,8 @@ class RoleConfig(_Model):
     # ``accessbot check`` fails on an unaccepted token-minting, impersonation,
     # escalation or rbac-write.
     accepts_risks: list[RiskName] = Field(default_factory=list)
+    escalate_to: list[Principal] = Field(default_factory=list)  # see bot.usecases.nudges
+    escalate_after: Duration = timedelta(hours=1)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -278,6 +280,7 @@ class Defaults(_Model):
     duration: Duration = timedelta(hours=1)
     pending_ttl: Duration = timedelta(hours=24)
     reminder_before: Duration = timedelta(minutes=10)
+    remind_approvers_after: Duration = timedelta(minutes=15)  # see bot.usecases.nudges
 
 
 class Policy(_Model):

@@ -44,6 +44,8 @@ from bot.slack.client import error_code
 from bot.slack.delivery import delete_kubeconfigs, deliver_kubeconfig
 from bot.slack.directory import SlackDirectory
 from bot.slack.messenger import ALERT_INTERVAL_SECONDS, DeliveryFailed, SlackMessenger
+from bot.slack.nudges import post_nudge
+from bot.usecases.nudges import Nudge
 from bot.usecases.permissions import Allowance, PermissionChecks
 
 __all__ = ["CARD_PATIENCE_SECONDS", "DeliveryFailed", "SlackNotifier"]
@@ -89,10 +91,11 @@ class SlackNotifier:
         self._client = client
         self._policy = policy
         self._clock = clock
+        self._directory = directory or SlackDirectory(client)
         self._slack = SlackMessenger(
             client,
             policy,
-            directory or SlackDirectory(client),
+            self._directory,
             alert_interval_seconds=alert_interval_seconds,
         )
         self._permissions = permissions or PermissionChecks()
@@ -122,7 +125,7 @@ class SlackNotifier:
             permissions = await asyncio.wait_for(asyncio.shield(check), CARD_PATIENCE_SECONDS)
         except TimeoutError:
             permissions = PERMISSIONS_CHECKING
-        card = approval_card(grant, self._policy, permissions)
+        card = approval_card(grant, self._policy, permissions, self._clock())
         try:
             resp = await self._client.chat_postMessage(
                 channel=channel, unfurl_links=False, unfurl_media=False, **card.as_kwargs()
@@ -166,6 +169,12 @@ class SlackNotifier:
         message = reminder_message(grant, self._clock())
         await self._guarded("send a reminder", self.send_dm(grant.requester, message), grant)
 
+    async def nudge(self, grant: Grant, nudge: Nudge) -> None:
+        """Post a reminder or escalation in the card's thread; failures are logged."""
+        channel = self._policy.approvals_channel
+        post = post_nudge(self._client, self._directory, channel, grant, nudge)
+        await self._guarded("nudge the approvers", post, grant)
+
     async def send_dm(self, user: str, message: Message) -> None:
         """Send ``message`` to ``user`` privately; failures are logged, never raised."""
         await self._slack.dm(user, message)
@@ -203,7 +212,7 @@ class SlackNotifier:
                 grant = self._latest.get(grant_id)
                 if grant is None:
                     return
-                card = approval_card(grant, self._policy, permissions)
+                card = approval_card(grant, self._policy, permissions, self._clock())
                 try:
                     await self._client.chat_update(
                         channel=ref.channel, ts=ref.ts, **card.as_kwargs()
@@ -254,15 +263,20 @@ class SlackNotifier:
     async def _update_card(self, before: Grant, after: Grant) -> None:
         if after.card is None:
             return
-        if not after.is_new and (before.state, before.approvals) == (
-            after.state,
-            after.approvals,
+        if (
+            not after.is_new
+            and (before.state, before.approvals)
+            == (
+                after.state,
+                after.approvals,
+            )
+            and _nudged(before) == _nudged(after)
         ):
-            return  # nothing the card shows has changed
+            return  # nothing the card shows has changed (a nudge redraws its wait)
         if after.version < self._card_versions.get(after.id, -1):
             return  # a newer change already drew the card
         self._card_versions[after.id] = after.version
-        card = approval_card(after, self._policy, self._known(after))
+        card = approval_card(after, self._policy, self._known(after), self._clock())
         try:
             await self._client.chat_update(
                 channel=after.card.channel, ts=after.card.ts, **card.as_kwargs()
@@ -340,6 +354,10 @@ class SlackNotifier:
                 error_code(exc),
                 extra={"grant_id": grant.id},
             )
+
+
+def _nudged(grant: Grant) -> tuple[object, object]:
+    return grant.approvers_reminded_at, grant.escalated_at
 
 
 def _nothing_more_to_tell(grant: Grant) -> bool:

@@ -3,6 +3,8 @@ the approvers, the status, and the buttons while it is pending."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from bot.durations import format_duration
 from bot.lifecycle import State
 from bot.models import Grant
@@ -17,6 +19,7 @@ from bot.slack.blocks.grants import (
     where_plain,
 )
 from bot.slack.blocks.kit import Message, context, header, section
+from bot.slack.blocks.nudges import waiting_md
 from bot.slack.blocks.permissions import PERMISSIONS_CHECKING, Permissions, allowance_blocks
 from bot.slack.text import FIELD_TEXT_LIMIT, JSON, code, md, mention, slack_date
 
@@ -76,11 +79,15 @@ def _card_status(grant: Grant) -> list[JSON]:
 
 
 def approval_card(
-    grant: Grant, policy: Policy, permissions: Permissions = PERMISSIONS_CHECKING
+    grant: Grant,
+    policy: Policy,
+    permissions: Permissions = PERMISSIONS_CHECKING,
+    now: datetime | None = None,
 ) -> Message:
     """The card in the approvals channel; updated in place, buttons only while pending.
 
-    ``permissions`` is what the grant's ClusterRole allows (see ``allowance_blocks``).
+    ``permissions`` is what the grant's ClusterRole allows (see ``allowance_blocks``);
+    ``now``, when given, adds how long a pending request has waited.
     """
     title = "Extension request" if grant.kind == "extend" else "Access request"
     blocks: list[JSON] = [header(f"{title}: {grant.role} on {where_plain(grant)}")]
@@ -105,6 +112,8 @@ def approval_card(
             ),
         )
     )
+    if now is not None and grant.state == State.PENDING:
+        blocks.append(context(md(waiting_md(grant, now))))
     blocks += _card_status(grant)
     if grant.state == State.PENDING:
         blocks.append(decision_buttons(grant))

@@ -1,0 +1,149 @@
+"""Nudges: a pending request's approvers are reminded of it, then the role's
+``escalate_to`` are told it is still waiting.
+
+The agenda (:mod:`bot.agenda`) files each once the card is posted: the reminder
+``defaults.remind_approvers_after`` after the request (``StepKind.REMIND_APPROVERS``), the
+escalation the role's ``escalate_after`` after it (``StepKind.ESCALATE``, only for a role
+with ``escalate_to``). Each is recorded on the grant (``approvers_reminded_at``,
+``escalated_at``, and an audited event) in the same transaction that checks the request
+is still pending, and only then posted: a retried step, a second replica or a restart
+finds it recorded and posts nothing, so a crash between the two costs that one post,
+never a second one.
+
+Who is named: user IDs as they are; a usergroup as a whole when none of its members
+is left out, else its remaining members one by one. Left out are the requester (never
+pinged about their own request, whichever group they are in), anyone offboarded (read
+in the transaction) and, for the reminder, approvers who already approved.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from bot.durations import format_duration
+from bot.lifecycle import State
+from bot.models import Grant
+from bot.policy import approvers_of
+from bot.store import Change
+from bot.usecases.deps import SYSTEM, Deps, rule_on
+
+__all__ = ["Nudge", "NudgeKind", "Nudges", "Targets", "targets", "waited_text"]
+
+log = logging.getLogger(__name__)
+
+NudgeKind = Literal["remind", "escalate"]
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Who a nudge names: ``users`` (user IDs) and ``groups`` (handles without "@",
+    named as a whole); both empty when nobody but the requester is left."""
+
+    users: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+
+    @property
+    def nobody(self) -> bool:
+        return not self.users and not self.groups
+
+
+@dataclass(frozen=True)
+class Nudge:
+    """One reminder or escalation about a pending request, for the notifier to post in
+    the card's thread: ``kind``, ``who`` to name, how long the requester has ``waited``
+    (created to ``at``)."""
+
+    kind: NudgeKind
+    who: Targets
+    waited: timedelta
+    at: datetime
+
+
+def targets(
+    users: Iterable[str],
+    groups: Mapping[str, frozenset[str]],
+    left_out: frozenset[str],
+) -> Targets:
+    """Pure: ``users`` and ``groups`` (handle -> members) without anyone in ``left_out``.
+
+    A group none of whose members is left out is named as a group; any other group
+    is replaced by its remaining members. A group whose members are unknown (empty)
+    is not named: nobody can be sure it leaves the requester out.
+    """
+    named: dict[str, None] = dict.fromkeys(u for u in users if u not in left_out)
+    whole: list[str] = []
+    for handle, members in groups.items():
+        if members and not members & left_out:
+            whole.append(handle)
+        else:
+            named.update(dict.fromkeys(sorted(members - left_out)))
+    in_groups = frozenset().union(*(groups[h] for h in whole)) if whole else frozenset()
+    return Targets(tuple(u for u in named if u not in in_groups), tuple(whole))
+
+
+@dataclass(frozen=True)
+class Nudges:
+    """The two nudge steps; ``deps`` as every use case."""
+
+    deps: Deps
+
+    async def on_remind_approvers(self, grant: Grant) -> None:
+        """The REMIND_APPROVERS step: name the approvers who have not approved yet (the
+        admins when the role names none) in the card's thread, once."""
+        users, groups = approvers_of(self.deps.policy, grant.role, include_admins=False)
+        if not users and not groups:
+            users, groups = approvers_of(self.deps.policy, grant.role)
+        await self._nudge(grant, "remind", users, groups)
+
+    async def on_escalate(self, grant: Grant) -> None:
+        """The ESCALATE step: tell the role's ``escalate_to`` in the card's thread, once."""
+        role = self.deps.policy.roles.get(grant.role)
+        principals = role.escalate_to if role is not None else []
+        users = [p for p in principals if not p.startswith("@")]
+        groups = [p.removeprefix("@").lower() for p in principals if p.startswith("@")]
+        await self._nudge(grant, "escalate", users, groups)
+
+    async def _nudge(
+        self, grant: Grant, kind: NudgeKind, users: Iterable[str], handles: Iterable[str]
+    ) -> None:
+        members = {h: await self._members(h) for h in sorted(handles)}
+        everyone = sorted({*users, *(m for ms in members.values() for m in ms)})
+        now = self.deps.clock()
+        field = "approvers_reminded_at" if kind == "remind" else "escalated_at"
+
+        def rule(g: Grant, offboarded: frozenset[str]) -> tuple[Targets | None, Change | None]:
+            if g.state != State.PENDING or getattr(g, field) is not None:
+                return None, None  # decided meanwhile, or done already: never twice
+            left_out = offboarded | {g.requester}
+            if kind == "remind":
+                left_out |= set(g.approvals)
+            who = targets(users, members, frozenset(left_out))
+            waited = waited_text(now - g.created_at)
+            said = ", ".join([*who.users, *(f"@{h}" for h in who.groups)]) or "nobody left"
+            event = "approvers_reminded" if kind == "remind" else "escalated"
+            noted = g.noted(event, SYSTEM, now, f"waiting {waited}; named: {said}")
+            return who, Change(noted.model_copy(update={field: now}))
+
+        who, updated = await rule_on(self.deps.store, grant.id, rule, also=everyone)
+        if who is None or updated is None:
+            return
+        nudge = Nudge(kind, who, now - updated.created_at, now)
+        await self.deps.notifier.nudge(updated, nudge)
+
+    async def _members(self, handle: str) -> frozenset[str]:
+        try:
+            return await self.deps.directory.members_of(handle)
+        except Exception:  # the directory fails closed: the group is not named
+            log.warning("members of @%s unknown; not naming the group", handle, exc_info=True)
+            return frozenset()
+
+
+def waited_text(span: timedelta) -> str:
+    """How long someone has waited, in whole minutes and at least one: ``25m``, ``1h5m``."""
+    return format_duration(
+        max(timedelta(minutes=1), timedelta(minutes=int(span.total_seconds()) // 60))
+    )
