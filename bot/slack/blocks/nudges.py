@@ -30,8 +30,9 @@ def _names(who: Targets, group_ids: Mapping[str, str]) -> str:
 def nudge_message(grant: Grant, nudge: Nudge, group_ids: Mapping[str, str]) -> Message:
     """The reminder or escalation for the card's thread; ``group_ids``: handle -> ``S…``
     for the groups named as a whole (a group without an ID is named as text)."""
+    # The requester is named, not mentioned: a mention would ping them about their own request.
     waiting = (
-        f"{mention(grant.requester)} has been waiting {waited_text(nudge.waited)} for a "
+        f"{escape('@' + grant.handle)} has been waiting {waited_text(nudge.waited)} for a "
         f"decision on this {what_it_is(grant)} ({summary_md(grant)})"
     )
     names = _names(nudge.who, group_ids)
