@@ -12,8 +12,9 @@ never a second one.
 
 Who is named: user IDs as they are; a usergroup as a whole when none of its members
 is left out, else its remaining members one by one. Left out are the requester (never
-pinged about their own request, whichever group they are in), anyone offboarded (read
-in the transaction) and, for the reminder, approvers who already approved.
+pinged about their own request, whichever group they are in), for an extension request
+the grant's holder too, anyone offboarded (read in the transaction) and, for the
+reminder, approvers who already approved.
 """
 
 from __future__ import annotations
@@ -112,13 +113,16 @@ class Nudges:
     ) -> None:
         members = {h: await self._members(h) for h in sorted(handles)}
         everyone = sorted({*users, *(m for ms in members.values() for m in ms)})
+        # An extension request: the grant's holder may not approve it either.
+        parent = await self.deps.store.get(grant.extends) if grant.extends else None
+        holder = frozenset({parent.requester}) if parent is not None else frozenset()
         now = self.deps.clock()
         field = "approvers_reminded_at" if kind == "remind" else "escalated_at"
 
         def rule(g: Grant, offboarded: frozenset[str]) -> tuple[Targets | None, Change | None]:
             if g.state != State.PENDING or getattr(g, field) is not None:
                 return None, None  # decided meanwhile, or done already: never twice
-            left_out = offboarded | {g.requester}
+            left_out = offboarded | holder | {g.requester}
             if kind == "remind":
                 left_out |= set(g.approvals)
             who = targets(users, members, frozenset(left_out))

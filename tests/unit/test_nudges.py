@@ -13,7 +13,7 @@ from bot.models import Grant, MessageRef
 from bot.policy import parse_policy
 from bot.policy_file import PolicyError
 from bot.slack.blocks import approval_card
-from bot.slack.blocks.nudges import nudge_message
+from bot.slack.blocks.nudges import nudge_message, waiting_md
 from bot.usecases.nudges import Nudge, Targets, targets
 from tests.support.harness import POLICY
 
@@ -141,6 +141,7 @@ def test_the_card_says_how_long_the_request_has_waited() -> None:
     card = approval_card(pending(), POL, now=T0 + 25 * MIN)
     assert f"Waiting since <!date^{int(T0.timestamp())}^" in str(card.blocks)
     assert "(25m)" in str(card.blocks)
+    assert "(" not in waiting_md(pending(), T0 + dt.timedelta(seconds=59))
     decided = pending().moved(State.DENIED, "U0LEAD", T0 + MIN)
     assert "Waiting since" not in str(approval_card(decided, POL, now=T0 + 25 * MIN).blocks)
 

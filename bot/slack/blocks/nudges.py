@@ -5,7 +5,7 @@ saying how long the request has waited."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bot.models import Grant
 from bot.slack.blocks.grants import summary_md, what_it_is
@@ -15,8 +15,11 @@ from bot.usecases.nudges import Nudge, Targets, waited_text
 
 
 def waiting_md(grant: Grant, now: datetime) -> str:
-    """The card's line while pending: ``Waiting since <date> (25m)``."""
-    return f"Waiting since {slack_date(grant.created_at)} ({waited_text(now - grant.created_at)})"
+    """The card's line while pending: ``Waiting since <date> (25m)`` (no span in the
+    first minute)."""
+    span = now - grant.created_at
+    since = f"Waiting since {slack_date(grant.created_at)}"
+    return since if span < timedelta(minutes=1) else f"{since} ({waited_text(span)})"
 
 
 def _names(who: Targets, group_ids: Mapping[str, str]) -> str:
