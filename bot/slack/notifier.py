@@ -263,15 +263,7 @@ class SlackNotifier:
     async def _update_card(self, before: Grant, after: Grant) -> None:
         if after.card is None:
             return
-        if (
-            not after.is_new
-            and (before.state, before.approvals)
-            == (
-                after.state,
-                after.approvals,
-            )
-            and _nudged(before) == _nudged(after)
-        ):
+        if not after.is_new and _on_card(before) == _on_card(after):
             return  # nothing the card shows has changed (a nudge redraws its wait)
         if after.version < self._card_versions.get(after.id, -1):
             return  # a newer change already drew the card
@@ -356,8 +348,9 @@ class SlackNotifier:
             )
 
 
-def _nudged(grant: Grant) -> tuple[object, object]:
-    return grant.approvers_reminded_at, grant.escalated_at
+def _on_card(grant: Grant) -> tuple[object, ...]:
+    """What a redraw of the card depends on (besides the time)."""
+    return grant.state, grant.approvals, grant.approvers_reminded_at, grant.escalated_at
 
 
 def _nothing_more_to_tell(grant: Grant) -> bool:
