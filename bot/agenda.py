@@ -17,6 +17,8 @@ grant                                      kind         due
 =========================================  ===========  ====================================
 pending, past ``pending_until``            TIMEOUT      ``pending_until``
 pending, no card yet                       CARD         ``created_at + card_retry``
+pending, approvers not yet reminded        REMIND_APPR  ``created_at + remind_approvers_after``
+pending, role escalates, not yet done      ESCALATE     ``created_at + escalate_after``
 pending                                    TIMEOUT      ``pending_until``
 approved or provisioning (access)          PROVISION    when it was approved
 approved (extension request)               EXTEND       when it was approved
@@ -31,6 +33,10 @@ anything else                              (none)
 A reminder is owed when the expiry was set (activation, or the latest extension) more than
 ``reminder_before`` ahead of it, and ``reminded_for`` is not that expiry (the rule of the
 schema-1 "remind" job, which was scheduled only if its time was still to come).
+
+The approvers' reminder and the escalation each happen once (``approvers_reminded_at``,
+``escalated_at``), only once the card is posted, and only when due before ``pending_until``;
+the earlier of the two comes first.
 
 Adding a step: one row here (a :class:`StepKind` member and its rule in :func:`next_step`)
 and one handler registered for that kind.
@@ -64,6 +70,8 @@ class StepKind(StrEnum):
     EXPIRE = "expire"  # end the grant at its expiry and remove its objects
     CLEANUP = "cleanup"  # remove an ended grant's objects until a receipt verifies
     RATIFY = "ratify"  # a break-glass grant nobody ratified in time: revoke it
+    REMIND_APPROVERS = "remind_approvers"  # ping a pending request's approvers again
+    ESCALATE = "escalate"  # tell the role's escalate_to about a request still pending
 
 
 @dataclass(frozen=True)
@@ -102,7 +110,9 @@ def next_step(
     state = grant.state
     if state == State.PENDING:
         timeout = NextStep(StepKind.TIMEOUT, grant.pending_until)
-        if grant.card is not None or now >= grant.pending_until:
+        if grant.card is not None:
+            return min(_nudges(grant, policy), default=timeout, key=lambda s: s.due)
+        if now >= grant.pending_until:
             return timeout
         card = grant.created_at + timing.card_retry
         return NextStep(StepKind.CARD, card) if card < grant.pending_until else timeout
@@ -172,6 +182,18 @@ def expiry_set_at(grant: Grant) -> datetime | None:
         if step.event == "extended" or (step.event is None and step.to_state == State.ACTIVE):
             return step.at
     return None
+
+
+def _nudges(grant: Grant, policy: Policy) -> list[NextStep]:
+    """The approvers' reminder and the escalation still owed, due before the timeout."""
+    role = policy.roles.get(grant.role)
+    steps = []
+    if grant.approvers_reminded_at is None:
+        due = grant.created_at + policy.defaults.remind_approvers_after
+        steps.append(NextStep(StepKind.REMIND_APPROVERS, due))
+    if grant.escalated_at is None and role is not None and role.escalate_to:
+        steps.append(NextStep(StepKind.ESCALATE, grant.created_at + role.escalate_after))
+    return [s for s in steps if s.due < grant.pending_until]
 
 
 def _needs_cleanup(grant: Grant) -> bool:

@@ -158,6 +158,10 @@ class Grant(BaseModel):
     reminded_for: datetime | None = None
     # Set for a break-glass grant (taken at once, to be ratified).
     break_glass: BreakGlass | None = None
+    # When a pending request's approvers were reminded of it, and when it was escalated
+    # (bot.agenda, bot.usecases.nudges): recorded before the post, so each happens once.
+    approvers_reminded_at: datetime | None = None
+    escalated_at: datetime | None = None
     history: tuple[Step, ...] = ()
     version: int = 0
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
-from fnmatch import fnmatchcase
 from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 
@@ -29,6 +28,12 @@ from pydantic import (
 )
 
 from bot.durations import Duration
+from bot.policy_protected import (
+    ALWAYS_PROTECTED,
+    protected_literals,
+    protected_namespace,
+    protected_patterns,
+)
 from bot.policy_rules import BreakGlassConfig, ReasonRule, unratifiable
 from k8s.names import DNS_LABEL_RULE, Scope, is_dns_label
 from k8s.rbac import RISKS
@@ -51,10 +56,6 @@ __all__ = [
 ]
 
 DEFAULT_NAMESPACE = "accessbot-users"
-# Never grantable on any cluster: the control plane's own namespaces. kube-system
-# holds the controllers' ServiceAccounts (edit there reaches cluster-admin through
-# them); kube-public and kube-node-lease are written by the control plane only.
-ALWAYS_PROTECTED: tuple[str, ...] = ("kube-system", "kube-public", "kube-node-lease")
 
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
 # A Slack user ID or a lowercase @usergroup handle.
@@ -247,6 +248,8 @@ class RoleConfig(_Model):
     accepts_risks: list[RiskName] = Field(default_factory=list)
     reason: ReasonRule | None = None  # bot.policy_rules: what the reason must say
     break_glass: BreakGlassConfig | None = None  # bot.policy_rules: take now, ratify later
+    escalate_to: list[Principal] = Field(default_factory=list)  # see bot.usecases.nudges
+    escalate_after: Duration = timedelta(hours=1)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -281,6 +284,7 @@ class Defaults(_Model):
     duration: Duration = timedelta(hours=1)
     pending_ttl: Duration = timedelta(hours=24)
     reminder_before: Duration = timedelta(minutes=10)
+    remind_approvers_after: Duration = timedelta(minutes=15)  # see bot.usecases.nudges
 
 
 class Policy(_Model):
@@ -331,24 +335,6 @@ def _unknown_clusters(policy: Policy, name: str, role: RoleConfig) -> Iterable[t
             )
 
 
-def protected_literals(
-    policy: Policy, name: str, role: RoleConfig
-) -> Iterable[tuple[KeyPath, str]]:
-    """Plain names (no glob) in role ``name``'s namespaces that are protected.
-
-    Such a name can never be granted: say so when the policy is loaded rather
-    than refuse every request for it later.
-    """
-    for index, pattern in enumerate(role.namespaces):
-        if any(c in pattern for c in "*?["):
-            continue
-        for cluster in role.clusters or list(policy.clusters):
-            why = protected_namespace(policy, cluster, pattern)
-            if why is not None:
-                yield (("roles", name, "namespaces", index), f"{why}; it can never be granted")
-                break
-
-
 def _unapprovable(policy: Policy, name: str, role: RoleConfig) -> Iterable[tuple[KeyPath, str]]:
     if role.approvals == 0:
         return
@@ -362,39 +348,3 @@ def _unapprovable(policy: Policy, name: str, role: RoleConfig) -> Iterable[tuple
             where,
             f"needs {role.approvals} approvals but only {len(pool)} people may approve ({who})",
         )
-
-
-# --- protected namespaces -----------------------------------------------------------
-
-
-def protected_patterns(policy: Policy, cluster: str) -> tuple[str, ...]:
-    """Namespaces (names or globs) nothing may ever be granted in on ``cluster``.
-
-    ``ALWAYS_PROTECTED``, every policy cluster's users' namespace (a write there
-    reaches every grant's ServiceAccount; all of them, since one bot identity may
-    serve several clusters), the bot's own namespace and the policy's
-    ``protected_namespaces``.
-    """
-    # The same on every cluster today; ``cluster`` is taken so that a per-cluster
-    # list needs no change at the call sites.
-    own = [c.namespace for c in policy.clusters.values()]
-    bot = [policy.bot_namespace] if policy.bot_namespace else []
-    return tuple(dict.fromkeys([*ALWAYS_PROTECTED, *own, *bot, *policy.protected_namespaces]))
-
-
-def protected_namespace(policy: Policy, cluster: str, namespace: str) -> str | None:
-    """Why ``namespace`` on ``cluster`` may never be granted, or None if it may be."""
-    if namespace in ALWAYS_PROTECTED:
-        return f"namespace {namespace} is protected: it belongs to the Kubernetes control plane"
-    users = sorted(n for n, c in policy.clusters.items() if c.namespace == namespace)
-    if users:
-        return (
-            f"namespace {namespace} is protected: it holds the ServiceAccounts of every "
-            f"AccessBot grant (cluster {', '.join(users)})"
-        )
-    if namespace == policy.bot_namespace:
-        return f"namespace {namespace} is protected: AccessBot itself runs there"
-    for pattern in policy.protected_namespaces:
-        if fnmatchcase(namespace, pattern):
-            return f"namespace {namespace} is protected by the policy ({pattern})"
-    return None

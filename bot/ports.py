@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from bot.models import Grant, MessageRef
+from bot.nudge_rules import Nudge
 from k8s.rbac import Allowance
 
 # What is known about a role's permissions: the analysis, a problem reading it
@@ -48,6 +49,10 @@ class Notifier(Protocol):
     async def remind(self, grant: Grant) -> None:
         """Warn the requester that the grant expires soon."""
 
+    async def nudge(self, grant: Grant, nudge: Nudge) -> None:
+        """Post a reminder or an escalation about a pending request in its card's thread,
+        naming ``nudge.who``. Failures are logged, never raised."""
+
     async def send_dm(self, user: str, message: Any) -> None:
         """Send ``message`` (the adapter's own rendering; on Slack a
         ``bot.slack.blocks.Message``) to ``user`` privately. Failures are logged,
@@ -63,6 +68,9 @@ class Directory(Protocol):
 
     async def groups_of(self, user_id: str) -> frozenset[str]:
         """Usergroup handles (without "@") the user belongs to."""
+
+    async def members_of(self, handle: str) -> frozenset[str]:
+        """User IDs in the usergroup ``handle`` (with or without "@"); empty if unknown."""
 
     async def user_for_email(self, email: str) -> str | None:
         """The user ID for an email address, or None if nobody has it."""

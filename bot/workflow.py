@@ -32,6 +32,7 @@ from bot.usecases.breakglass import BreakGlassAccess, Ratification, Ratified
 from bot.usecases.deps import SYSTEM, Deps
 from bot.usecases.ending import Ending, Revocation
 from bot.usecases.extensions import Extensions
+from bot.usecases.nudges import Nudges
 from bot.usecases.offboarding import Offboarding, OffboardResult, PendingCleanup, Progress
 from bot.usecases.provisioning import Provisioning
 from bot.usecases.receipts import Receipts
@@ -98,6 +99,7 @@ class Workflow:
         self.extensions = Extensions(deps, self.requests)
         self.offboarding = Offboarding(deps, self.authz, self.requests, self.ending, self.receipts)
         self.break_glass = BreakGlassAccess(deps, self.authz, self.requests, self.ending)
+        self.nudges = Nudges(deps)
 
     # -- steps ----------------------------------------------------------------
     def register_steps(self, runner: StepRunner) -> None:
@@ -112,6 +114,8 @@ class Workflow:
             StepKind.EXPIRE: lambda g: self.ending.on_expire(g),
             StepKind.CLEANUP: lambda g: self.ending.on_cleanup(g),
             StepKind.RATIFY: lambda g: self.break_glass.on_deadline(g),
+            StepKind.REMIND_APPROVERS: lambda g: self.nudges.on_remind_approvers(g),
+            StepKind.ESCALATE: lambda g: self.nudges.on_escalate(g),
         }
         for kind, handler in handlers.items():
             runner.register(kind, handler)

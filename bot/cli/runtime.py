@@ -61,11 +61,17 @@ class _QuietNotifier:
     async def remind(self, grant: Grant) -> None:
         return None
 
+    async def nudge(self, grant: Grant, nudge: object) -> None:
+        return None
+
 
 class _NoDirectory:
     """Used when SLACK_BOT_TOKEN is unset: nobody can be looked up."""
 
     async def groups_of(self, user_id: str) -> frozenset[str]:
+        return frozenset()
+
+    async def members_of(self, handle: str) -> frozenset[str]:
         return frozenset()
 
     async def user_for_email(self, email: str) -> str | None:

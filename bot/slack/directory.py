@@ -176,6 +176,14 @@ class SlackDirectory:
         groups = await self._group_map()
         return groups.get(handle.removeprefix("@").lower(), frozenset())
 
+    async def group_id(self, handle: str) -> str | None:
+        """The ID (``S…``) of the usergroup ``handle`` (with or without "@"), for a
+        ``<!subteam^ID>`` mention; None if unknown."""
+        await self._group_map()
+        key = handle.removeprefix("@").lower()
+        known = self._groups.by_id.items() if self._groups is not None else ()
+        return next((group_id for group_id, g in known if g.handle == key), None)
+
     async def usergroup_members_changed(
         self, group_id: str, *, added: Iterable[str], removed: Iterable[str]
     ) -> None:

@@ -23,6 +23,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.audit import new_steps
 from bot.lifecycle import State
 from bot.models import Grant, MessageRef, utcnow
+from bot.nudge_rules import Nudge
 from bot.policy import Policy
 from bot.ports import PermissionSource
 from bot.slack.blocks import (
@@ -45,6 +46,7 @@ from bot.slack.client import error_code
 from bot.slack.delivery import delete_kubeconfigs, deliver_kubeconfig
 from bot.slack.directory import SlackDirectory
 from bot.slack.messenger import ALERT_INTERVAL_SECONDS, DeliveryFailed, SlackMessenger
+from bot.slack.nudges import post_nudge
 from bot.usecases.permissions import Allowance, PermissionChecks
 
 __all__ = ["CARD_PATIENCE_SECONDS", "DeliveryFailed", "SlackNotifier"]
@@ -90,10 +92,11 @@ class SlackNotifier:
         self._client = client
         self._policy = policy
         self._clock = clock
+        self._directory = directory or SlackDirectory(client)
         self._slack = SlackMessenger(
             client,
             policy,
-            directory or SlackDirectory(client),
+            self._directory,
             alert_interval_seconds=alert_interval_seconds,
         )
         self._permissions: PermissionSource = permissions or PermissionChecks()
@@ -123,7 +126,7 @@ class SlackNotifier:
             permissions = await asyncio.wait_for(asyncio.shield(check), CARD_PATIENCE_SECONDS)
         except TimeoutError:
             permissions = PERMISSIONS_CHECKING
-        card = approval_card(grant, self._policy, permissions)
+        card = approval_card(grant, self._policy, permissions, self._clock())
         try:
             resp = await self._client.chat_postMessage(
                 channel=channel, unfurl_links=False, unfurl_media=False, **card.as_kwargs()
@@ -167,6 +170,12 @@ class SlackNotifier:
         message = reminder_message(grant, self._clock())
         await self._guarded("send a reminder", self.send_dm(grant.requester, message), grant)
 
+    async def nudge(self, grant: Grant, nudge: Nudge) -> None:
+        """Post a reminder or escalation in the card's thread; failures are logged."""
+        channel = self._policy.approvals_channel
+        post = post_nudge(self._client, self._directory, channel, grant, nudge)
+        await self._guarded("nudge the approvers", post, grant)
+
     async def send_dm(self, user: str, message: Message) -> None:
         """Send ``message`` to ``user`` privately; failures are logged, never raised."""
         await self._slack.dm(user, message)
@@ -204,7 +213,7 @@ class SlackNotifier:
                 grant = self._latest.get(grant_id)
                 if grant is None:
                     return
-                card = approval_card(grant, self._policy, permissions)
+                card = approval_card(grant, self._policy, permissions, self._clock())
                 try:
                     await self._client.chat_update(
                         channel=ref.channel, ts=ref.ts, **card.as_kwargs()
@@ -255,20 +264,15 @@ class SlackNotifier:
     async def _update_card(self, before: Grant, after: Grant) -> None:
         if after.card is None:
             return
-        shown = (before.state, before.approvals, before.break_glass) != (
-            after.state,
-            after.approvals,
-            after.break_glass,
-        )
         # A card recorded after the request moved on (decided or approved while it was
         # being posted) shows an older version: redraw it as soon as it is known.
         late = before.card is None and before.version != self._card_versions.get(after.id)
-        if not (after.is_new or shown or late):
-            return  # nothing the card shows has changed
+        if not (after.is_new or _on_card(before) != _on_card(after) or late):
+            return  # nothing the card shows has changed (a nudge redraws its wait)
         if after.version < self._card_versions.get(after.id, -1):
             return  # a newer change already drew the card
         self._card_versions[after.id] = after.version
-        card = approval_card(after, self._policy, self._known(after))
+        card = approval_card(after, self._policy, self._known(after), self._clock())
         try:
             await self._client.chat_update(
                 channel=after.card.channel, ts=after.card.ts, **card.as_kwargs()
@@ -346,6 +350,17 @@ class SlackNotifier:
                 error_code(exc),
                 extra={"grant_id": grant.id},
             )
+
+
+def _on_card(grant: Grant) -> tuple[object, ...]:
+    """What a redraw of the card depends on (besides the time)."""
+    return (
+        grant.state,
+        grant.approvals,
+        grant.break_glass,
+        grant.approvers_reminded_at,
+        grant.escalated_at,
+    )
 
 
 def _nothing_more_to_tell(grant: Grant) -> bool:

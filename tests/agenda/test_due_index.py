@@ -57,6 +57,9 @@ async def test_one_entry_per_grant_moves_with_its_next_step(redis: aioredis.Redi
 
     card = MessageRef(channel="C", ts="1.0")
     await store.update("g1", lambda g: Change(g.model_copy(update={"card": card})))
+    # Carded: its approvers' reminder (tests/unit/test_nudges.py), then its timeout.
+    assert await index(redis) == {"g1": (now + dt.timedelta(minutes=15)).timestamp()}
+    await store.update("g1", lambda g: Change(g.model_copy(update={"approvers_reminded_at": now})))
     assert await index(redis) == {"g1": g.pending_until.timestamp()}
 
     await store.update("g1", lambda g: Change(g.moved(State.APPROVED, "U0LEAD", now)))
@@ -153,7 +156,7 @@ async def test_a_handler_that_does_not_move_on_is_retried_not_dropped(
         await until(lambda: _has_card(store, "g4"), "card posted on the third run")
     entry = await sched.get("g4")
     assert entry is not None
-    assert entry.kind == StepKind.TIMEOUT  # the next step, filed by the store
+    assert entry.kind == StepKind.REMIND_APPROVERS  # the next step, filed by the store
     assert entry.attempts == 0
 
 

@@ -75,7 +75,7 @@ async def test_v1_layout_is_migrated_and_every_next_step_runs(
         del due["orphan0001"]
         kinds = {gid: (await h.core.scheduler.get(gid)).kind for gid in due}  # type: ignore[union-attr]
         assert kinds == {
-            "pendingold": StepKind.TIMEOUT, "pendingnew": StepKind.TIMEOUT,
+            "pendingold": StepKind.TIMEOUT, "pendingnew": StepKind.REMIND_APPROVERS,
             "approved01": StepKind.PROVISION, "activeold": StepKind.EXPIRE,
             "activefar": StepKind.REMIND, "revoked01": StepKind.CLEANUP,
             "extend0001": StepKind.EXTEND,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.models import Grant, MessageRef
+from bot.usecases.nudges import Nudge
 
 
 @dataclass
@@ -31,6 +32,7 @@ class RecordingNotifier:
     deliveries: list[Delivery] = field(default_factory=list)
     changes: list[tuple[Grant, Grant]] = field(default_factory=list)
     reminders: list[Grant] = field(default_factory=list)
+    nudges: list[tuple[Grant, Nudge]] = field(default_factory=list)
     fail_cards: int = 0  # the next N post_card calls fail, as a dropped connection would
     _event: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -58,6 +60,10 @@ class RecordingNotifier:
         self.reminders.append(grant)
         self._poke()
 
+    async def nudge(self, grant: Grant, nudge: Nudge) -> None:
+        self.nudges.append((grant, nudge))
+        self._poke()
+
     def _poke(self) -> None:
         self._event.set()
         self._event = asyncio.Event()
@@ -74,6 +80,9 @@ class StaticDirectory:
 
     async def groups_of(self, user_id: str) -> frozenset[str]:
         return frozenset(h for h, members in self.groups.items() if user_id in members)
+
+    async def members_of(self, handle: str) -> frozenset[str]:
+        return frozenset(self.groups.get(handle.removeprefix("@").lower(), ()))
 
     async def user_for_email(self, email: str) -> str | None:
         return self.emails.get(email.lower())

@@ -52,7 +52,8 @@ def test_pending_without_card_posts_it_after_card_retry() -> None:
 
 
 def test_pending_with_card_times_out_at_pending_until() -> None:
-    g = pending(card=MessageRef(channel="C", ts="1.0"))
+    # Once its approvers were reminded (tests/unit/test_nudges.py: the nudges' rules).
+    g = pending(card=MessageRef(channel="C", ts="1.0"), approvers_reminded_at=T0)
     assert ask(g) == NextStep(StepKind.TIMEOUT, T0 + dt.timedelta(hours=24))
 
 

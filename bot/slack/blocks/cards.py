@@ -3,6 +3,8 @@ the approvers, the status, and the buttons while it is pending."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from bot.lifecycle import State
 from bot.models import Grant
 from bot.policy import Policy
@@ -17,6 +19,7 @@ from bot.slack.blocks.grants import (
     where_plain,
 )
 from bot.slack.blocks.kit import Message, context, header, section
+from bot.slack.blocks.nudges import waiting_md
 from bot.slack.blocks.outcomes import actor_md, card_outcome, people_md
 from bot.slack.blocks.permissions import PERMISSIONS_CHECKING, Permissions, what_is_asked
 from bot.slack.text import JSON, code, md, mention, slack_date
@@ -57,11 +60,15 @@ def _card_status(grant: Grant) -> list[JSON]:
 
 
 def approval_card(
-    grant: Grant, policy: Policy, permissions: Permissions = PERMISSIONS_CHECKING
+    grant: Grant,
+    policy: Policy,
+    permissions: Permissions = PERMISSIONS_CHECKING,
+    now: datetime | None = None,
 ) -> Message:
     """The card in the approvals channel; updated in place, buttons only while pending.
 
-    ``permissions`` is what the grant's ClusterRole allows (see ``allowance_blocks``).
+    ``permissions`` is what the grant's ClusterRole allows (see ``allowance_blocks``);
+    ``now``, when given, adds how long a pending request has waited.
     """
     if grant.break_glass is not None:  # taken without approval: the Ratify card
         return break_glass_card(grant, policy, permissions)
@@ -80,6 +87,8 @@ def approval_card(
             ),
         )
     )
+    if now is not None and grant.state == State.PENDING:
+        blocks.append(context(md(waiting_md(grant, now))))
     blocks += _card_status(grant)
     if grant.state == State.PENDING:
         blocks.append(decision_buttons(grant))
