@@ -244,6 +244,9 @@ class RoleConfig(_Model):
     # ``accessbot check`` fails on an unaccepted token-minting, impersonation,
     # escalation or rbac-write.
     accepts_risks: list[RiskName] = Field(default_factory=list)
+    # Extension rules (bot.extension_rules): None is unlimited; a fraction of the grant.
+    max_extensions: Annotated[int, Field(ge=0, strict=True)] | None = None
+    extend_after: Annotated[float, Field(ge=0, le=1, strict=True)] = 0.0
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

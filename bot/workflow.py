@@ -19,6 +19,7 @@ from typing import Any
 
 from bot.agenda import StepKind
 from bot.models import Grant
+from bot.narrowing import NarrowingAsk
 from bot.policy import AccessRequestSpec
 from bot.ports import Directory, Notifier
 from bot.steps import StepHandler, StepRunner
@@ -31,7 +32,9 @@ from bot.usecases.authorization import (
 from bot.usecases.deps import SYSTEM, Deps
 from bot.usecases.ending import Ending, Revocation
 from bot.usecases.extensions import Extensions
+from bot.usecases.narrowing import Narrowing
 from bot.usecases.offboarding import Offboarding, OffboardResult, PendingCleanup, Progress
+from bot.usecases.offers import ExtensionOffer, Offers
 from bot.usecases.provisioning import Provisioning
 from bot.usecases.receipts import Receipts
 from bot.usecases.requests import Decision, Outcome, Requests
@@ -43,6 +46,7 @@ __all__ = [
     "SYSTEM",
     "Decision",
     "Deps",
+    "ExtensionOffer",
     "OffboardResult",
     "Outcome",
     "PendingCleanup",
@@ -93,6 +97,8 @@ class Workflow:
         self.ending = Ending(deps, self.authz, self.requests, self.receipts)
         self.provisioning = Provisioning(deps, self.ending)
         self.extensions = Extensions(deps, self.requests)
+        self.narrowing = Narrowing(deps, self.authz)
+        self.offers = Offers(deps, self.requests, self.extensions)
         self.offboarding = Offboarding(deps, self.authz, self.requests, self.ending, self.receipts)
 
     # -- steps ----------------------------------------------------------------
@@ -153,6 +159,22 @@ class Workflow:
 
     async def approve(self, grant_id: str, approver: str) -> Decision:
         return await self.requests.approve(grant_id, approver)
+
+    async def request(self, spec: AccessRequestSpec) -> Grant | ExtensionOffer:
+        """``submit``, or an offer to extend the live grant ``spec`` duplicates."""
+        return await self.offers.request(spec)
+
+    async def take_offer(self, grant_id: str, user: str) -> Grant:
+        return await self.offers.take(grant_id, user)
+
+    async def decline_offer(self, grant_id: str, user: str) -> Grant:
+        return await self.offers.decline(grant_id, user)
+
+    async def check_narrower(self, grant_id: str, approver: str) -> Grant:
+        return await self.narrowing.check(grant_id, approver)
+
+    async def approve_narrowed(self, grant_id: str, approver: str, ask: NarrowingAsk) -> Decision:
+        return await self.narrowing.approve_narrowed(grant_id, approver, ask)
 
     async def deny(self, grant_id: str, user: str, reason: str = "") -> Decision:
         return await self.requests.deny(grant_id, user, reason)

@@ -254,9 +254,10 @@ class SlackNotifier:
     async def _update_card(self, before: Grant, after: Grant) -> None:
         if after.card is None:
             return
-        if not after.is_new and (before.state, before.approvals) == (
+        if not after.is_new and (before.state, before.approvals, before.duration_s) == (
             after.state,
             after.approvals,
+            after.duration_s,  # approved with changes
         ):
             return  # nothing the card shows has changed
         if after.version < self._card_versions.get(after.id, -1):

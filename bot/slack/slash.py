@@ -29,6 +29,7 @@ from bot.slack.blocks import (
     roles_messages,
     standing_output,
 )
+from bot.slack.blocks.narrowing import offer_message
 from bot.slack.blocks.replies import (
     extended,
     rest_in_dm,
@@ -57,6 +58,7 @@ from bot.slack.payloads import ephemeral, typed
 from bot.slack.surface import RESPONSES_PER_COMMAND, Listeners
 from bot.usecases.permissions import Allowance
 from bot.usecases.reports import ReportKind
+from bot.workflow import ExtensionOffer
 
 JSON = dict[str, Any]
 
@@ -104,7 +106,9 @@ class SlashCommands(Listeners):
 
     async def _access(self, cmd: Request | ListGrants | Revoke | Extend, user: str) -> Message:
         if isinstance(cmd, Request):
-            grant = await self.workflow.submit(_request_spec(cmd, user))
+            grant = await self.workflow.request(_request_spec(cmd, user))
+            if isinstance(grant, ExtensionOffer):  # already held: extend it instead?
+                return offer_message(grant)
             return submitted(grant, self.policy.approvals_channel)
         if isinstance(cmd, ListGrants):
             grants = await self.workflow.list_grants(user, everyone=cmd.everyone)

@@ -158,7 +158,7 @@ class Requests:
         verdict, updated = await rule_on(
             self.deps.store,
             grant_id,
-            lambda g, offboarded: _approval(g, approver, offboarded, now),
+            lambda g, offboarded: approval_rule(g, approver, offboarded, now),
             also=(approver,),
         )
         if isinstance(verdict, _Refused):
@@ -209,7 +209,7 @@ class _Refused:
     why: str  # for the approver, audited
 
 
-def _approval(
+def approval_rule(
     g: Grant, approver: str, offboarded: frozenset[str], now: datetime
 ) -> tuple[Outcome | _Refused, Change | None]:
     """What ``approver``'s approval does to ``g``: the outcome and the change, pure."""

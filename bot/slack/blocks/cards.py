@@ -17,6 +17,7 @@ from bot.slack.blocks.grants import (
     where_plain,
 )
 from bot.slack.blocks.kit import Message, context, header, section
+from bot.slack.blocks.narrowing import narrowed_blocks
 from bot.slack.blocks.permissions import PERMISSIONS_CHECKING, Permissions, allowance_blocks
 from bot.slack.text import FIELD_TEXT_LIMIT, JSON, code, md, mention, slack_date
 
@@ -87,6 +88,7 @@ def approval_card(
     if grant.kind == "extend" and grant.extends:
         blocks.append(section(md(f"Extends grant {code(grant.extends)}")))
     blocks.append({"type": "section", "fields": _card_fields(grant)})
+    blocks += narrowed_blocks(grant)
     blocks += reason_blocks("Reason", grant.reason)
     blocks += allowance_blocks(
         permissions,

@@ -22,6 +22,7 @@ from bot.slack.blocks.grants import (
     where_plain,
 )
 from bot.slack.blocks.kit import Message, actions, button, header, section
+from bot.slack.blocks.narrowing import narrowing_dm
 from bot.slack.text import code, escape, md, mention, slack_date, time_left
 
 
@@ -115,6 +116,9 @@ def _state_text(grant: Grant, step: Step | None) -> str | None:
 
 def requester_update(before: Grant, after: Grant, policy: Policy, now: datetime) -> Message | None:
     """The DM for one committed change, or None when the requester needs no message."""
+    narrowed = narrowing_dm(before, after)  # approved with changes: what changed, by whom
+    if narrowed is not None:
+        return narrowed
     if after.is_new and after.state == State.PENDING:
         return _waiting_dm(after, policy)
     if after.kind == "access" and after.state == State.ACTIVE:
