@@ -316,6 +316,18 @@ async def test_the_offer_of_an_approved_role_goes_to_the_approvers(bed: SlackBed
     access = [g for g in await bed.core.store.by_user("U0ALICE") if g.kind == "access"]
     assert [g.id for g in access] == [grant.id]
 
+    # An approver shortens the extension: the grant gets the narrowed time only.
+    before = await bed.core.workflow.get(grant.id)
+    assert before.expires_at is not None
+    await bed.wait_card(request.id)
+    view = await open_narrow_form(bed, request.id, "U0PL1")
+    assert "Extend by" in json.dumps(view)
+    assert await submit_narrow(bed, request.id, "U0PL1", duration("20m")) is None
+    await bed.wait_grant(request.id, State.APPLIED)
+    after = await bed.core.workflow.get(grant.id)
+    assert after.expires_at == before.expires_at + dt.timedelta(minutes=20)
+    await bed.wait_dm("U0ALICE", "with changes: extend by 1h")
+
 
 async def test_max_extensions_and_extend_after_on_every_path(bed: SlackBed) -> None:
     grant = await bed.request("request logs -n team-a -d 1h reading", "U0ALICE")
@@ -345,6 +357,9 @@ async def test_max_extensions_and_extend_after_on_every_path(bed: SlackBed) -> N
     await bed.wait_response("the most role logs allows")
     await bed.click("access_extend", grant.id, "U0ALICE", access_dm, dm)
     await bed.wait_response("the most role logs allows")
+    metadata = json.dumps({"grant": grant.id})
+    form = await bed.submit("access_extend_modal", duration("15m"), "U0ALICE", metadata)
+    assert "the most role logs allows" in form.json()["errors"]["duration"]
     await bed.command("request logs -n team-a -d 30m reading", "U0ALICE")
     late = await bed.wait_response("cannot be extended now")
     assert "max_extensions: 1" in json.dumps(late.params)
