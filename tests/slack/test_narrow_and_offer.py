@@ -35,6 +35,7 @@ from tests.slack.support import (
     slack_bed,
     values_for_request,
 )
+from tests.slack.test_flows import buttons
 from tests.support.cluster import TestCluster
 from tests.support.harness import wait_for_grant
 from tests.support.patience import PATIENCE
@@ -59,15 +60,6 @@ async def bed(
         redis_url, {"a": cluster, "b": cluster_b}, tmp_path, policy_text=RULES_POLICY
     ) as b:
         yield b
-
-
-def buttons(message: dict[str, Any]) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for block in message.get("blocks") or []:
-        for element in block.get("elements") or []:
-            if element.get("type") == "button":
-                found[element["action_id"]] = element["value"]
-    return found
 
 
 async def pending_edit(bed: SlackBed, text: str = "request edit -n team-a -d 2h fix") -> Grant:
