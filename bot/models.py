@@ -129,6 +129,9 @@ class Grant(BaseModel):
     # Extension request ids applied to this grant, so a replayed job cannot
     # extend twice.
     extensions: tuple[str, ...] = ()
+    # The extension offered when the owner asked again for this access (seconds; None:
+    # no offer pending). The offer's Extend button takes it (bot.usecases.offers).
+    offered_extension_s: int | None = None
     card: MessageRef | None = None
     delivered_file: str | None = None
     # Files of kubeconfigs delivered again (an extension's fresh token): the

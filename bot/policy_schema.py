@@ -250,6 +250,9 @@ class RoleConfig(_Model):
     break_glass: BreakGlassConfig | None = None  # bot.policy_rules: take now, ratify later
     escalate_to: list[Principal] = Field(default_factory=list)  # see bot.usecases.nudges
     escalate_after: Duration = timedelta(hours=1)
+    # Extension rules (bot.extension_rules): None is unlimited; a fraction of the grant.
+    max_extensions: Annotated[int, Field(ge=0, strict=True)] | None = None
+    extend_after: Annotated[float, Field(ge=0, le=1, strict=True)] = 0.0
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -19,6 +19,7 @@ from typing import Any
 
 from bot.agenda import StepKind
 from bot.models import Grant
+from bot.narrowing import NarrowingAsk
 from bot.policy import AccessRequestSpec
 from bot.ports import Directory, Notifier
 from bot.steps import StepHandler, StepRunner
@@ -32,8 +33,10 @@ from bot.usecases.breakglass import BreakGlassAccess, Ratification, Ratified
 from bot.usecases.deps import SYSTEM, Deps
 from bot.usecases.ending import Ending, Revocation
 from bot.usecases.extensions import Extensions
+from bot.usecases.narrowing import Narrowing
 from bot.usecases.nudges import Nudges
 from bot.usecases.offboarding import Offboarding, OffboardResult, PendingCleanup, Progress
+from bot.usecases.offers import ExtensionOffer, Offers
 from bot.usecases.provisioning import Provisioning
 from bot.usecases.receipts import Receipts
 from bot.usecases.requests import Decision, Outcome, Requests
@@ -45,6 +48,7 @@ __all__ = [
     "SYSTEM",
     "Decision",
     "Deps",
+    "ExtensionOffer",
     "OffboardResult",
     "Outcome",
     "PendingCleanup",
@@ -97,6 +101,8 @@ class Workflow:
         self.ending = Ending(deps, self.authz, self.requests, self.receipts)
         self.provisioning = Provisioning(deps, self.ending)
         self.extensions = Extensions(deps, self.requests)
+        self.narrowing = Narrowing(deps, self.authz)
+        self.offers = Offers(deps, self.requests, self.extensions)
         self.offboarding = Offboarding(deps, self.authz, self.requests, self.ending, self.receipts)
         self.break_glass = BreakGlassAccess(deps, self.authz, self.requests, self.ending)
         self.nudges = Nudges(deps)
@@ -162,6 +168,22 @@ class Workflow:
 
     async def approve(self, grant_id: str, approver: str) -> Decision:
         return await self.requests.approve(grant_id, approver)
+
+    async def request(self, spec: AccessRequestSpec) -> Grant | ExtensionOffer:
+        """``submit``, or an offer to extend the live grant ``spec`` duplicates."""
+        return await self.offers.request(spec)
+
+    async def take_offer(self, grant_id: str, user: str) -> Grant:
+        return await self.offers.take(grant_id, user)
+
+    async def decline_offer(self, grant_id: str, user: str) -> Grant:
+        return await self.offers.decline(grant_id, user)
+
+    async def check_narrower(self, grant_id: str, approver: str) -> Grant:
+        return await self.narrowing.check(grant_id, approver)
+
+    async def approve_narrowed(self, grant_id: str, approver: str, ask: NarrowingAsk) -> Decision:
+        return await self.narrowing.approve_narrowed(grant_id, approver, ask)
 
     async def deny(self, grant_id: str, user: str, reason: str = "") -> Decision:
         return await self.requests.deny(grant_id, user, reason)

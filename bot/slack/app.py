@@ -26,6 +26,7 @@ from bot.slack.events import Events
 from bot.slack.gate import OffboardGate
 from bot.slack.ingress import slack_http_handler
 from bot.slack.modals import Modals
+from bot.slack.narrowing import NarrowingListeners
 from bot.slack.payloads import ephemeral
 from bot.slack.slash import SlashCommands
 from bot.slack.surface import Surface
@@ -92,6 +93,11 @@ def _route(app: AsyncApp, surface: Surface) -> None:
     app.action(ids.EXTEND)(buttons.extend_click)
     app.action(ids.RATIFY)(buttons.ratify_click)
     app.action(ids.OPEN_MODAL)(buttons.open_modal_click)
+    narrowing = NarrowingListeners(surface)
+    app.action(ids.NARROW)(narrowing.narrow_click)
+    app.action(ids.EXTEND_EXISTING)(narrowing.extend_existing_click)
+    app.action(ids.OFFER_CANCEL)(narrowing.offer_cancel_click)
+    app.view(ids.NARROW_MODAL)(narrowing.narrow_submitted)
     app.action(ids.MODAL_CLUSTER)(modals.modal_cluster_changed)
     app.action(ids.MODAL_ROLE)(modals.modal_role_changed)
     app.view(ids.REQUEST_MODAL)(modals.request_submitted)

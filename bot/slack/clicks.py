@@ -12,11 +12,12 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncRespond
 
-from bot.lifecycle import State
+from bot.extension_rules import check_extension_rules
+from bot.lifecycle import ExtensionRejected, State
 from bot.models import utcnow
-from bot.slack.blocks import Message
+from bot.slack.blocks import Message, error_message
 from bot.slack.blocks.breakglass import ratify_note
-from bot.slack.blocks.replies import decision_note, not_extendable, not_pending, revoked
+from bot.slack.blocks.replies import decision_note, not_extendable, not_pending, revoked, sentence
 from bot.slack.forms import deny_modal, extend_modal, request_modal
 from bot.slack.home import remember_home
 from bot.slack.payloads import action_value, clicker, responder, trigger
@@ -81,6 +82,12 @@ class Buttons(Listeners):
         await self.workflow.require_owner_or_admin(grant, user, "extend")
         if grant.state != State.ACTIVE or grant.expires_at is None:
             return not_extendable(grant)
+        role = self.policy.roles.get(grant.role)
+        if role is not None:
+            try:
+                check_extension_rules(grant, role, grant.role, self.workflow.clock())
+            except ExtensionRejected as exc:
+                return error_message(sentence(exc))
         modal = remember_home(extend_modal(grant, self.policy, utcnow()), body)
         await self.surface.open_view(trigger(body), modal, user)
         return None

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.durations import DurationError, format_duration, parse_duration
+from bot.extension_rules import check_extension_rules
 from bot.lifecycle import ExtensionRejected, new_expiry, room_to_extend
 from bot.models import Grant
 from bot.policy import (
@@ -392,6 +393,7 @@ def validate_extension(
     if grant.expires_at is None or grant.role not in policy.roles:
         return None, "This grant is not active."
     try:
+        check_extension_rules(grant, policy.roles[grant.role], grant.role, now)
         new_expiry(grant.expires_at, by, now, policy.roles[grant.role].max_duration)
     except ExtensionRejected as exc:
         return None, str(exc).capitalize() + "."

@@ -19,10 +19,10 @@ from slack_bolt.async_app import AsyncAck
 from slack_sdk.errors import SlackClientError
 
 from bot.errors import UnknownGrant
-from bot.models import utcnow
 from bot.policy import AccessRequestSpec, role_clusters
 from bot.slack import ids
 from bot.slack.blocks import Message
+from bot.slack.blocks.narrowing import offer_message
 from bot.slack.blocks.replies import (
     DATABASE_UNREACHABLE,
     GRANT_GONE,
@@ -44,7 +44,7 @@ from bot.slack.notifier import CARD_PATIENCE_SECONDS
 from bot.slack.payloads import clicker, selected, view_values
 from bot.slack.surface import Listeners
 from bot.usecases.permissions import PERMISSIONS_CHECKING, Permissions
-from bot.workflow import Outcome
+from bot.workflow import ExtensionOffer, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +127,10 @@ class Modals(Listeners):
         await ack()
         await self.surface.answer(user, None, "request", "", self._submit_quietly(spec))
 
-    async def _submit_quietly(self, spec: AccessRequestSpec) -> None:
-        await self.workflow.submit(spec)  # the requester hears from the notifier
+    async def _submit_quietly(self, spec: AccessRequestSpec) -> Message | None:
+        result = await self.workflow.request(spec)  # the requester hears from the notifier,
+        # or, asking for what they hold already, gets the offer to extend it
+        return offer_message(result) if isinstance(result, ExtensionOffer) else None
 
     async def deny_submitted(self, ack: AsyncAck, body: JSON, view: JSON) -> None:
         user = clicker(body)
@@ -168,7 +170,7 @@ class Modals(Listeners):
             await ack(response_action="errors", errors={ids.DURATION_BLOCK: GRANT_GONE})
             return
         text = read_text(view_values(view), ids.DURATION_BLOCK)
-        by, problem = validate_extension(grant, self.policy, text, utcnow())
+        by, problem = validate_extension(grant, self.policy, text, self.workflow.clock())
         if by is None:
             await ack(
                 response_action="errors", errors={ids.DURATION_BLOCK: problem or NOT_POSSIBLE}

@@ -357,6 +357,7 @@ def _on_card(grant: Grant) -> tuple[object, ...]:
     return (
         grant.state,
         grant.approvals,
+        grant.duration_s,  # approved with changes
         grant.break_glass,
         grant.approvers_reminded_at,
         grant.escalated_at,

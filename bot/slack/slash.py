@@ -31,6 +31,7 @@ from bot.slack.blocks import (
     standing_output,
 )
 from bot.slack.blocks.breakglass import break_glass_taken
+from bot.slack.blocks.narrowing import offer_message
 from bot.slack.blocks.replies import (
     extended,
     rest_in_dm,
@@ -60,6 +61,7 @@ from bot.slack.payloads import ephemeral, typed
 from bot.slack.surface import RESPONSES_PER_COMMAND, Listeners
 from bot.usecases.permissions import Allowance
 from bot.usecases.reports import ReportKind
+from bot.workflow import ExtensionOffer
 
 JSON = dict[str, Any]
 
@@ -109,11 +111,13 @@ class SlashCommands(Listeners):
 
     async def _access(self, cmd: Request | ListGrants | Revoke | Extend, user: str) -> Message:
         if isinstance(cmd, BreakGlass):
-            grant = await self.workflow.take_break_glass(_request_spec(cmd, user))
-            return break_glass_taken(grant, self.policy.approvals_channel)
+            taken = await self.workflow.take_break_glass(_request_spec(cmd, user))
+            return break_glass_taken(taken, self.policy.approvals_channel)
         if isinstance(cmd, Request):
-            grant = await self.workflow.submit(_request_spec(cmd, user))
-            return submitted(grant, self.policy.approvals_channel)
+            asked = await self.workflow.request(_request_spec(cmd, user))
+            if isinstance(asked, ExtensionOffer):  # already held: extend it instead?
+                return offer_message(asked)
+            return submitted(asked, self.policy.approvals_channel)
         if isinstance(cmd, ListGrants):
             grants = await self.workflow.list_grants(user, everyone=cmd.everyone)
             return grant_list_message(grants, utcnow(), everyone=cmd.everyone)

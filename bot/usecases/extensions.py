@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from bot.durations import format_duration
+from bot.extension_rules import check_extension_limit, check_extension_rules
 from bot.lifecycle import ExtensionRejected, State, new_expiry
 from bot.models import Grant, new_id
 from bot.policy import RequestRejected, recheck_request
@@ -53,6 +54,7 @@ class Extensions:
         role = deps.policy.roles[grant.role]
         now = deps.clock()
         try:
+            check_extension_rules(grant, role, grant.role, now)
             new_expiry(grant.expires_at, by, now, role.max_duration)
         except ExtensionRejected as exc:
             raise RequestRejected(str(exc)) from exc
@@ -163,6 +165,9 @@ class Extensions:
             await self._deliver_again(current, content)
             return current
         try:
+            # Asked in time; applied only while the role's count allows (extend_after
+            # was checked when asked).
+            check_extension_limit(current, deps.policy.roles[current.role], current.role)
             wanted = new_expiry(current.expires_at, by, now, max_duration)
         except ExtensionRejected as exc:
             raise RequestRejected(str(exc)) from exc

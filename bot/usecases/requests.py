@@ -164,7 +164,7 @@ class Requests:
         grant = await self.deps.grant(grant_id)
         await self.authz.require_decider(grant, approver, "approve")
         verdict, updated = await self.authz.act(
-            grant, approver, "approve", lambda g, off, now: _approval(g, approver, off, now)
+            grant, approver, "approve", lambda g, off, now: approval_rule(g, approver, off, now)
         )
         return Decision(verdict or Outcome.ALREADY_DECIDED, updated)
 
@@ -206,7 +206,7 @@ class Requests:
         )
 
 
-def _approval(
+def approval_rule(
     g: Grant, approver: str, offboarded: frozenset[str], now: datetime
 ) -> tuple[Outcome | Refused, Change | None]:
     """What ``approver``'s approval does to ``g``: the outcome and the change, pure."""

@@ -114,7 +114,8 @@ def _assert_literal(node: Any) -> None:
 def test_card_in_every_state(state: State) -> None:
     card = approval_card(grant(state, failure="boom" if state == State.FAILED else None), POL)
     assert_valid(card)
-    expected = {ids.APPROVE: "abcdefgh23", ids.DENY: "abcdefgh23"} if state == State.PENDING else {}
+    decisions = (ids.APPROVE, ids.NARROW, ids.DENY)
+    expected = dict.fromkeys(decisions, "abcdefgh23") if state == State.PENDING else {}
     assert buttons(card) == expected
     shown = json.dumps(card.blocks)
     for fact in ("<@U0ALICE>", "`a`", "`team-a`", "`edit`", "2h", ESCAPED):

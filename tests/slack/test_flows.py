@@ -54,7 +54,11 @@ async def test_request_approve_and_use_the_kubeconfig(
 ) -> None:
     grant_id = await request_edit(bed)
     card = bed.card_for(grant_id)
-    assert buttons(card) == {"access_approve": grant_id, "access_deny": grant_id}
+    assert buttons(card) == {
+        "access_approve": grant_id,
+        "access_approve_narrow": grant_id,
+        "access_deny": grant_id,
+    }
     shown = blocks_text(card)
     for fact in ("U0ALICE", "team-a", "edit", "2h", "fixing checkout", "0 of 1"):
         assert fact in shown

@@ -213,3 +213,28 @@ async def test_active_grant_whose_service_account_was_deleted_is_not_shown_activ
         assert asyncio.get_running_loop().time() < deadline
         await asyncio.sleep(0.2)
     assert (await harness.core.reconciler.reconcile()).vanished == []
+
+
+async def test_max_extensions_holds_when_two_extension_requests_were_asked_at_once(
+    redis_url: str, cluster: TestCluster, cluster_b: TestCluster, tmp_path: Path
+) -> None:
+    from tests.support.harness import POLICY, workflow_harness
+
+    limited = POLICY.replace(
+        'namespaces: ["team-*"],\n', 'namespaces: ["team-*"], max_extensions: 1,\n', 1
+    )
+    assert "max_extensions: 1" in limited
+    async with workflow_harness(redis_url, {"a": cluster, "b": cluster_b}, tmp_path,
+                                policy_text=limited) as h:  # fmt: skip
+        grant = await active_edit(h)
+        assert grant.expires_at is not None
+        first = await h.workflow.extend(grant.id, "U0ALICE", dt.timedelta(minutes=30))
+        second = await h.workflow.extend(grant.id, "U0ALICE", dt.timedelta(minutes=20))
+        await h.workflow.approve(second.id, "U0LEAD")
+        await h.wait_state(second.id, State.APPLIED)
+        await h.workflow.approve(first.id, "U0LEAD")
+        failed = await h.wait_state(first.id, State.FAILED)
+        assert "the most role edit allows" in (failed.failure or "")
+        current = await h.workflow.get(grant.id)
+        assert current.expires_at == grant.expires_at + dt.timedelta(minutes=20)
+        assert len(current.extensions) == 1

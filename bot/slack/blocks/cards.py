@@ -19,6 +19,7 @@ from bot.slack.blocks.grants import (
     where_plain,
 )
 from bot.slack.blocks.kit import Message, context, header, section
+from bot.slack.blocks.narrowing import narrowed_blocks
 from bot.slack.blocks.nudges import waiting_md
 from bot.slack.blocks.outcomes import actor_md, card_outcome, people_md
 from bot.slack.blocks.permissions import PERMISSIONS_CHECKING, Permissions, what_is_asked
@@ -77,6 +78,7 @@ def approval_card(
     if grant.kind == "extend" and grant.extends:
         blocks.append(section(md(f"Extends grant {code(grant.extends)}")))
     blocks.append({"type": "section", "fields": _card_fields(grant)})
+    blocks += narrowed_blocks(grant)
     blocks += what_is_asked(grant, permissions)
     blocks.append(
         context(

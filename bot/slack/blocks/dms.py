@@ -24,6 +24,7 @@ from bot.slack.blocks.grants import (
     where_plain,
 )
 from bot.slack.blocks.kit import Message, actions, button, context, header, section
+from bot.slack.blocks.narrowing import narrowing_dm
 from bot.slack.blocks.outcomes import (
     actor_md,
     approval_counted_text,
@@ -130,6 +131,9 @@ def requester_update(before: Grant, after: Grant, policy: Policy, now: datetime)
     glass = break_glass_dm(before, after)
     if glass is not None:  # taken, or ratified: said the break-glass way
         return glass
+    narrowed = narrowing_dm(before, after)  # approved with changes: what changed, by whom
+    if narrowed is not None:
+        return narrowed
     if after.is_new and after.state == State.PENDING:
         return _waiting_dm(after, policy)
     if after.kind == "access" and after.state == State.ACTIVE:

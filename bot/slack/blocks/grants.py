@@ -45,6 +45,7 @@ def grant_buttons(grant: Grant) -> JSON:
 def decision_buttons(grant: Grant) -> JSON:
     return actions(
         button("Approve", ids.APPROVE, grant.id, "primary"),
+        button("Approve with changes", ids.NARROW, grant.id),
         button("Deny", ids.DENY, grant.id, "danger"),
     )
 
