@@ -23,12 +23,19 @@ approved (extension request)               EXTEND       when it was approved
 active, reminder owed                      REMIND       ``expires_at - reminder_before``
 active                                     EXPIRE       ``expires_at``
 ended after approval, objects unconfirmed  CLEANUP      when it ended ``+ cleanup_grace``
+ended, nothing left on the cluster         FORGET       when it ended ``+ retention``
 anything else                              (none)
 =========================================  ===========  ====================================
 
 A reminder is owed when the expiry was set (activation, or the latest extension) more than
 ``reminder_before`` ahead of it, and ``reminded_for`` is not that expiry (the rule of the
 schema-1 "remind" job, which was scheduled only if its time was still to come).
+
+"Nothing left on the cluster": never approved (no object was ever made), an extension
+request, or ``objects_gone_at`` set, which only a verified receipt sets. A grant whose
+cleanup is unconfirmed keeps its CLEANUP step and is never forgotten. FORGET removes the
+record and every index entry naming it (:mod:`bot.retention`); existing ended records get
+the step from this rule alone when they are next filed (no migration).
 
 Adding a step: one row here (a :class:`StepKind` member and its rule in :func:`next_step`)
 and one handler registered for that kind.
@@ -60,6 +67,7 @@ class StepKind(StrEnum):
     REMIND = "remind"  # warn the requester that access ends soon
     EXPIRE = "expire"  # end the grant at its expiry and remove its objects
     CLEANUP = "cleanup"  # remove an ended grant's objects until a receipt verifies
+    FORGET = "forget"  # drop an ended grant from Redis after defaults.retention
 
 
 @dataclass(frozen=True)
@@ -105,7 +113,7 @@ def next_step(
     if grant.kind == "extend":
         if state == State.APPROVED:
             return NextStep(StepKind.EXTEND, approved_at(grant) or now)
-        return None
+        return _forget(grant, policy)
     if state in (State.APPROVED, State.PROVISIONING):
         return NextStep(StepKind.PROVISION, approved_at(grant) or now)
     if state == State.ACTIVE:
@@ -119,7 +127,7 @@ def next_step(
         return NextStep(StepKind.EXPIRE, grant.expires_at)
     if _needs_cleanup(grant):
         return NextStep(StepKind.CLEANUP, _ended_at(grant, now) + timing.cleanup_grace)
-    return None
+    return _forget(grant, policy)
 
 
 def plan_for(
@@ -156,6 +164,13 @@ def _needs_cleanup(grant: Grant) -> bool:
         and grant.objects_gone_at is None
         and approved_at(grant) is not None
     )
+
+
+def _forget(grant: Grant, policy: Policy) -> NextStep | None:
+    # Ended with nothing left on the cluster (a CLEANUP, checked first, owns the rest).
+    if not grant.ended or grant.may_have_objects:
+        return None
+    return NextStep(StepKind.FORGET, _ended_at(grant, grant.created_at) + policy.defaults.retention)
 
 
 def _ended_at(grant: Grant, now: datetime) -> datetime:

@@ -21,6 +21,7 @@ from bot.agenda import StepKind
 from bot.models import Grant
 from bot.policy import AccessRequestSpec
 from bot.ports import Directory, Notifier
+from bot.retention import forget
 from bot.steps import StepHandler, StepRunner
 from bot.usecases.authorization import (
     APPROVER_OFFBOARDED,
@@ -107,6 +108,7 @@ class Workflow:
             StepKind.REMIND: lambda g: self.ending.on_remind(g),
             StepKind.EXPIRE: lambda g: self.ending.on_expire(g),
             StepKind.CLEANUP: lambda g: self.ending.on_cleanup(g),
+            StepKind.FORGET: self._on_forget,
         }
         for kind, handler in handlers.items():
             runner.register(kind, handler)
@@ -117,6 +119,9 @@ class Workflow:
 
     async def _on_extend(self, grant: Grant) -> None:
         await self.extensions.apply_approved_extension(grant)
+
+    async def _on_forget(self, grant: Grant) -> None:
+        await forget(self.deps.store, grant.id, self.deps.clock())
 
     # -- queries and authorization ---------------------------------------------
     async def get(self, grant_id: str) -> Grant:
