@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from redis.exceptions import WatchError
+from redis.asyncio.client import Pipeline
 
 from bot.agenda import StepKind
 from bot.leases import Entries
@@ -36,29 +36,27 @@ __all__ = ["forget", "refile_ended"]
 async def forget(store: Store, grant_id: str, now: datetime) -> bool:
     """Remove ``grant_id`` and every index entry naming it, if its FORGET step is due at
     ``now``; True when this call removed it."""
-    if store.plan is None:
+    plan = store.plan
+    if plan is None:
         raise RuntimeError("this Store was built without an agenda: it only reads")
     key = store.grant_key(grant_id)
-    while True:
-        async with store.redis.pipeline(transaction=True) as pipe:
-            try:
-                await pipe.watch(key)
-                raw = await pipe.get(key)
-                if not raw:
-                    return False
-                grant = Grant.model_validate_json(raw)
-                step = store.plan(grant, now)
-                if step is None or step.kind != StepKind.FORGET or step.due > now:
-                    return False
-                pipe.multi()
-                pipe.delete(key)
-                pipe.srem(store.user_key(grant.requester), grant_id)
-                pipe.srem(store.state_key(grant.state), grant_id)
-                store.scheduler.cancel_in(pipe, grant_id)
-                await pipe.execute()
-                return True
-            except WatchError:
-                continue
+
+    async def attempt(pipe: Pipeline) -> bool:
+        # redis-py's transaction(): WATCH key, run this, EXEC; re-run on a concurrent write.
+        raw = await pipe.get(key)
+        grant = Grant.model_validate_json(raw) if raw else None
+        step = None if grant is None else plan(grant, now)
+        if grant is None or step is None or step.kind != StepKind.FORGET or step.due > now:
+            return False
+        pipe.multi()
+        pipe.delete(key)
+        pipe.srem(store.user_key(grant.requester), grant_id)
+        pipe.srem(store.state_key(grant.state), grant_id)
+        store.scheduler.cancel_in(pipe, grant_id)
+        return True
+
+    done: bool = await store.redis.transaction(attempt, key, value_from_callable=True)
+    return done
 
 
 async def refile_ended(store: Store, entries: Entries, batch: int = 500) -> list[str]:
