@@ -273,8 +273,7 @@ class Defaults(_Model):
     ``duration`` (default 1h) of a request that names none, clamped to the role's
     maximum; ``pending_ttl`` (24h) before an undecided request times out;
     ``reminder_before`` (10m) the expiry, when the holder is reminded; ``retention`` (90d)
-    after a grant ends (and its objects are proven gone) before Redis forgets it, which is
-    also the audit stream's age cap.
+    from a grant's end until Redis forgets it (bot.retention; also the audit stream's cap).
     """
 
     duration: Duration = timedelta(hours=1)
