@@ -27,6 +27,7 @@ the reminder or expiry below
 active, reminder owed                      REMIND       ``expires_at - reminder_before``
 active                                     EXPIRE       ``expires_at``
 ended after approval, objects unconfirmed  CLEANUP      when it ended ``+ cleanup_grace``
+ended, nothing left on the cluster         FORGET       when it ended ``+ retention``
 anything else                              (none)
 =========================================  ===========  ====================================
 
@@ -37,6 +38,12 @@ schema-1 "remind" job, which was scheduled only if its time was still to come).
 The approvers' reminder and the escalation each happen once (``approvers_reminded_at``,
 ``escalated_at``), only once the card is posted, and only when due before ``pending_until``;
 the earlier of the two comes first.
+
+"Nothing left on the cluster": never approved (no object was ever made), an extension
+request, or ``objects_gone_at`` set, which only a verified receipt sets. A grant whose
+cleanup is unconfirmed keeps its CLEANUP step and is never forgotten. FORGET removes the
+record and every index entry naming it (:mod:`bot.retention`); existing ended records get
+the step from this rule alone when they are next filed (no migration).
 
 Adding a step: one row here (a :class:`StepKind` member and its rule in :func:`next_step`)
 and one handler registered for that kind.
@@ -72,6 +79,7 @@ class StepKind(StrEnum):
     RATIFY = "ratify"  # a break-glass grant nobody ratified in time: revoke it
     REMIND_APPROVERS = "remind_approvers"  # ping a pending request's approvers again
     ESCALATE = "escalate"  # tell the role's escalate_to about a request still pending
+    FORGET = "forget"  # drop an ended grant from Redis after defaults.retention
 
 
 @dataclass(frozen=True)
@@ -119,7 +127,7 @@ def next_step(
     if grant.kind == "extend":
         if state == State.APPROVED:
             return NextStep(StepKind.EXTEND, approved_at(grant) or now)
-        return None
+        return _forget(grant, policy)
     if state in (State.APPROVED, State.PROVISIONING):
         return NextStep(StepKind.PROVISION, approved_at(grant) or now)
     if state == State.ACTIVE:
@@ -139,7 +147,7 @@ def next_step(
         return ordinary
     if _needs_cleanup(grant):
         return NextStep(StepKind.CLEANUP, _ended_at(grant, now) + timing.cleanup_grace)
-    return None
+    return _forget(grant, policy)
 
 
 def plan_for(
@@ -204,6 +212,13 @@ def _needs_cleanup(grant: Grant) -> bool:
         and grant.objects_gone_at is None
         and approved_at(grant) is not None
     )
+
+
+def _forget(grant: Grant, policy: Policy) -> NextStep | None:
+    # Ended with nothing left on the cluster (a CLEANUP, checked first, owns the rest).
+    if not grant.ended or grant.may_have_objects:
+        return None
+    return NextStep(StepKind.FORGET, _ended_at(grant, grant.created_at) + policy.defaults.retention)
 
 
 def _ended_at(grant: Grant, now: datetime) -> datetime:

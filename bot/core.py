@@ -178,7 +178,8 @@ async def build_core(
     def clock() -> datetime:
         return late[0].deps.clock() if late else utcnow()
 
-    store = Store(redis, scheduler, plan=plan_for(policy, timing), clock=clock)
+    store = Store(redis, scheduler, plan=plan_for(policy, timing), clock=clock,
+                  audit_max_age=policy.defaults.retention)  # fmt: skip
     await migrate(store)
     deps = Deps(
         policy=policy,

@@ -281,13 +281,15 @@ class Defaults(_Model):
 
     ``duration`` (default 1h) of a request that names none, clamped to the role's
     maximum; ``pending_ttl`` (24h) before an undecided request times out;
-    ``reminder_before`` (10m) the expiry, when the holder is reminded.
+    ``reminder_before`` (10m) the expiry, when the holder is reminded; ``retention`` (90d)
+    from a grant's end until Redis forgets it (bot.retention; also the audit stream's cap).
     """
 
     duration: Duration = timedelta(hours=1)
     pending_ttl: Duration = timedelta(hours=24)
     reminder_before: Duration = timedelta(minutes=10)
     remind_approvers_after: Duration = timedelta(minutes=15)  # see bot.usecases.nudges
+    retention: Duration = timedelta(days=90)
 
 
 class Policy(_Model):

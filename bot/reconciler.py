@@ -9,7 +9,8 @@ object whose grant has ended is swept at once.
 What happens next to each grant is not restored here: the agenda
 (:mod:`bot.agenda`) says it and the store files it with every write. The pass
 only re-files a grant of a pending or live state whose entry the index lost (a
-step dead-lettered after too many failures, or a Redis that lost writes).
+step dead-lettered after too many failures, or a Redis that lost writes), and, on
+its first pass, ended grants with no entry (their FORGET, :mod:`bot.retention`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from datetime import datetime
 from bot.leases import Entries, Job
 from bot.lifecycle import State
 from bot.models import Grant, utcnow
+from bot.retention import refile_ended
 from bot.steps import SWEEP
 from bot.store import Change, Store
 from k8s import grants as k8s_grants
@@ -62,6 +64,7 @@ class Reconciler:
     interval: float = 60.0
     clock: Callable[[], datetime] = utcnow
     on_report: Callable[[ReconcileReport], None] | None = None
+    _ended_filed: bool = field(default=False, init=False)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -76,6 +79,9 @@ class Reconciler:
         report = ReconcileReport()
         await asyncio.gather(*(self._cluster(c.name, report) for c in self.clusters))
         await self._refile_lost(report)
+        if not self._ended_filed:
+            report.rescheduled += await refile_ended(self.store, self.scheduler)
+            self._ended_filed = True
         if report.actions or report.errors:
             log.info(
                 "reconciled: %d revoked, %d deferred, %d re-filed, %d repaired, %d errors",

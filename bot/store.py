@@ -15,7 +15,7 @@ Redis layout, schema 2 (``prefix`` ``ab``; the scheduler's keys under ``ab:sched
     ab:state:<state>     SET     grant ids in a state
     ab:offboarded        HASH    user -> Offboarding JSON
     ab:idem:<key>        STRING  idempotency marks (with a TTL)
-    ab:audit             STREAM  audit entries (about AUDIT_MAXLEN kept)
+    ab:audit             STREAM  audit entries (about AUDIT_MAXLEN, none older than retention)
     ab:sched:due         ZSET    grant id -> due of its next step (epoch ms): the due index
     ab:sched:jobs        HASH    grant id -> {"kind": step kind, "due", "attempts", "data"}
     ab:sched:leases      ZSET    grant id -> lease expiry (epoch ms) while a worker runs it
@@ -32,7 +32,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -99,6 +99,7 @@ class Store:
     read-only store; a write raises RuntimeError). ``prefix``: key prefix of the records.
     ``on_change``: hooks told ``(before, after)`` after each committed change; a failing hook
     is logged, never undoes the change. ``clock``: the time the agenda is asked at (UTC).
+    ``audit_max_age``: the audit stream's age cap, by ``wall`` (epoch seconds).
     """
 
     redis: Redis
@@ -107,6 +108,8 @@ class Store:
     on_change: list[AfterCommit] = field(default_factory=list)
     plan: Plan | None = None
     clock: Callable[[], datetime] = utcnow
+    audit_max_age: timedelta | None = None  # the stream's age cap (defaults.retention)
+    wall: Callable[[], float] = time.time
 
     # -- keys ---------------------------------------------------------------
     def _grant_key(self, grant_id: str) -> str:
@@ -117,6 +120,9 @@ class Store:
 
     def _state_key(self, state: State | str) -> str:
         return f"{self.prefix}:state:{state}"
+
+    # The key names, for what writes beside the store (bot.retention).
+    grant_key, user_key, state_key = _grant_key, _user_key, _state_key
 
     @property
     def _audit_key(self) -> str:
@@ -260,12 +266,15 @@ class Store:
         entries = [request_entry(grant)] if before is None else []
         entries += [audit_entry(grant, step) for step in new_steps(before, grant)]
         for entry in entries:
-            pipe.xadd(
-                self._audit_key,
-                entry,  # type: ignore[arg-type]
-                maxlen=AUDIT_MAXLEN,
-                approximate=True,
-            )
+            self._audit_add(pipe, entry)
+
+    def _audit_add(self, pipe: Pipeline, entry: dict[str, str]) -> None:
+        # Both caps: about AUDIT_MAXLEN entries, none (about) older than audit_max_age by
+        # the wall clock (stream ids are the Redis server's milliseconds, not self.clock).
+        pipe.xadd(self._audit_key, entry, maxlen=AUDIT_MAXLEN, approximate=True)  # type: ignore[arg-type]
+        if self.audit_max_age is not None:
+            oldest = int((self.wall() - self.audit_max_age.total_seconds()) * 1000)
+            pipe.xtrim(self._audit_key, minid=f"{max(oldest, 0)}-0", approximate=True)
 
     def _file(self, pipe: Pipeline, before: Grant | None, grant: Grant) -> None:
         """Keep the due index on the agenda: the grant's entry moves only when its next
@@ -350,19 +359,16 @@ class Store:
     # -- audit ---------------------------------------------------------------
     async def audit_event(self, entry: dict[str, str]) -> None:
         """Record something that changed no state (a refused click) in the audit trail."""
-        await self.redis.xadd(
-            self._audit_key,
-            entry,  # type: ignore[arg-type]
-            maxlen=AUDIT_MAXLEN,
-            approximate=True,
-        )
+        async with self.redis.pipeline(transaction=False) as pipe:
+            self._audit_add(pipe, entry)
+            await pipe.execute()
         log_entry(entry)
 
     async def audit_history(self, grant_id: str, page: int = 1000) -> list[dict[str, str]]:
         """Every audit entry of one grant, oldest first (the stream read in pages).
 
         Empty when the grant never existed or its entries were trimmed from
-        the stream (it keeps about ``AUDIT_MAXLEN`` entries).
+        the stream (about ``AUDIT_MAXLEN`` entries kept, none older than ``audit_max_age``).
         """
         found: list[dict[str, str]] = []
         start = "-"

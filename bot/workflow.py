@@ -22,6 +22,7 @@ from bot.models import Grant
 from bot.narrowing import NarrowingAsk
 from bot.policy import AccessRequestSpec
 from bot.ports import Directory, Notifier
+from bot.retention import forget
 from bot.steps import StepHandler, StepRunner
 from bot.usecases.authorization import (
     APPROVER_OFFBOARDED,
@@ -122,6 +123,7 @@ class Workflow:
             StepKind.RATIFY: lambda g: self.break_glass.on_deadline(g),
             StepKind.REMIND_APPROVERS: lambda g: self.nudges.on_remind_approvers(g),
             StepKind.ESCALATE: lambda g: self.nudges.on_escalate(g),
+            StepKind.FORGET: self._on_forget,
         }
         for kind, handler in handlers.items():
             runner.register(kind, handler)
@@ -132,6 +134,9 @@ class Workflow:
 
     async def _on_extend(self, grant: Grant) -> None:
         await self.extensions.apply_approved_extension(grant)
+
+    async def _on_forget(self, grant: Grant) -> None:
+        await forget(self.deps.store, grant.id, self.deps.clock())
 
     # -- queries and authorization ---------------------------------------------
     async def get(self, grant_id: str) -> Grant:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from datetime import timedelta
 
 from bot.cli.runtime import problem, redis_url, stamp
 from bot.core import redis_client
+from bot.durations import format_duration
+from bot.policy_file import PolicyError, load_policy
+from bot.policy_schema import Defaults
 from bot.scheduler import Scheduler
 from bot.settings import Settings
 from bot.store import AUDIT_MAXLEN, Store
@@ -20,19 +24,23 @@ _EVENT_LABELS = {
 
 async def audit(settings: Settings, args: argparse.Namespace) -> int:
     """Print a grant's whole life from the audit stream: requested, each approval,
-    delivery, each extension, the end, the receipt. Reads Redis only."""
+    delivery, each extension, the end, the receipt. Reads Redis (and the policy's
+    ``defaults.retention``, to say how long history is kept)."""
     # Reads the store directly: no use case offers the audit history yet.
     async with redis_url(settings) as url:
         redis = redis_client(url)
         try:
-            entries = await Store(redis, Scheduler(redis)).audit_history(args.grant_id)
+            store = Store(redis, Scheduler(redis))
+            entries = await store.audit_history(args.grant_id)
+            forgotten = await store.get(args.grant_id) is None
         finally:
             await redis.aclose()
+    kept = format_duration(_retention(settings))
     if not entries:
         return problem(
-            f"no audit history for {args.grant_id!r}: no such grant was ever "
-            "recorded, or its history is gone (the stream keeps only the newest "
-            f"~{AUDIT_MAXLEN} entries)"
+            f"no history kept for {args.grant_id}: no such grant, or it ended long ago: "
+            f"records are kept for {kept} after a grant ends (defaults.retention), and the "
+            f"audit stream keeps about {AUDIT_MAXLEN} entries, none older than {kept}"
         )
     first = entries[0]
     where = f" namespace {first['namespace']}" if first.get("namespace") else ""
@@ -44,4 +52,15 @@ async def audit(settings: Settings, args: argparse.Namespace) -> int:
         if e["kind"] == "extend":
             event = f"extension request {event}"
         print(f"{stamp(e['at'])}  {event:<24} {e['actor']:<16} {e['reason']}".rstrip())
+    if forgotten:
+        print(f"  (its record is gone: records are kept for {kept} after a grant ends)")
     return 0
+
+
+def _retention(settings: Settings) -> timedelta:
+    """The policy's ``defaults.retention``; its default when the policy cannot be read
+    (the audit trail is still worth printing)."""
+    try:
+        return load_policy(settings.accessbot_policy).defaults.retention
+    except (PolicyError, OSError):
+        return Defaults().retention

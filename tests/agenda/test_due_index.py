@@ -26,6 +26,7 @@ POL = parse_policy(POLICY)
 
 
 DEFAULT = Timing()
+RETENTION = dt.timedelta(days=90)  # defaults.retention's default
 
 
 def make(redis: aioredis.Redis, timing: Timing = DEFAULT) -> tuple[Store, Scheduler]:
@@ -80,16 +81,19 @@ async def test_one_entry_per_grant_moves_with_its_next_step(redis: aioredis.Redi
     await store.update("g1", lambda g: Change(g.moved(State.REVOKED, "U0ALICE", now)))
     assert (await sched.get("g1")).kind == StepKind.CLEANUP  # type: ignore[union-attr]
     await store.update("g1", lambda g: Change(g.model_copy(update={"objects_gone_at": now})))
-    assert await index(redis) == {}
-    assert await sched.pending_count() == 0
+    # Nothing left on the cluster: only forgetting, retention after it ended.
+    assert await index(redis) == {"g1": (now + RETENTION).timestamp()}
+    assert (await sched.get("g1")).kind == StepKind.FORGET  # type: ignore[union-attr]
+    assert await sched.pending_count() == 1
 
 
-async def test_a_pending_request_ended_leaves_the_index(redis: aioredis.Redis) -> None:
-    store, _ = make(redis)
-    now = utcnow()
+async def test_a_pending_request_ended_is_only_to_be_forgotten(redis: aioredis.Redis) -> None:
+    store, sched = make(redis)
+    now = utcnow().replace(microsecond=0)
     await store.create(grant("g2", now))
     await store.update("g2", lambda g: Change(g.moved(State.DENIED, "U0LEAD", now)))
-    assert await index(redis) == {}
+    assert await index(redis) == {"g2": (now + RETENTION).timestamp()}
+    assert (await sched.get("g2")).kind == StepKind.FORGET  # type: ignore[union-attr]
 
 
 @asynccontextmanager
@@ -132,7 +136,7 @@ async def test_runner_dispatches_on_the_fresh_step(redis: aioredis.Redis) -> Non
     async with running(sched):
         await until(lambda: _state_is(store, "g3", State.TIMED_OUT), "timed out")
     assert ran == [("g3", StepKind.CARD), ("g3", StepKind.TIMEOUT)]
-    assert await sched.pending_count() == 0
+    assert (await sched.get("g3")).kind == StepKind.FORGET  # type: ignore[union-attr]
 
 
 async def test_a_handler_that_does_not_move_on_is_retried_not_dropped(
@@ -187,4 +191,4 @@ async def test_the_reconciler_refiles_a_grant_the_index_lost(redis: aioredis.Red
     entry = await sched.get("g5")
     assert entry is not None
     assert entry.kind == StepKind.CARD
-    assert await sched.get("g6") is None
+    assert (await sched.get("g6")).kind == StepKind.FORGET  # type: ignore[union-attr]

@@ -68,7 +68,8 @@ async def test_v1_layout_is_migrated_and_every_next_step_runs(
                                                     withscores=True))  # fmt: skip
         # One entry per grant with something left to do, keyed by the grant id; no job ids.
         assert set(due) == {"pendingold", "pendingnew", "approved01", "activeold", "activefar",
-                            "revoked01", "extend0001", "orphan0001"}  # fmt: skip
+                            "revoked01", "extend0001", "orphan0001",
+                            "denied0001", "expired001"}  # fmt: skip
         # The lost grant's cleanup is a sweep by label at the same time (its tombstone).
         sweep = await h.core.scheduler.get("orphan0001")
         assert sweep == Job("orphan0001", "sweep", 4070908800.0, {"cluster": "a"})
@@ -79,6 +80,7 @@ async def test_v1_layout_is_migrated_and_every_next_step_runs(
             "approved01": StepKind.PROVISION, "activeold": StepKind.EXPIRE,
             "activefar": StepKind.REMIND, "revoked01": StepKind.CLEANUP,
             "extend0001": StepKind.EXTEND,
+            "denied0001": StepKind.FORGET, "expired001": StepKind.FORGET,
         }  # fmt: skip
         jobs = await r.hkeys(f"{SCHEDULER_PREFIX}:jobs")  # type: ignore[misc]
         assert sorted(jobs) == sorted([*due, "orphan0001"])

@@ -17,6 +17,7 @@ from tests.support.harness import POLICY
 POL = parse_policy(POLICY)  # reminder_before: 10m
 T0 = dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.UTC)
 MIN = dt.timedelta(minutes=1)
+RETENTION = dt.timedelta(days=90)  # defaults.retention's default
 TIMING = Timing(card_retry=dt.timedelta(seconds=30), cleanup_grace=dt.timedelta(seconds=30))
 
 
@@ -144,18 +145,36 @@ def test_failed_receipt_keeps_the_cleanup_verified_ends_it() -> None:
     assert ask(failed) is not None
     assert ask(failed).kind == StepKind.CLEANUP  # type: ignore[union-attr]
     done = failed.model_copy(update={"objects_gone_at": T0 + 4 * MIN})
-    assert ask(done) is None
+    assert ask(done) == NextStep(StepKind.FORGET, T0 + 2 * MIN + RETENTION)
+
+
+def test_forgotten_retention_after_the_end_never_while_objects_may_remain() -> None:
+    ended = active().moved(State.EXPIRED, "accessbot", T0 + 60 * MIN)
+    assert ask(ended).kind == StepKind.CLEANUP  # type: ignore[union-attr]
+    # A failed receipt (objects still there) keeps the cleanup, however long ago it ended.
+    failed = ended.model_copy(update={"receipt": Receipt(verified=False, at=T0 + 61 * MIN)})
+    assert ask(failed, T0 + 2 * RETENTION).kind == StepKind.CLEANUP  # type: ignore[union-attr]
+    gone = failed.model_copy(update={"objects_gone_at": T0 + 62 * MIN})
+    assert ask(gone, T0 + 2 * RETENTION) == NextStep(StepKind.FORGET, T0 + 60 * MIN + RETENTION)
+    short = parse_policy(
+        POLICY.replace("reminder_before: 10m", "reminder_before: 10m, retention: 2d")
+    )
+    assert next_step(gone, short, T0, TIMING) == NextStep(
+        StepKind.FORGET, T0 + 60 * MIN + dt.timedelta(days=2)
+    )
 
 
 @pytest.mark.parametrize("end", [State.DENIED, State.CANCELLED, State.TIMED_OUT])
-def test_ended_while_pending_needs_nothing(end: State) -> None:
-    assert ask(pending().moved(end, "U0LEAD", T0 + MIN)) is None
+def test_ended_while_pending_is_only_forgotten(end: State) -> None:
+    forget = NextStep(StepKind.FORGET, T0 + MIN + RETENTION)
+    assert ask(pending().moved(end, "U0LEAD", T0 + MIN)) == forget
 
 
 def test_extension_request_never_cleans_up_its_parent() -> None:
+    forget = NextStep(StepKind.FORGET, T0 + 2 * MIN + RETENTION)
     g = approved("extend").moved(State.APPLIED, "accessbot", T0 + 2 * MIN)
-    assert ask(g) is None
-    assert ask(approved("extend").moved(State.REVOKED, "U0A", T0 + 2 * MIN)) is None
+    assert ask(g) == forget
+    assert ask(approved("extend").moved(State.REVOKED, "U0A", T0 + 2 * MIN)) == forget
 
 
 # -- properties over every state ----------------------------------------------------------
@@ -198,9 +217,14 @@ def test_every_state_has_its_step_kind(g: Grant) -> None:
         State.PROVISIONING: {StepKind.PROVISION},
         State.ACTIVE: {StepKind.REMIND, StepKind.EXPIRE},
     }
-    expected = allowed.get(g.state, {StepKind.CLEANUP if g.kind == "access" else None, None})
+    expected = allowed.get(g.state, {StepKind.CLEANUP, StepKind.FORGET})
     if g.kind == "extend" and g.state != State.PENDING:
         expected = {StepKind.EXTEND} if g.state == State.APPROVED else {None}  # never made
+        expected = {StepKind.FORGET} if g.ended else expected
     assert (step.kind if step else None) in expected
+    if g.ended and g.may_have_objects:
+        assert step is not None
+        assert step.kind == StepKind.CLEANUP  # never forgotten while objects may exist
     if g.ended and g.kind == "extend":
-        assert step is None
+        assert step is not None
+        assert step.kind == StepKind.FORGET  # never made objects
