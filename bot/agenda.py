@@ -19,6 +19,7 @@ pending, past ``pending_until``            TIMEOUT      ``pending_until``
 pending, no card yet                       CARD         ``created_at + card_retry``
 pending                                    TIMEOUT      ``pending_until``
 approved or provisioning (access)          PROVISION    when it was approved
+... scheduled (``starts_at`` set)           PROVISION    the later of that and ``starts_at``
 approved (extension request)               EXTEND       when it was approved
 active, reminder owed                      REMIND       ``expires_at - reminder_before``
 active                                     EXPIRE       ``expires_at``
@@ -107,7 +108,10 @@ def next_step(
             return NextStep(StepKind.EXTEND, approved_at(grant) or now)
         return None
     if state in (State.APPROVED, State.PROVISIONING):
-        return NextStep(StepKind.PROVISION, approved_at(grant) or now)
+        due = approved_at(grant) or now
+        if grant.starts_at is not None:  # scheduled access; the same due in both states,
+            due = max(due, grant.starts_at)  # so the claimed step is left alone (see above)
+        return NextStep(StepKind.PROVISION, due)
     if state == State.ACTIVE:
         if grant.expires_at is None:  # never written so; nothing could end it
             return None

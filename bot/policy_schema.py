@@ -272,12 +272,15 @@ class Defaults(_Model):
 
     ``duration`` (default 1h) of a request that names none, clamped to the role's
     maximum; ``pending_ttl`` (24h) before an undecided request times out;
-    ``reminder_before`` (10m) the expiry, when the holder is reminded.
+    ``reminder_before`` (10m) the expiry, when the holder is reminded;
+    ``max_schedule_ahead`` (7d) the furthest a scheduled start may be.
     """
 
     duration: Duration = timedelta(hours=1)
     pending_ttl: Duration = timedelta(hours=24)
     reminder_before: Duration = timedelta(minutes=10)
+    # How far ahead a scheduled start (--at, the modal's start field) may be.
+    max_schedule_ahead: Duration = timedelta(days=7)
 
 
 class Policy(_Model):

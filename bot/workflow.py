@@ -21,6 +21,7 @@ from bot.agenda import StepKind
 from bot.models import Grant
 from bot.policy import AccessRequestSpec
 from bot.ports import Directory, Notifier
+from bot.start_times import StartRequest
 from bot.steps import StepHandler, StepRunner
 from bot.usecases.authorization import (
     APPROVER_OFFBOARDED,
@@ -148,8 +149,8 @@ class Workflow:
         return await self.requests.awaiting(user)
 
     # -- use cases --------------------------------------------------------------
-    async def submit(self, spec: AccessRequestSpec) -> Grant:
-        return await self.requests.submit(spec)
+    async def submit(self, spec: AccessRequestSpec, start: StartRequest | None = None) -> Grant:
+        return await self.requests.submit(spec, start)
 
     async def approve(self, grant_id: str, approver: str) -> Decision:
         return await self.requests.approve(grant_id, approver)

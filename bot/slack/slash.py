@@ -54,6 +54,7 @@ from bot.slack.commands import (
 )
 from bot.slack.forms import request_modal, requestable_clusters, roles_on
 from bot.slack.payloads import ephemeral, typed
+from bot.slack.schedule import in_requesters_zone
 from bot.slack.surface import RESPONSES_PER_COMMAND, Listeners
 from bot.usecases.permissions import Allowance
 from bot.usecases.reports import ReportKind
@@ -104,7 +105,8 @@ class SlashCommands(Listeners):
 
     async def _access(self, cmd: Request | ListGrants | Revoke | Extend, user: str) -> Message:
         if isinstance(cmd, Request):
-            grant = await self.workflow.submit(_request_spec(cmd, user))
+            start = cmd.start and await in_requesters_zone(self.surface.client, user, cmd.start)
+            grant = await self.workflow.submit(_request_spec(cmd, user), start)
             return submitted(grant, self.policy.approvals_channel)
         if isinstance(cmd, ListGrants):
             grants = await self.workflow.list_grants(user, everyone=cmd.everyone)

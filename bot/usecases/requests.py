@@ -15,6 +15,7 @@ from bot.lifecycle import LIVE, State
 from bot.models import Grant, MessageRef, new_grant
 from bot.policy import AccessRequestSpec, may_approve, resolve_request
 from bot.scheduler import Defer
+from bot.start_times import StartRequest, check_start, resolve_start
 from bot.store import Change, RequesterOffboarded
 from bot.usecases.authorization import OFFBOARDED, REQUESTER_OFFBOARDED, Authorization
 from bot.usecases.deps import SYSTEM, Deps, rule_on
@@ -74,7 +75,7 @@ class Requests:
         ]
 
     # -- request -------------------------------------------------------------
-    async def submit(self, spec: AccessRequestSpec) -> Grant:
+    async def submit(self, spec: AccessRequestSpec, start: StartRequest | None = None) -> Grant:
         """Validate and store a request; post its card or approve it at once.
 
         Raises NotAllowed (audited) for an offboarded requester, also when the
@@ -91,6 +92,11 @@ class Requests:
             now=now,
             pending_ttl=deps.policy.defaults.pending_ttl,
         )
+        if start is not None:  # scheduled access (bot.start_times): approved now, made then
+            starts_at = check_start(
+                resolve_start(start, now), now, deps.policy.defaults.max_schedule_ahead
+            )
+            grant = grant.model_copy(update={"starts_at": starts_at})
         if deps.clusters[grant.cluster].trust.insecure:
             grant = grant.model_copy(update={"tls_insecure": True})  # warned on the card
         if resolved.approvals_required == 0:

@@ -18,6 +18,7 @@ from bot.slack.blocks.grants import (
 )
 from bot.slack.blocks.kit import Message, context, header, section
 from bot.slack.blocks.permissions import PERMISSIONS_CHECKING, Permissions, allowance_blocks
+from bot.slack.blocks.schedule import start_fields
 from bot.slack.text import FIELD_TEXT_LIMIT, JSON, code, md, mention, slack_date
 
 
@@ -36,6 +37,7 @@ def _card_fields(grant: Grant) -> list[JSON]:
             FIELD_TEXT_LIMIT,
         ),
         md(f"*Approvals*\n{_tally_md(grant)}", FIELD_TEXT_LIMIT),
+        *start_fields(grant),
     ]
 
 
