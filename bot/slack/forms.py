@@ -3,8 +3,7 @@
 A submission is validated before the listener acknowledges it, so mistakes appear
 inline next to the field (``response_action: errors``). The rules are the policy's
 and the lifecycle's: ``resolve_request`` reports problems by field, which are only
-mapped to block ids here. Only the policy is consulted, never the network, which
-keeps it well inside Slack's 3 s.
+mapped to block ids here. Only the policy is consulted (never the network): well inside 3 s.
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ from bot.policy import (
 )
 from bot.slack import ids, text
 from bot.slack.blocks import PERMISSIONS_CHECKING, Permissions, allowance_blocks, context, section
+from bot.slack.schedule import read_start, start_input
 from bot.slack.text import JSON, MODAL_TITLE_LIMIT, OPTION_TEXT_LIMIT, md, plain
 
 __all__ = [
@@ -186,6 +186,7 @@ def request_modal(
             initial=format_duration(policy.defaults.duration),
             max_length=20,
         ),
+        start_input(policy),
         _text_input(
             ids.REASON_BLOCK,
             "Reason",
@@ -226,6 +227,7 @@ class RequestForm:
     namespace: str | None
     duration: str | None
     reason: str | None
+    start: datetime | None = None  # the start field (bot.slack.schedule); None: at approval
 
 
 def _state_value(element: Any) -> str | None:
@@ -261,6 +263,7 @@ def read_request_form(values: dict[str, Any]) -> RequestForm:
         namespace=read_text(values, ids.NAMESPACE_BLOCK),
         duration=read_text(values, ids.DURATION_BLOCK),
         reason=read_text(values, ids.REASON_BLOCK),
+        start=read_start(values),
     )
 
 
@@ -283,6 +286,7 @@ def _field_blocks(form: RequestForm) -> dict[RequestField, str]:
         "namespace": ids.NAMESPACE_BLOCK,
         "duration": ids.DURATION_BLOCK,
         "reason": ids.REASON_BLOCK,
+        "start": ids.START_BLOCK,
     }
 
 

@@ -8,15 +8,17 @@ import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from bot.lifecycle import State
 from bot.models import utcnow
-from tests.slack.support import APPROVALS, SlackBed, blocks_text
+from tests.slack.support import APPROVALS, SlackBed, blocks_text, values_for_request
 from tests.support.cluster import TestCluster
 from tests.support.harness import settled
+from tests.support.slack_emulator import view_errors
 
 pytestmark = pytest.mark.cluster
 
@@ -161,3 +163,46 @@ async def test_ended_before_its_start_nothing_is_ever_made(
     ended = await bed.core.store.get(grant.id)
     assert ended is not None
     assert ended.ended
+
+
+def with_start(values: dict[str, Any], at: datetime | None) -> dict[str, Any]:
+    """The request modal's values with its start field (datetimepicker) picked."""
+    picked = None if at is None else int(at.timestamp())
+    return {**values, "start": {"value": {"type": "datetimepicker", "selected_date_time": picked}}}
+
+
+async def test_modal_start_field(bed: SlackBed, cluster: TestCluster) -> None:
+    shift = Shift(bed)
+    await bed.command("", "U0ALICE")
+    (opened,) = await bed.emu.wait_for("views.open")
+    blocks = {b["block_id"]: b for b in opened.params["view"]["blocks"]}
+    assert blocks["start"]["element"]["type"] == "datetimepicker"
+    assert blocks["start"]["optional"] is True
+    assert view_errors(opened.params["view"]) == []
+
+    form = values_for_request(
+        cluster="a", role="view", namespace="team-a", duration="1h", reason="look"
+    )
+    for at, words in (
+        (shift.utc() - timedelta(hours=1), "has passed"),
+        (shift.utc() + timedelta(days=8), "more than 7d"),
+    ):
+        answer = (await bed.submit("access_request_modal", with_start(form, at), "U0ALICE")).json()
+        assert answer["response_action"] == "errors"
+        assert set(answer["errors"]) == {"start"}
+        assert words in answer["errors"]["start"]
+    assert await bed.core.store.by_user("U0ALICE") == []
+
+    start = (shift.utc() + timedelta(hours=1)).replace(microsecond=0)
+    reply = await bed.submit("access_request_modal", with_start(form, start), "U0ALICE")
+    assert reply.status == 200
+    assert reply.text == ""
+    grant = await bed.only_grant("U0ALICE")
+    assert grant.starts_at == start
+    assert grant.state == State.APPROVED
+    await settled(bed.core)
+    assert await asyncio.to_thread(objects_of, cluster, grant.id) == []
+    shift.to(start + timedelta(seconds=2))
+    active = await bed.wait_grant(grant.id, State.ACTIVE)
+    assert active.expires_at == start + timedelta(hours=1)
+    assert len(await asyncio.to_thread(objects_of, cluster, grant.id)) == 2
