@@ -122,3 +122,18 @@ def test_window_past_now_and_too_far() -> None:
 def test_instant_from_the_picker() -> None:
     at = datetime(2026, 12, 1, 10, 0, tzinfo=ZoneInfo("Europe/Berlin"))
     assert StartRequest.instant(at).at == datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+def test_max_schedule_ahead_is_a_validated_policy_key() -> None:
+    from bot.policy import PolicyError, parse_policy
+    from tests.unit.test_policy import CONTRACT_POLICY
+
+    assert parse_policy(CONTRACT_POLICY).defaults.max_schedule_ahead == timedelta(days=7)
+    text = CONTRACT_POLICY.replace("defaults: {", "defaults: {max_schedule_ahead: 36h, ", 1)
+    assert parse_policy(text).defaults.max_schedule_ahead == timedelta(hours=36)
+    for bad in ("soon", "0s", "-1h"):
+        broken = CONTRACT_POLICY.replace(
+            "defaults: {", f"defaults: {{max_schedule_ahead: {bad}, ", 1
+        )
+        with pytest.raises(PolicyError, match=r"defaults\.max_schedule_ahead"):
+            parse_policy(broken, "policy.yaml")
