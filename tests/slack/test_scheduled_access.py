@@ -66,6 +66,9 @@ async def test_scheduled_grant_is_made_at_its_start_and_its_clock_starts_then(
     assert grant.starts_at == start
     card = bed.card_for(grant.id)
     assert f"<!date^{int(start.timestamp())}^" in blocks_text(card)
+    history = await bed.core.store.audit_history(grant.id)
+    assert history[0]["event"] == "requested"
+    assert history[0]["starts_at"] == start.isoformat()
 
     await bed.click("access_approve", grant.id, "U0LEAD", card, APPROVALS)
     await bed.wait_grant(grant.id, State.APPROVED)
