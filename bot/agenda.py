@@ -21,6 +21,7 @@ pending, approvers not yet reminded        REMIND_APPR  ``created_at + remind_ap
 pending, role escalates, not yet done      ESCALATE     ``created_at + escalate_after``
 pending                                    TIMEOUT      ``pending_until``
 approved or provisioning (access)          PROVISION    when it was approved
+... scheduled (``starts_at`` set)           PROVISION    the later of that and ``starts_at``
 approved (extension request)               EXTEND       when it was approved
 active break-glass, unratified, before      RATIFY       activation ``+ ratify_within``
 the reminder or expiry below
@@ -129,7 +130,10 @@ def next_step(
             return NextStep(StepKind.EXTEND, approved_at(grant) or now)
         return _forget(grant, policy)
     if state in (State.APPROVED, State.PROVISIONING):
-        return NextStep(StepKind.PROVISION, approved_at(grant) or now)
+        due = approved_at(grant) or now
+        if grant.starts_at is not None:  # scheduled access; the same due in both states,
+            due = max(due, grant.starts_at)  # so the claimed step is left alone (see above)
+        return NextStep(StepKind.PROVISION, due)
     if state == State.ACTIVE:
         if grant.expires_at is None:  # never written so; nothing could end it
             return None

@@ -50,8 +50,11 @@ def receipt_summary(grant: Grant, receipt: Receipt) -> str:
 
 
 def request_entry(grant: Grant) -> dict[str, str]:
-    """The audit entry of a new record: who asked for what (its steps follow)."""
+    """The audit entry of a new record: who asked for what (its steps follow); a
+    scheduled request also says when it starts (``starts_at``)."""
+    scheduled = {} if grant.starts_at is None else {"starts_at": grant.starts_at.isoformat()}
     return {
+        **scheduled,
         "grant_id": grant.id,
         "kind": grant.kind,
         "event": "requested",

@@ -123,6 +123,9 @@ class Grant(BaseModel):
     created_at: datetime
     pending_until: datetime
     expires_at: datetime | None = None
+    # Scheduled access: approved now, made at this time (None: at approval). An
+    # optional field: records stored before it existed load with None (no migration).
+    starts_at: datetime | None = None
     # For kind == "extend": the grant being extended. An approved extension
     # request stays "approved": its effect lives on the grant it extended.
     extends: str | None = None

@@ -38,7 +38,7 @@ __all__ = [
 MAX_REASON_LENGTH = 500
 """Characters a request's reason may have (after surrounding whitespace is dropped)."""
 
-RequestField = Literal["role", "cluster", "namespace", "duration", "reason"]
+RequestField = Literal["role", "cluster", "namespace", "duration", "reason", "start"]
 """A field of a request that a problem can be about."""
 
 _T = TypeVar("_T")

@@ -282,7 +282,8 @@ class Defaults(_Model):
     ``duration`` (default 1h) of a request that names none, clamped to the role's
     maximum; ``pending_ttl`` (24h) before an undecided request times out;
     ``reminder_before`` (10m) the expiry, when the holder is reminded; ``retention`` (90d)
-    from a grant's end until Redis forgets it (bot.retention; also the audit stream's cap).
+    from a grant's end until Redis forgets it (bot.retention; also the audit stream's cap);
+    ``max_schedule_ahead`` (7d) the furthest a scheduled start may be.
     """
 
     duration: Duration = timedelta(hours=1)
@@ -290,6 +291,8 @@ class Defaults(_Model):
     reminder_before: Duration = timedelta(minutes=10)
     remind_approvers_after: Duration = timedelta(minutes=15)  # see bot.usecases.nudges
     retention: Duration = timedelta(days=90)
+    # How far ahead a scheduled start (--at, the modal's start field) may be.
+    max_schedule_ahead: Duration = timedelta(days=7)
 
 
 class Policy(_Model):

@@ -23,6 +23,7 @@ from bot.narrowing import NarrowingAsk
 from bot.policy import AccessRequestSpec
 from bot.ports import Directory, Notifier
 from bot.retention import forget
+from bot.start_times import StartRequest
 from bot.steps import StepHandler, StepRunner
 from bot.usecases.authorization import (
     APPROVER_OFFBOARDED,
@@ -168,15 +169,18 @@ class Workflow:
         return await self.requests.awaiting(user)
 
     # -- use cases --------------------------------------------------------------
-    async def submit(self, spec: AccessRequestSpec) -> Grant:
-        return await self.requests.submit(spec)
+    async def submit(self, spec: AccessRequestSpec, start: StartRequest | None = None) -> Grant:
+        return await self.requests.submit(spec, start)
 
     async def approve(self, grant_id: str, approver: str) -> Decision:
         return await self.requests.approve(grant_id, approver)
 
-    async def request(self, spec: AccessRequestSpec) -> Grant | ExtensionOffer:
-        """``submit``, or an offer to extend the live grant ``spec`` duplicates."""
-        return await self.offers.request(spec)
+    async def request(
+        self, spec: AccessRequestSpec, start: StartRequest | None = None
+    ) -> Grant | ExtensionOffer:
+        """``submit``, or an offer to extend the live grant ``spec`` duplicates (a
+        request for later, with a ``start``, is always submitted)."""
+        return await self.offers.request(spec, start)
 
     async def take_offer(self, grant_id: str, user: str) -> Grant:
         return await self.offers.take(grant_id, user)

@@ -21,8 +21,15 @@ from datetime import timedelta
 from typing import ClassVar
 
 from bot.durations import DurationError, format_duration, parse_duration
-from bot.policy import DNS_LABEL_RULE, ROLE_NAME_RULE, is_dns_label, is_role_name
+from bot.policy import (
+    DNS_LABEL_RULE,
+    ROLE_NAME_RULE,
+    RequestRejected,
+    is_dns_label,
+    is_role_name,
+)
 from bot.slack.command_scan import OPTION, CommandError, scan, shown, split_verb
+from bot.start_times import StartRequest, parse_start
 
 __all__ = [
     "ACCESS_USAGE",
@@ -47,7 +54,9 @@ __all__ = [
 ]
 
 USAGE: dict[str, str] = {
-    "request": "/access request ROLE [-c CLUSTER] [-n NAMESPACE] [-d DURATION] REASON...",
+    "request": (
+        "/access request ROLE [-c CLUSTER] [-n NAMESPACE] [-d DURATION] [--at TIME] REASON..."
+    ),
     "breakglass": "/access breakglass ROLE [-c CLUSTER] [-n NAMESPACE] [-d DURATION] REASON...",
     "list": "/access list [--all]",
     "revoke": "/access revoke GRANT_ID",
@@ -92,6 +101,8 @@ class Request:
     cluster: str | None = None
     namespace: str | None = None
     duration: timedelta | None = None
+    # ``--at TIME``: a scheduled start (bot.start_times); None: at approval.
+    start: StartRequest | None = None
 
     def text(self) -> str:
         parts = ["request", self.role]
@@ -101,6 +112,8 @@ class Request:
             parts += ["-n", self.namespace]
         if self.duration is not None:
             parts += ["-d", format_duration(self.duration)]
+        if self.start is not None:
+            parts += ["--at", self.start.text]
         first = self.reason.split(maxsplit=1)[0] if self.reason.split() else ""
         if OPTION.fullmatch(first) or first == "--":
             parts.append("--")
@@ -240,11 +253,19 @@ def _duration_option(text: str, usage: str) -> timedelta:
         raise CommandError(str(exc), usage) from None
 
 
+def _start_option(text: str, usage: str) -> StartRequest:
+    try:
+        return parse_start(text)
+    except RequestRejected as exc:
+        raise CommandError(str(exc), usage) from None
+
+
 # -- /access --------------------------------------------------------------------------
 
 _CLUSTER = {"-c": "cluster", "--cluster": "cluster"}
 _NAMESPACE = {"-n": "namespace", "--namespace": "namespace"}
 _DURATION = {"-d": "duration", "--duration": "duration"}
+_AT = {"--at": "at"}
 
 
 def parse_access(text: str) -> AccessCommand:
@@ -263,7 +284,7 @@ def _parse_request(text: str, verb: str = "request") -> Request:
     given = scan(
         text,
         usage,
-        valued={**_CLUSTER, **_NAMESPACE, **_DURATION},
+        valued={**_CLUSTER, **_NAMESPACE, **_DURATION, **_AT},
         flags={},
         positional=1,
         tail=True,
@@ -273,12 +294,14 @@ def _parse_request(text: str, verb: str = "request") -> Request:
     if not given.rest:
         raise CommandError("give a reason (what you are going to do)", usage)
     duration = given.options.get("duration")
+    at = given.options.get("at")
     return Request(
         role=_role_name(given.positional[0], usage),
         reason=given.rest,
         cluster=_checked_label(given.options.get("cluster"), "cluster", usage),
         namespace=_checked_label(given.options.get("namespace"), "namespace", usage),
         duration=_duration_option(duration, usage) if duration is not None else None,
+        start=_start_option(at, usage) if at is not None else None,
     )
 
 

@@ -3,13 +3,11 @@
 A submission is validated before the listener acknowledges it, so mistakes appear
 inline next to the field (``response_action: errors``). The rules are the policy's
 and the lifecycle's: ``resolve_request`` reports problems by field, which are only
-mapped to block ids here. Only the policy is consulted, never the network, which
-keeps it well inside Slack's 3 s.
+mapped to block ids here. Only the policy is consulted (never the network): well inside 3 s.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,7 +29,16 @@ from bot.policy import (
 from bot.policy_rules import reason_optional
 from bot.slack import ids, text
 from bot.slack.blocks import PERMISSIONS_CHECKING, Permissions, allowance_blocks, context, section
-from bot.slack.text import JSON, MODAL_TITLE_LIMIT, OPTION_TEXT_LIMIT, md, plain
+from bot.slack.form_kit import (
+    grant_from_metadata,
+    metadata,
+    modal,
+    option,
+    read_text,
+    text_input,
+)
+from bot.slack.schedule import read_start, start_input
+from bot.slack.text import JSON, md, plain
 
 __all__ = [
     "RequestForm",
@@ -47,66 +54,8 @@ __all__ = [
     "validate_request_form",
 ]
 
-HINT_LIMIT = 2000
 NOT_A_DURATION = "Use a duration like 30m, 2h, 1d or 1h30m."
 OPTIONS_LIMIT = 100
-
-
-def _modal(callback_id: str, title: str, submit: str, blocks: list[JSON], metadata: str) -> JSON:
-    return {
-        "type": "modal",
-        "callback_id": callback_id,
-        "title": plain(title, MODAL_TITLE_LIMIT),
-        "submit": plain(submit, MODAL_TITLE_LIMIT),
-        "close": plain("Cancel", MODAL_TITLE_LIMIT),
-        "private_metadata": metadata,
-        "blocks": blocks,
-    }
-
-
-def _text_input(
-    block_id: str,
-    label: str,
-    *,
-    hint: str | None = None,
-    initial: str | None = None,
-    multiline: bool = False,
-    optional: bool = False,
-    max_length: int | None = None,
-) -> JSON:
-    element: JSON = {"type": "plain_text_input", "action_id": ids.VALUE, "multiline": multiline}
-    if initial:
-        element["initial_value"] = initial
-    if max_length is not None:
-        element["max_length"] = max_length
-    block: JSON = {
-        "type": "input",
-        "block_id": block_id,
-        "label": plain(label),
-        "element": element,
-        "optional": optional,
-    }
-    if hint:
-        block["hint"] = plain(hint, HINT_LIMIT)
-    return block
-
-
-def _option(shown: str, value: str) -> JSON:
-    return {"text": plain(shown, OPTION_TEXT_LIMIT), "value": value}
-
-
-def _metadata(**values: str) -> str:
-    return json.dumps(values, separators=(",", ":"))
-
-
-def grant_from_metadata(metadata: str) -> str:
-    """The grant id a deny/extend modal was opened for ("" if unreadable)."""
-    try:
-        data = json.loads(metadata or "{}")
-    except ValueError:
-        return ""
-    value = data.get("grant") if isinstance(data, dict) else None
-    return value if isinstance(value, str) else ""
 
 
 # -- the request modal -----------------------------------------------------------------
@@ -144,17 +93,17 @@ def request_modal(
     cluster_select: JSON = {
         "type": "static_select",
         "action_id": ids.MODAL_CLUSTER,
-        "options": [_option(c, c) for c in clusters[:OPTIONS_LIMIT]],
-        "initial_option": _option(chosen, chosen),
+        "options": [option(c, c) for c in clusters[:OPTIONS_LIMIT]],
+        "initial_option": option(chosen, chosen),
     }
     role_select: JSON = {
         "type": "static_select",
         "action_id": ids.MODAL_ROLE,
         "placeholder": plain("Pick a role"),
-        "options": [_option(_role_text(policy, r), r) for r in roles[:OPTIONS_LIMIT]],
+        "options": [option(_role_text(policy, r), r) for r in roles[:OPTIONS_LIMIT]],
     }
     if role in roles:
-        role_select["initial_option"] = _option(_role_text(policy, role), role)
+        role_select["initial_option"] = option(_role_text(policy, role), role)
     ns_hint = "; ".join(f"{r}: {', '.join(policy.roles[r].namespaces)}" for r in namespaced)
     maxima = ", ".join(f"{r} {format_duration(policy.roles[r].max_duration)}" for r in roles)
     blocks: list[JSON] = [
@@ -173,7 +122,7 @@ def request_modal(
             "element": role_select,
         },
         *_permission_blocks(policy, chosen, role if role in roles else None, permissions),
-        _text_input(
+        text_input(
             ids.NAMESPACE_BLOCK,
             "Namespace",
             hint=(f"Allowed namespaces — {ns_hint}. " if ns_hint else "")
@@ -181,14 +130,15 @@ def request_modal(
             optional=True,
             max_length=63,
         ),
-        _text_input(
+        text_input(
             ids.DURATION_BLOCK,
             "Duration",
             hint=f"Like 30m, 2h, 1h30m. Maximum: {maxima}.",
             initial=format_duration(policy.defaults.duration),
             max_length=20,
         ),
-        _text_input(
+        start_input(policy),
+        text_input(
             ids.REASON_BLOCK,
             "Reason",
             hint="What you are going to do; approvers and the audit log see it.",
@@ -197,7 +147,7 @@ def request_modal(
             max_length=MAX_REASON_LENGTH,
         ),
     ]
-    return _modal(ids.REQUEST_MODAL, "Request access", "Request", blocks, metadata)
+    return modal(ids.REQUEST_MODAL, "Request access", "Request", blocks, metadata)
 
 
 def _permission_blocks(
@@ -229,27 +179,7 @@ class RequestForm:
     namespace: str | None
     duration: str | None
     reason: str | None
-
-
-def _state_value(element: Any) -> str | None:
-    if not isinstance(element, dict):
-        return None
-    option = element.get("selected_option")
-    if isinstance(option, dict):
-        value = option.get("value")
-        return value if isinstance(value, str) else None
-    value = element.get("value")
-    return (value.strip() or None) if isinstance(value, str) else None
-
-
-def read_text(values: dict[str, Any], block_id: str) -> str | None:
-    """A text input's (or a select's) value from ``view.state.values`` (None when empty)."""
-    actions = values.get(block_id)
-    if not isinstance(actions, dict):
-        return None
-    for element in actions.values():
-        return _state_value(element)
-    return None
+    start: datetime | None = None  # the start field (bot.slack.schedule); None: at approval
 
 
 def read_request_form(values: dict[str, Any]) -> RequestForm:
@@ -264,6 +194,7 @@ def read_request_form(values: dict[str, Any]) -> RequestForm:
         namespace=read_text(values, ids.NAMESPACE_BLOCK),
         duration=read_text(values, ids.DURATION_BLOCK),
         reason=read_text(values, ids.REASON_BLOCK),
+        start=read_start(values),
     )
 
 
@@ -286,6 +217,7 @@ def _field_blocks(form: RequestForm) -> dict[RequestField, str]:
         "namespace": ids.NAMESPACE_BLOCK,
         "duration": ids.DURATION_BLOCK,
         "reason": ids.REASON_BLOCK,
+        "start": ids.START_BLOCK,
     }
 
 
@@ -338,7 +270,7 @@ def deny_modal(grant: Grant) -> JSON:
         section(md(f"Deny {who}'s request for *{role}* on {where}?")),
         context(md("*Their reason*")),
         section(plain(grant.reason)),
-        _text_input(
+        text_input(
             ids.REASON_BLOCK,
             "Why are you denying it?",
             hint="The requester sees this.",
@@ -346,7 +278,7 @@ def deny_modal(grant: Grant) -> JSON:
             max_length=MAX_REASON_LENGTH,
         ),
     ]
-    return _modal(ids.DENY_MODAL, "Deny request", "Deny", blocks, _metadata(grant=grant.id))
+    return modal(ids.DENY_MODAL, "Deny request", "Deny", blocks, metadata(grant=grant.id))
 
 
 def extension_room(grant: Grant, policy: Policy, now: datetime) -> timedelta:
@@ -369,7 +301,7 @@ def extend_modal(grant: Grant, policy: Policy, now: datetime) -> JSON:
                 f"{format_duration(room)} now."
             )
         ),
-        _text_input(
+        text_input(
             ids.DURATION_BLOCK,
             "Extend by",
             hint="Like 30m or 1h. Roles that need approval ask the approvers again.",
@@ -377,7 +309,7 @@ def extend_modal(grant: Grant, policy: Policy, now: datetime) -> JSON:
             max_length=20,
         ),
     ]
-    return _modal(ids.EXTEND_MODAL, "Extend access", "Extend", blocks, _metadata(grant=grant.id))
+    return modal(ids.EXTEND_MODAL, "Extend access", "Extend", blocks, metadata(grant=grant.id))
 
 
 def validate_extension(

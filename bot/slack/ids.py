@@ -36,4 +36,5 @@ ROLE_BLOCK_PREFIX = "role"
 NAMESPACE_BLOCK = "namespace"
 DURATION_BLOCK = "duration"
 REASON_BLOCK = "reason"
+START_BLOCK = "start"  # the request modal's scheduled start (bot.slack.schedule)
 PERMISSIONS_BLOCK = "permissions"  # prefix of the blocks saying what the role allows

@@ -42,7 +42,9 @@ from bot.slack.forms import (
 from bot.slack.home import submitted_from_home
 from bot.slack.notifier import CARD_PATIENCE_SECONDS
 from bot.slack.payloads import clicker, selected, view_values
+from bot.slack.schedule import start_problem
 from bot.slack.surface import Listeners
+from bot.start_times import StartRequest
 from bot.usecases.permissions import PERMISSIONS_CHECKING, Permissions
 from bot.workflow import ExtensionOffer, Outcome
 
@@ -118,18 +120,21 @@ class Modals(Listeners):
 
     async def request_submitted(self, ack: AsyncAck, body: JSON, view: JSON) -> None:
         user = clicker(body)
-        spec, errors = validate_request_form(
-            self.policy, read_request_form(view_values(view)), user
-        )
-        if spec is None:
+        form = read_request_form(view_values(view))
+        spec, errors = validate_request_form(self.policy, form, user)
+        start, start_errors = start_problem(self.policy, form.start, self.workflow.clock())
+        errors = {**start_errors, **errors}
+        if spec is None or errors:
             await ack(response_action="errors", errors=errors)
             return
         await ack()
-        await self.surface.answer(user, None, "request", "", self._submit_quietly(spec))
+        await self.surface.answer(user, None, "request", "", self._submit_quietly(spec, start))
 
-    async def _submit_quietly(self, spec: AccessRequestSpec) -> Message | None:
-        result = await self.workflow.request(spec)  # the requester hears from the notifier,
-        # or, asking for what they hold already, gets the offer to extend it
+    async def _submit_quietly(
+        self, spec: AccessRequestSpec, start: StartRequest | None
+    ) -> Message | None:
+        result = await self.workflow.request(spec, start)  # the requester hears from the
+        # notifier, or, asking for what they hold already, gets the offer to extend it
         return offer_message(result) if isinstance(result, ExtensionOffer) else None
 
     async def deny_submitted(self, ack: AsyncAck, body: JSON, view: JSON) -> None:

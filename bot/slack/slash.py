@@ -58,6 +58,7 @@ from bot.slack.commands import (
 )
 from bot.slack.forms import request_modal, requestable_clusters, roles_on
 from bot.slack.payloads import ephemeral, typed
+from bot.slack.schedule import in_requesters_zone
 from bot.slack.surface import RESPONSES_PER_COMMAND, Listeners
 from bot.usecases.permissions import Allowance
 from bot.usecases.reports import ReportKind
@@ -114,7 +115,8 @@ class SlashCommands(Listeners):
             taken = await self.workflow.take_break_glass(_request_spec(cmd, user))
             return break_glass_taken(taken, self.policy.approvals_channel)
         if isinstance(cmd, Request):
-            asked = await self.workflow.request(_request_spec(cmd, user))
+            start = cmd.start and await in_requesters_zone(self.surface.client, user, cmd.start)
+            asked = await self.workflow.request(_request_spec(cmd, user), start)
             if isinstance(asked, ExtensionOffer):  # already held: extend it instead?
                 return offer_message(asked)
             return submitted(asked, self.policy.approvals_channel)

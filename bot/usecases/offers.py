@@ -18,6 +18,7 @@ from bot.extension_rules import check_extension_rules
 from bot.lifecycle import ExtensionRejected, State, new_expiry, room_to_extend
 from bot.models import Grant
 from bot.policy import AccessRequestSpec, RequestRejected, ResolvedRequest, resolve_request
+from bot.start_times import StartRequest
 from bot.store import Change
 from bot.usecases.deps import Deps
 from bot.usecases.extensions import Extensions
@@ -55,10 +56,15 @@ class Offers:
     requests: Requests
     extensions: Extensions
 
-    async def request(self, spec: AccessRequestSpec) -> Grant | ExtensionOffer:
+    async def request(
+        self, spec: AccessRequestSpec, start: StartRequest | None = None
+    ) -> Grant | ExtensionOffer:
         """Submit ``spec`` as a request, or, when it duplicates a live grant, offer to
-        extend that grant (recorded and audited on it) instead."""
+        extend that grant (recorded and audited on it) instead. A request for later
+        (``start``) is always submitted: it is not the access held now."""
         deps = self.deps
+        if start is not None:
+            return await self.requests.submit(spec, start)
         await self.requests.authz.require_enabled(spec.requester, "request")
         resolved = resolve_request(deps.policy, spec)
         live = [g for g in await deps.store.by_user(spec.requester) if duplicates(g, resolved)]

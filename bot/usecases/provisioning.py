@@ -62,6 +62,9 @@ class Provisioning:
             recheck_request(deps.policy, grant.decided, approvals_given=given)
         except RequestRejected as exc:
             return await self.fail(grant, str(exc))
+        if grant.expires_at is not None and grant.expires_at <= deps.clock():
+            # Scheduled access whose whole window passed while the bot could not act.
+            return await self.fail(grant, "its scheduled time window ended before it could start")
         try:
             token, content = await self._make_credentials(grant)
             # The end the cluster honours is on record before anyone is told a time.
@@ -95,7 +98,8 @@ class Provisioning:
         def start(g: Grant) -> Change | None:
             # Whole seconds: the expires-at annotation has no fractions, and the
             # record and the objects must agree on when access ends.
-            expires = _ceil_second(now + g.duration)
+            # Scheduled access: the clock starts at the start, not when it ran.
+            expires = _ceil_second((g.starts_at or now) + g.duration)
             return Change(
                 g.moved(State.PROVISIONING, SYSTEM, now).model_copy(update={"expires_at": expires})
             )

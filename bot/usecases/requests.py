@@ -15,6 +15,7 @@ from bot.lifecycle import LIVE, State
 from bot.models import Grant, MessageRef, new_grant
 from bot.policy import AccessRequestSpec, ResolvedRequest, may_approve, resolve_request
 from bot.scheduler import Defer
+from bot.start_times import StartRequest, check_start, resolve_start
 from bot.store import Change, RequesterOffboarded
 from bot.usecases.authorization import (
     OFFBOARDED,
@@ -90,7 +91,7 @@ class Requests:
         insecure = deps.clusters[grant.cluster].trust.insecure
         return grant.model_copy(update={"tls_insecure": insecure}) if insecure else grant
 
-    async def submit(self, spec: AccessRequestSpec) -> Grant:
+    async def submit(self, spec: AccessRequestSpec, start: StartRequest | None = None) -> Grant:
         """Validate and store a request; post its card or approve it at once.
 
         Raises NotAllowed (audited) for an offboarded requester, also when the
@@ -102,6 +103,11 @@ class Requests:
         resolved = resolve_request(deps.policy, spec)
         now = deps.clock()
         grant = await self.draft(resolved, now)
+        if start is not None:  # scheduled access (bot.start_times): approved now, made then
+            starts_at = check_start(
+                resolve_start(start, now), now, deps.policy.defaults.max_schedule_ahead
+            )
+            grant = grant.model_copy(update={"starts_at": starts_at})
         if resolved.approvals_required == 0:
             grant = grant.moved(State.APPROVED, SYSTEM, now, "auto-approved by policy")
             return await self.create(grant)  # its next step: provision

@@ -59,7 +59,7 @@ def test_request_modal_shape() -> None:
     assert view["callback_id"] == ids.REQUEST_MODAL
     assert len(view["title"]["text"]) <= 24
     blocks = {b["block_id"]: b for b in view["blocks"]}
-    assert list(blocks) == ["cluster", "role-a", "namespace", "duration", "reason"]
+    assert list(blocks) == ["cluster", "role-a", "namespace", "duration", "start", "reason"]
     assert blocks["cluster"]["dispatch_action"] is True
     assert blocks["cluster"]["element"]["action_id"] == ids.MODAL_CLUSTER
     assert [o["value"] for o in blocks["role-a"]["element"]["options"]] == ["view", "edit"]

@@ -12,6 +12,7 @@ from bot.audit import CACHE_CAVEAT
 from bot.models import Grant, Receipt, Step
 from bot.slack.blocks.grants import summary_md, what_it_is
 from bot.slack.blocks.kit import Message, context, header, section
+from bot.slack.blocks.schedule import start_note
 from bot.slack.text import (
     HEADER_TEXT_LIMIT,
     SECTION_TEXT_LIMIT,
@@ -27,7 +28,7 @@ from bot.slack.text import (
 def audit_message(grant: Grant, step: Step | None) -> Message:
     """One state change for the audit channel; ``step`` None records a new request."""
     if step is None:
-        change = f"requested by {mention(grant.requester)}"
+        change = f"requested by {mention(grant.requester)}{start_note(grant)}"
         if grant.break_glass is not None:
             who = mention(grant.requester)
             change = f":rotating_light: *BREAK-GLASS*, taken without approval by {who}"

@@ -23,14 +23,17 @@ from bot.slack.blocks.narrowing import narrowed_blocks
 from bot.slack.blocks.nudges import waiting_md
 from bot.slack.blocks.outcomes import actor_md, card_outcome, people_md
 from bot.slack.blocks.permissions import PERMISSIONS_CHECKING, Permissions, what_is_asked
+from bot.slack.blocks.schedule import start_fields
 from bot.slack.text import JSON, code, md, mention, slack_date
 
 
 def _card_fields(grant: Grant) -> list[JSON]:
     duration = "Extend by" if grant.kind == "extend" else "Duration"
-    return card_fields(
-        grant, who="Requester", duration=duration, count=("Approvals", _tally_md(grant))
-    )
+    count = ("Approvals", _tally_md(grant))
+    return [
+        *card_fields(grant, who="Requester", duration=duration, count=count),
+        *start_fields(grant),
+    ]
 
 
 def _tally_md(grant: Grant) -> str:

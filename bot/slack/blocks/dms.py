@@ -34,6 +34,7 @@ from bot.slack.blocks.outcomes import (
     failure_advice,
     timed_out_advice,
 )
+from bot.slack.blocks.schedule import kubeconfig_when, start_note
 from bot.slack.text import JSON, code, escape, md, slack_date, time_left
 
 
@@ -97,7 +98,7 @@ def _waiting_dm(grant: Grant, policy: Policy) -> Message:
     what = what_it_is(grant).capitalize()
     text = (
         f"{what} {code(grant.id)} for {summary_md(grant)} "
-        f"({format_duration(grant.duration)}) is waiting for "
+        f"({format_duration(grant.duration)}{start_note(grant)}) is waiting for "
         f"{grant.approvals_required} approval(s). {approvers_md(policy, grant.role)}."
     )
     cancel = button("Cancel request", ids.REVOKE, grant.id)
@@ -114,7 +115,7 @@ def _state_text(grant: Grant, step: Step | None) -> str | None:
     texts = {
         State.APPROVED: (
             f":white_check_mark: {what} was approved by {approvers}."
-            + ("" if grant.kind == "extend" else " Preparing your kubeconfig…")
+            + ("" if grant.kind == "extend" else f" {kubeconfig_when(grant)}")
         ),
         State.DENIED: f":no_entry: {what} was denied by {by}.",
         State.CANCELLED: cancelled_text(grant, what, step.actor if step else "accessbot"),
@@ -151,7 +152,7 @@ def requester_update(before: Grant, after: Grant, policy: Policy, now: datetime)
     auto = after.is_new and after.state == State.APPROVED
     if auto:
         text = f"Your {what_it_is(after)} {code(after.id)} for {summary_md(after)} was approved "
-        text += "automatically by policy. Preparing your kubeconfig…"
+        text += f"automatically by policy. {kubeconfig_when(after)}"
     why = after.failure or (step.reason if step else "")
     if after.state in (State.APPROVED, State.EXPIRED, State.TIMED_OUT):
         why = ""

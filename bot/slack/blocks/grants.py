@@ -11,6 +11,7 @@ from bot.models import Grant, Step
 from bot.policy import Policy, approvers_of
 from bot.slack import ids
 from bot.slack.blocks.kit import actions, button, context, section
+from bot.slack.blocks.schedule import start_note
 from bot.slack.text import (
     FIELD_TEXT_LIMIT,
     JSON,
@@ -129,7 +130,7 @@ def grant_line(grant: Grant, now: datetime) -> str:
         line += f" · waiting for {grant.tally.remaining} approval(s)"
     else:
         line += f" · {escape(str(grant.state))}"
-    return line
+    return line + (start_note(grant) if not grant.ended else "")
 
 
 def card_fields(grant: Grant, *, who: str, duration: str, count: tuple[str, str]) -> list[JSON]:

@@ -6,8 +6,9 @@ from __future__ import annotations
 from bot.lifecycle import State
 from bot.models import Grant
 from bot.slack.blocks.kit import Message, context, error_message, info_message, section
+from bot.slack.blocks.schedule import kubeconfig_when
 from bot.slack.commands import ACCESS_USAGE, K8S_USAGE
-from bot.slack.text import JSON, code, escape, md
+from bot.slack.text import JSON, code, escape, md, slack_date
 from bot.workflow import Outcome, Revocation
 
 # Sentences shown next to a modal field (Slack's ``response_action: errors``).
@@ -91,10 +92,14 @@ def submitted(grant: Grant, channel: str) -> Message:
         text = (
             f"Request {code(grant.id)} is waiting for approval in {where}. I'll DM you as it moves."
         )
+        if grant.starts_at is not None:
+            text += f" Once approved, access starts {slack_date(grant.starts_at)}."
     else:
         text = (
             f"Request {code(grant.id)} was approved by policy; your kubeconfig will arrive in a DM."
         )
+        if grant.starts_at is not None:
+            text = f"Request {code(grant.id)} was approved by policy. {kubeconfig_when(grant)}"
     return Message(text, [{"type": "section", "text": {"type": "mrkdwn", "text": text}}])
 
 

@@ -65,6 +65,11 @@ def _element_errors(element: JSON, pointer: str) -> list[str]:
         errors += _too_long(_text(element.get("text")), 75, f"{pointer}/text/text")
         errors += _too_long(element.get("value"), 2000, f"{pointer}/value")
         errors += _too_long(element.get("url"), 3000, f"{pointer}/url")
+    if element.get("type") == "datetimepicker":
+        # Slack's rule: initial_date_time is a UNIX timestamp in seconds, an integer.
+        initial = element.get("initial_date_time")
+        if initial is not None and (not isinstance(initial, int) or isinstance(initial, bool)):
+            errors.append(f"must be an integer [json-pointer:{pointer}/initial_date_time]")
     options = element.get("options")
     if isinstance(options, list):
         errors += _too_many(options, 100, f"{pointer}/options")
