@@ -74,6 +74,10 @@ class Provisioning:
                 delivery = grant.delivered_file
             else:
                 claim = await self._claim_delivery(grant.id)
+                if claim == "done":
+                    # An overlapping attempt delivered and activated it: its objects
+                    # are the ones in use, so this attempt leaves them alone.
+                    return await deps.store.get(grant.id)
                 if claim == "ended":
                     # Revoked (say, offboarded) while we made the objects: no
                     # kubeconfig goes out, and what we made is taken back.
@@ -143,11 +147,12 @@ class Provisioning:
             update={"expires_at": ends}
         )
 
-    async def _claim_delivery(self, grant_id: str) -> Literal["claimed", "busy", "ended"]:
+    async def _claim_delivery(self, grant_id: str) -> Literal["claimed", "busy", "done", "ended"]:
         """Become the one attempt allowed to send this grant's kubeconfig.
 
-        Returns "claimed", "busy" (another live attempt holds the claim) or
-        "ended" (the grant is no longer provisioning). A claim older than
+        Returns "claimed", "busy" (another live attempt holds the claim), "done"
+        (another attempt activated it meanwhile) or "ended" (it ended, or its record
+        is gone: what was made must be taken back). A claim older than
         ``delivery_claim_seconds`` belongs to an attempt presumed dead (its
         process crashed before recording the delivery), so a crash at that
         exact point costs a delay, never a second file. The requester's
@@ -170,6 +175,8 @@ class Provisioning:
             grant_id, self._saga_step(State.PROVISIONING, now, claim)
         )
         current = claimed or await store.get(grant_id)
+        if current is not None and current.state == State.ACTIVE:
+            return "done"
         if current is None or current.state != State.PROVISIONING:
             return "ended"
         return "claimed" if current.delivery_attempt == attempt else "busy"

@@ -280,3 +280,27 @@ async def test_revoke_says_what_it_ended_and_from_where(harness: Harness) -> Non
     assert (cancelled.was, cancelled.grant.state, cancelled.already_over) == (
         State.PENDING, State.CANCELLED, False,
     )  # fmt: skip
+
+
+async def test_overlapping_provisioning_attempts_leave_the_active_grant_working(
+    harness: Harness, cluster: TestCluster, tmp_path: Path
+) -> None:
+    """Attempts that overlap the one that activates the grant (a lost lease, a second
+    replica) must not take its objects back: the grant stays active and its file works."""
+    grant = await harness.workflow.submit(spec("view"))
+    attempts = await asyncio.gather(
+        *(harness.workflow.provision(grant.id) for _ in range(6)), return_exceptions=True
+    )
+    for outcome in attempts:
+        assert not isinstance(outcome, BaseException) or type(outcome).__name__ == "RetryLater"
+    active = await harness.wait_state(grant.id, State.ACTIVE)
+    await until_step_done(harness.core, grant.id, "provision")
+    assert len(harness.notifier.delivered_to(grant.id)) == 1
+    mine = [o for o in await k8s_grants.list_managed(harness.core.clusters["a"])
+            if o.grant_id == active.id]  # fmt: skip
+    assert {o.kind for o in mine} == {"ServiceAccount", "RoleBinding"}
+    r = await asyncio.to_thread(
+        cluster.kubectl, "get", "pods", "-n", "team-a",
+        kubeconfig=kubeconfig_of(harness, grant.id, tmp_path), check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
