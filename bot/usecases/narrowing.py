@@ -18,8 +18,8 @@ from bot.models import Grant
 from bot.narrowing import NarrowingAsk, narrow
 from bot.policy import Policy, RequestRejected
 from bot.store import Change
-from bot.usecases.authorization import OFFBOARDED, REQUESTER_OFFBOARDED, Authorization
-from bot.usecases.deps import Deps, rule_on
+from bot.usecases.authorization import OFFBOARDED, REQUESTER_OFFBOARDED, Authorization, Refused
+from bot.usecases.deps import Deps
 from bot.usecases.requests import Decision, Outcome, approval_rule
 
 ACTION = "approve with changes"
@@ -45,19 +45,18 @@ class Narrowing:
         when ``ask`` is wider than the request as it stands (nothing changes then).
         """
         grant = await self.check(grant_id, approver)
-        policy, now = self.deps.policy, self.deps.clock()
-        verdict, updated = await rule_on(
-            self.deps.store,
-            grant_id,
-            lambda g, offboarded: _narrowed_approval(policy, g, approver, ask, offboarded, now),
-            also=(approver,),
-        )
+        policy = self.deps.policy
+
+        def rule(
+            g: Grant, offboarded: frozenset[str], now: datetime
+        ) -> tuple[Outcome | RequestRejected | Refused, Change | None]:
+            return _narrowed_approval(policy, g, approver, ask, offboarded, now)
+
+        verdict, updated = await self.authz.act(grant, approver, ACTION, rule)
         if isinstance(verdict, RequestRejected):
             raise verdict
-        if isinstance(verdict, str):
-            raise await self.authz.refuse(approver, ACTION, grant, verdict)
-        outcome = verdict or Outcome.ALREADY_DECIDED
-        return Decision(outcome, updated or await self.deps.grant(grant_id))
+        outcome = verdict if isinstance(verdict, Outcome) else Outcome.ALREADY_DECIDED
+        return Decision(outcome, updated)
 
 
 def _narrowed_approval(
@@ -67,12 +66,12 @@ def _narrowed_approval(
     ask: NarrowingAsk,
     offboarded: frozenset[str],
     now: datetime,
-) -> tuple[Outcome | RequestRejected | str, Change | None]:
+) -> tuple[Outcome | RequestRejected | Refused, Change | None]:
     """Pure: the narrowing and the approval, judged on the record as it stands."""
     if g.state != State.PENDING:
         return Outcome.ALREADY_DECIDED, None
     if approver in offboarded or g.requester in offboarded:
-        return (OFFBOARDED if approver in offboarded else REQUESTER_OFFBOARDED), None
+        return Refused(OFFBOARDED if approver in offboarded else REQUESTER_OFFBOARDED), None
     try:
         narrowed = narrow(policy, g, ask)
     except RequestRejected as exc:
@@ -82,7 +81,4 @@ def _narrowed_approval(
         g = narrowed.applied_to(g).noted("narrowed", approver, now, why)
     if approver in g.approvals:  # approved before: only the narrowing is new
         return Outcome.ALREADY_COUNTED, (Change(g) if narrowed.changes else None)
-    outcome, change = approval_rule(g, approver, offboarded, now)
-    if isinstance(outcome, Outcome):
-        return outcome, change
-    return outcome.why, None
+    return approval_rule(g, approver, offboarded, now)

@@ -361,3 +361,28 @@ async def test_max_extensions_and_extend_after_on_every_path(bed: SlackBed) -> N
     assert stored.expires_at == active.expires_at + dt.timedelta(minutes=30)
     assert len(await bed.core.store.by_user("U0ALICE")) == 1
     assert bed.emu.calls_to("views.open") == []
+
+
+async def test_a_narrowed_approval_is_told_as_an_approval_and_never_audited_as_refused(
+    bed: SlackBed,
+) -> None:
+    """Approved (one approval) and recorded (two needed): the approver hears it counted,
+    and the audit holds the narrowing, never a refusal."""
+    one = await bed.request("request edit -n team-a -d 2h fix", "U0ALICE")
+    await bed.wait_card(one.id)
+    await bed.submit(
+        "access_narrow_modal", duration("30m"), "U0LEAD", json.dumps({"grant": one.id})
+    )
+    await bed.wait_grant(one.id, State.ACTIVE)
+    two = await bed.request("request cluster-admin -c b -d 1h outage", "U0ALICE")
+    await bed.wait_card(two.id)
+    await bed.submit(
+        "access_narrow_modal", duration("30m"), "U0LEAD", json.dumps({"grant": two.id})
+    )
+    await bed.settled()
+    assert (await bed.core.workflow.get(two.id)).approvals == ("U0LEAD",)
+    refused = [e for e in await bed.core.store.audit_tail(500)
+               if e["event"] == "refused" and e["actor"] == "U0LEAD"]  # fmt: skip
+    assert refused == []
+    told = [m.get("text") or "" for m in bed.dm("U0LEAD")]
+    assert not any("Nothing was changed" in t for t in told), told
