@@ -27,6 +27,9 @@ from k8s.errors import ClusterError
 
 log = logging.getLogger(__name__)
 
+# Tries of one extension while others of the same grant keep committing first.
+EXTEND_ATTEMPTS = 5
+
 
 @dataclass(frozen=True)
 class Extensions:
@@ -147,10 +150,26 @@ class Extensions:
         Raises RequestRejected when the grant cannot be extended (the message
         is for the user).
         """
+        marker = request_id or new_id()
+        # Another extension of the same grant may commit while this one mints its
+        # token: then this one is judged again from the new end (its limits too).
+        for _ in range(EXTEND_ATTEMPTS):
+            updated = await self._extend_once(grant_id, by, asked_by, approved_by, marker)
+            if updated is not None:
+                break
+        else:
+            raise RequestRejected(f"grant {grant_id} was not extended: it kept changing; try again")
+        log.info("grant %s extended by %s", grant_id, asked_by, extra={"grant_id": grant_id})
+        return updated
+
+    async def _extend_once(
+        self, grant_id: str, by: timedelta, asked_by: str, approved_by: str, marker: str
+    ) -> Grant | None:
+        """One try at ``_extend_grant``: the extended grant, or None when another
+        extension moved its end meanwhile (judge again). Raises RequestRejected."""
         deps = self.deps
         now = deps.clock()
         current = await deps.grant(grant_id)
-        marker = request_id or new_id()
         if current.state != State.ACTIVE or current.expires_at is None:
             raise RequestRejected(f"grant {grant_id} is no longer active")
         # Approved under an older policy, perhaps: today's decides.
@@ -202,13 +221,19 @@ class Extensions:
             return Change(extended)  # the agenda moves its reminder and expiry
 
         updated = await deps.store.update_checked(grant_id, decide, also=(asked_by,))
-        if updated is None:
+        if updated is not None:
+            await self._write_facts(updated)
+            # The old token dies at the old end: the extension needs the fresh file.
+            await self._deliver_again(updated, content)
+            return updated
+        fresh = await deps.grant(grant_id)
+        if fresh.state != State.ACTIVE:
             raise RequestRejected(f"grant {grant_id} is no longer active")
-        await self._write_facts(updated)
-        # The old token dies at the old end: the extension needs the fresh file.
-        await self._deliver_again(updated, content)
-        log.info("grant %s extended by %s", grant_id, asked_by, extra={"grant_id": grant_id})
-        return updated
+        if fresh.expires_at == before:
+            raise RequestRejected(
+                f"grant {grant_id} was not extended: someone involved was offboarded"
+            )
+        return None  # another extension moved the end meanwhile: judge again
 
     async def _write_facts(self, grant: Grant) -> None:
         """Write what the record says (expiry, approvers) onto the grant's objects."""

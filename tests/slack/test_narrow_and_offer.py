@@ -386,3 +386,30 @@ async def test_a_narrowed_approval_is_told_as_an_approval_and_never_audited_as_r
     assert refused == []
     told = [m.get("text") or "" for m in bed.dm("U0LEAD")]
     assert not any("Nothing was changed" in t for t in told), told
+
+
+async def test_two_extensions_approved_at_once_both_apply(bed: SlackBed) -> None:
+    """Each is judged again from the end the other set: neither is lost, nor failed
+    with a false reason."""
+    g = await bed.request("request edit -n team-a -d 1h fix", "U0ALICE")
+    await bed.wait_card(g.id)
+    await bed.click("access_approve", g.id, "U0LEAD", bed.card_for(g.id), APPROVALS)
+    active = await bed.wait_grant(g.id, State.ACTIVE)
+    await bed.command(f"extend {g.id} -d 30m", "U0ALICE")
+    await bed.command(f"extend {g.id} -d 20m", "U0ALICE")
+    await bed.settled()
+    asked = [x for x in await bed.core.store.by_user("U0ALICE") if x.kind == "extend"]
+    assert len(asked) == 2
+    for x in asked:
+        await bed.wait_card(x.id)
+    await asyncio.gather(
+        *(bed.click("access_approve", x.id, "U0LEAD", bed.card_for(x.id), APPROVALS) for x in asked)
+    )
+    await bed.settled()
+    done = [await bed.core.workflow.get(x.id) for x in asked]
+    assert [x.state for x in done] == [State.APPLIED, State.APPLIED], [x.failure for x in done]
+    extended = await bed.core.workflow.get(g.id)
+    assert len(extended.extensions) == 2
+    assert active.expires_at is not None
+    assert extended.expires_at is not None
+    assert extended.expires_at - active.expires_at >= dt.timedelta(minutes=49)
