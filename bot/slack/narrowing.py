@@ -13,7 +13,7 @@ from typing import Any
 from redis.exceptions import RedisError
 from slack_bolt.async_app import AsyncAck
 
-from bot.errors import UnknownGrant
+from bot.errors import NotAllowed, UnknownGrant
 from bot.lifecycle import State
 from bot.narrowing import NarrowingAsk
 from bot.slack import ids
@@ -25,6 +25,7 @@ from bot.slack.blocks.replies import (
     decision_note,
     extended,
     not_pending,
+    sentence,
 )
 from bot.slack.clicks import Buttons
 from bot.slack.forms import grant_from_metadata
@@ -58,14 +59,21 @@ class NarrowingListeners(Buttons):
         user = clicker(body)
         grant_id = grant_from_metadata(str(view.get("private_metadata") or ""))
         try:
-            # A local Redis read, bounded so the ack still goes out in time.
-            grant = await asyncio.wait_for(self.workflow.get(grant_id), PRE_ACK_PATIENCE_SECONDS)
+            # Who may narrow first (audited when refused), so that a form from anyone
+            # else is told nothing about the request; local reads, bounded so the ack
+            # still goes out in time.
+            grant = await asyncio.wait_for(
+                self.workflow.check_narrower(grant_id, user), PRE_ACK_PATIENCE_SECONDS
+            )
         except (RedisError, TimeoutError) as exc:
             log.warning("narrowing form of %s not checked: %s", grant_id, type(exc).__name__)
             await ack(response_action="errors", errors={ids.DURATION_BLOCK: DATABASE_UNREACHABLE})
             return
         except UnknownGrant:
             await ack(response_action="errors", errors={ids.DURATION_BLOCK: GRANT_GONE})
+            return
+        except NotAllowed as exc:
+            await ack(response_action="errors", errors={ids.DURATION_BLOCK: sentence(exc)})
             return
         ask, errors = read_narrow_form(view_values(view), grant, self.policy)
         if ask is None:

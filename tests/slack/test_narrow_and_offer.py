@@ -202,11 +202,14 @@ async def test_only_approvers_may_narrow(bed: SlackBed) -> None:
     await bed.wait_response("own request")
     assert bed.emu.calls_to("views.open") == []
 
-    # A submission without the form (or after losing the right) is refused after the ack.
-    assert await submit_narrow(bed, grant.id, "U0BOB", duration("1h")) is None
-    await bed.wait_dm("U0BOB", "not an approver")
-    assert await submit_narrow(bed, grant.id, "U0ALICE", duration("1h")) is None
-    await bed.wait_dm("U0ALICE", "own request")
+    # A submission without the form (or after losing the right) is refused on the form,
+    # before it is read.
+    assert "not an approver" in json.dumps(
+        await submit_narrow(bed, grant.id, "U0BOB", duration("1h"))
+    )
+    assert "own request" in json.dumps(
+        await submit_narrow(bed, grant.id, "U0ALICE", duration("1h"))
+    )
     await bed.core.workflow.offboard("U0PL1", "U0ADMIN", "left")
     # The offboarding gate answers before any listener; the use case refuses as well.
     refusal = await submit_narrow(bed, grant.id, "U0PL1", duration("1h"))
@@ -413,3 +416,20 @@ async def test_two_extensions_approved_at_once_both_apply(bed: SlackBed) -> None
     assert active.expires_at is not None
     assert extended.expires_at is not None
     assert extended.expires_at - active.expires_at >= dt.timedelta(minutes=49)
+
+
+async def test_a_form_from_a_non_approver_is_refused_before_it_is_read(bed: SlackBed) -> None:
+    """Authority is checked before the form: a forged submission learns nothing of the
+    request (not what was asked), and the refusal is audited."""
+    g = await bed.request("request edit -n team-a -d 2h fix", "U0ALICE")
+    await bed.wait_card(g.id)
+    reply = await bed.submit(
+        "access_narrow_modal", duration("9h"), "U0BOB", json.dumps({"grant": g.id})
+    )
+    assert "2h" not in reply.text
+    assert "approver" in reply.text
+    await bed.settled()
+    refused = [e for e in await bed.core.store.audit_tail(200)
+               if e["event"] == "refused" and e["actor"] == "U0BOB"]  # fmt: skip
+    assert len(refused) == 1
+    assert (await bed.core.workflow.get(g.id)).state == State.PENDING
