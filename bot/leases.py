@@ -354,9 +354,17 @@ class Entries:
         raw = await _resolve(self._redis.hget(self._keys.jobs, job_id))
         return None if raw is None else Job.from_payload(text(raw))
 
-    async def pending_count(self) -> int:
-        """Jobs not yet finished: waiting for their due time or running."""
-        return int(await _resolve(self._redis.hlen(self._keys.jobs)))
+    async def pending_count(self, due_before: float | None = None) -> int:
+        """Entries not yet finished: waiting for their due time or running.
+
+        ``due_before`` (epoch seconds): count only the waiting ones due before it,
+        plus every running one (an ended grant waits months for its ``forget``).
+        """
+        if due_before is None:
+            return int(await _resolve(self._redis.hlen(self._keys.jobs)))
+        waiting = await _resolve(self._redis.zcount(self._keys.due, "-inf", ms(due_before)))
+        running = await _resolve(self._redis.zcard(self._keys.leases))
+        return int(waiting) + int(running)
 
 
 async def _resolve(value: Awaitable[_T] | _T) -> _T:
