@@ -52,6 +52,8 @@ def check_extension_limit(grant: Grant, role: RoleConfig, role_name: str) -> Non
 def check_extension_rules(grant: Grant, role: RoleConfig, role_name: str, now: datetime) -> None:
     """Raise ExtensionRejected unless both rules let ``grant`` be extended at ``now``."""
     check_extension_limit(grant, role, role_name)
+    if role.extend_after <= 0:
+        return  # the default: no waiting, whatever the clocks say about the activation
     when = extendable_from(grant, role)
     if now < when:
         share = f"{role.extend_after:.0%}"

@@ -93,6 +93,13 @@ def test_extend_after_is_a_fraction_of_the_grant_from_its_activation() -> None:
     assert extendable_from(longer, role) == NOW + timedelta(hours=1)
 
 
+def test_without_extend_after_an_extension_never_waits_even_on_a_clock_behind() -> None:
+    """The default (0) imposes no wait: a clock that reads before the activation (a
+    skewed replica, a request asked a moment before) is no reason to refuse."""
+    role = policy().roles["edit"]
+    check_extension_rules(active(), role, "edit", NOW - timedelta(minutes=15))
+
+
 def test_max_extensions_counts_the_extensions_applied() -> None:
     role = policy("max_extensions: 2").roles["edit"]
     check_extension_rules(active(extensions=1), role, "edit", NOW)
