@@ -62,8 +62,12 @@ class Provisioning:
             recheck_request(deps.policy, grant.decided, approvals_given=given)
         except RequestRejected as exc:
             return await self.fail(grant, str(exc))
-        if grant.expires_at is not None and grant.expires_at <= deps.clock():
-            # Scheduled access whose whole window passed while the bot could not act.
+        if grant.starts_at is not None and (
+            grant.expires_at is not None and grant.expires_at <= deps.clock()
+        ):
+            # Scheduled access whose whole window passed while the bot could not act. (An
+            # unscheduled grant resumed late is still made and delivered: its own expiry
+            # step then ends it, and the requester hears both.)
             return await self.fail(grant, "its scheduled time window ended before it could start")
         try:
             token, content = await self._make_credentials(grant)
