@@ -94,6 +94,33 @@ async def test_killed_mid_provisioning_converges(
             assert deliveries(tmp_path, grant.id) == []
 
 
+async def test_an_ordinary_grant_resumed_after_its_end_is_still_delivered(
+    redis_url: str, cluster: TestCluster, cluster_b: TestCluster, tmp_path: Path
+) -> None:
+    """A crash mid-saga, and a restart only after the grant's own end: the requester
+    still gets the one kubeconfig they were approved for, and the grant ends as
+    expired, never "failed" for a scheduled window it never had."""
+    async with workflow_harness(
+        redis_url, {"a": cluster, "b": cluster_b}, tmp_path, start=False
+    ) as h:
+        grant = await h.workflow.submit(view_request(2))
+        doomed = spawn_worker(h, redis_url, tmp_path, "verified")
+        assert await asyncio.to_thread(doomed.wait, PATIENCE) == -9, "worker was not killed"
+        begun = await h.workflow.get(grant.id)
+        assert begun.state == State.PROVISIONING
+        assert begun.expires_at is not None
+        while dt.datetime.now(dt.UTC) <= begun.expires_at:  # the condition: its end passed
+            await asyncio.sleep(0.1)
+        survivor = spawn_worker(h, redis_url, tmp_path)
+        try:
+            final = await h.wait_state(grant.id, State.EXPIRED, State.FAILED)
+        finally:
+            survivor.kill()
+            survivor.wait()
+        assert final.state == State.EXPIRED, final.failure
+        assert len(deliveries(tmp_path, grant.id)) == 1
+
+
 async def test_redis_flushall_objects_removed_at_their_expiry(
     redis_url: str, cluster: TestCluster, cluster_b: TestCluster, tmp_path: Path
 ) -> None:
