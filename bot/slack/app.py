@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.response import BoltResponse
@@ -30,13 +30,15 @@ from bot.slack.narrowing import NarrowingListeners
 from bot.slack.payloads import ephemeral
 from bot.slack.slash import SlashCommands
 from bot.slack.surface import Surface
+from bot.slack.text import JSON
 from bot.usecases.reports import ReportAccess
 
 __all__ = ["ReportAccess", "build_slack_app", "slack_http_handler"]
 
 log = logging.getLogger(__name__)
 
-JSON = dict[str, Any]
+# A Bolt listener: Bolt passes the arguments it names (ack, body, action, view...).
+Listener = Callable[..., Awaitable[None]]
 
 
 def build_slack_app(
@@ -87,22 +89,30 @@ def _route(app: AsyncApp, surface: Surface) -> None:
     )
     app.command("/access")(slash.access_command)
     app.command("/k8s")(slash.k8s_command)
-    app.action(ids.APPROVE)(buttons.approve_click)
-    app.action(ids.DENY)(buttons.deny_click)
-    app.action(ids.REVOKE)(buttons.revoke_click)
-    app.action(ids.EXTEND)(buttons.extend_click)
-    app.action(ids.RATIFY)(buttons.ratify_click)
-    app.action(ids.OPEN_MODAL)(buttons.open_modal_click)
     narrowing = NarrowingListeners(surface)
-    app.action(ids.NARROW)(narrowing.narrow_click)
-    app.action(ids.EXTEND_EXISTING)(narrowing.extend_existing_click)
-    app.action(ids.OFFER_CANCEL)(narrowing.offer_cancel_click)
-    app.view(ids.NARROW_MODAL)(narrowing.narrow_submitted)
-    app.action(ids.MODAL_CLUSTER)(modals.modal_cluster_changed)
-    app.action(ids.MODAL_ROLE)(modals.modal_role_changed)
-    app.view(ids.REQUEST_MODAL)(modals.request_submitted)
-    app.view(ids.DENY_MODAL)(modals.deny_submitted)
-    app.view(ids.EXTEND_MODAL)(modals.extend_submitted)
+    clicks: dict[str, Listener] = {
+        ids.APPROVE: buttons.approve_click,
+        ids.DENY: buttons.deny_click,
+        ids.REVOKE: buttons.revoke_click,
+        ids.EXTEND: buttons.extend_click,
+        ids.RATIFY: buttons.ratify_click,
+        ids.OPEN_MODAL: buttons.open_modal_click,
+        ids.NARROW: narrowing.narrow_click,
+        ids.EXTEND_EXISTING: narrowing.extend_existing_click,
+        ids.OFFER_CANCEL: narrowing.offer_cancel_click,
+        ids.MODAL_CLUSTER: modals.modal_cluster_changed,
+        ids.MODAL_ROLE: modals.modal_role_changed,
+    }
+    forms: dict[str, Listener] = {
+        ids.NARROW_MODAL: narrowing.narrow_submitted,
+        ids.REQUEST_MODAL: modals.request_submitted,
+        ids.DENY_MODAL: modals.deny_submitted,
+        ids.EXTEND_MODAL: modals.extend_submitted,
+    }
+    for action_id, on_click in clicks.items():
+        app.action(action_id)(on_click)
+    for callback_id, on_submit in forms.items():
+        app.view(callback_id)(on_submit)
     app.event("app_home_opened")(events.home_opened)
     app.event("user_change")(events.user_changed)
     app.event("subteam_created")(events.usergroup_changed)

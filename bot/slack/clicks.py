@@ -7,10 +7,7 @@ case checks that the clicker may do it: a button is no authority.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
-
-from slack_bolt.async_app import AsyncAck, AsyncRespond
+from slack_bolt.async_app import AsyncAck
 
 from bot.extension_rules import check_extension_rules
 from bot.lifecycle import ExtensionRejected, State
@@ -20,12 +17,9 @@ from bot.slack.blocks.breakglass import ratify_note
 from bot.slack.blocks.replies import decision_note, not_extendable, not_pending, revoked, sentence
 from bot.slack.forms import deny_modal, extend_modal, request_modal
 from bot.slack.home import remember_home
-from bot.slack.payloads import action_value, clicker, responder, trigger
+from bot.slack.payloads import clicker, trigger
 from bot.slack.surface import Listeners, Surface
-
-JSON = dict[str, Any]
-Work = Callable[[str, str, JSON], Awaitable[Message | None]]
-ClickListener = Callable[[AsyncAck, JSON, JSON, AsyncRespond], Awaitable[None]]
+from bot.slack.text import JSON
 
 
 class Buttons(Listeners):
@@ -33,26 +27,11 @@ class Buttons(Listeners):
 
     def __init__(self, surface: Surface) -> None:
         super().__init__(surface)
-        self.approve_click = self._on_click("approve", self._approve)
-        self.deny_click = self._on_click("deny", self._ask_deny_reason)
-        self.revoke_click = self._on_click("revoke", self._revoke_clicked)
-        self.extend_click = self._on_click("extend", self._ask_extension)
-        self.ratify_click = self._on_click("ratify", self._ratify)
-
-    def _on_click(self, what: str, work: Work) -> ClickListener:
-        """A button's listener: ack at once, then the slow part, then the answer.
-
-        Bolt passes ``ack``, ``body``, ``action`` and ``respond`` by these names.
-        """
-
-        async def listener(ack: AsyncAck, body: JSON, action: JSON, respond: AsyncRespond) -> None:
-            await ack()
-            user, grant_id = clicker(body), action_value(action)
-            await self.surface.answer(
-                user, responder(body, respond), what, grant_id, work(grant_id, user, body)
-            )
-
-        return listener
+        self.approve_click = self.on_click("approve", self._approve)
+        self.deny_click = self.on_click("deny", self._ask_deny_reason)
+        self.revoke_click = self.on_click("revoke", self._revoke_clicked)
+        self.extend_click = self.on_click("extend", self._ask_extension)
+        self.ratify_click = self.on_click("ratify", self._ratify)
 
     async def _approve(self, grant_id: str, user: str, body: JSON) -> Message | None:
         decision = await self.workflow.approve(grant_id, user)

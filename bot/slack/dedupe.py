@@ -11,18 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from redis.exceptions import RedisError
 from slack_bolt.response import BoltResponse
 
 from bot.ports import Deduplicator
+from bot.slack.text import JSON
 
 __all__ = ["DEDUPE_PATIENCE_SECONDS", "DEDUPE_TTL_SECONDS", "DeliveryDedupe"]
 
 log = logging.getLogger(__name__)
 
-JSON = dict[str, Any]
 
 # Slack retries an event for a few minutes at most, and accepts a signed request for
 # five: an hour covers both replays and retries.

@@ -6,17 +6,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.slack.payloads import strings
 from bot.slack.surface import Listeners, Surface
+from bot.slack.text import JSON
 
 log = logging.getLogger(__name__)
 
-JSON = dict[str, Any]
 T = TypeVar("T")
 
 # Work that must happen (a deactivation's offboarding) waits for Redis this long

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from redis.exceptions import RedisError
 from slack_bolt.response import BoltResponse
@@ -27,11 +26,10 @@ from bot.ports import Notifier
 from bot.slack.blocks import Message, error_message
 from bot.slack.blocks.replies import ACCOUNT_UNCHECKED, refusal_view, refused
 from bot.slack.payloads import ephemeral
+from bot.slack.text import JSON
 from bot.workflow import Workflow
 
 log = logging.getLogger(__name__)
-
-JSON = dict[str, Any]
 
 
 def _sender(body: JSON) -> tuple[str, str]:

@@ -27,26 +27,25 @@ from bot.slack.blocks.replies import (
     not_pending,
     sentence,
 )
-from bot.slack.clicks import Buttons
 from bot.slack.forms import grant_from_metadata
 from bot.slack.modals import PRE_ACK_PATIENCE_SECONDS
 from bot.slack.narrow_form import narrow_modal, read_narrow_form
 from bot.slack.payloads import clicker, trigger, view_values
-from bot.slack.surface import Surface
+from bot.slack.surface import Listeners, Surface
 
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
 
 
-class NarrowingListeners(Buttons):
+class NarrowingListeners(Listeners):
     """Approve with changes, and the extension offer's buttons."""
 
     def __init__(self, surface: Surface) -> None:
         super().__init__(surface)
-        self.narrow_click = self._on_click("approve with changes", self._ask_narrowing)
-        self.extend_existing_click = self._on_click("extend", self._take_offer)
-        self.offer_cancel_click = self._on_click("cancel an offer", self._decline_offer)
+        self.narrow_click = self.on_click("approve with changes", self._ask_narrowing)
+        self.extend_existing_click = self.on_click("extend", self._take_offer)
+        self.offer_cancel_click = self.on_click("cancel an offer", self._decline_offer)
 
     async def _ask_narrowing(self, grant_id: str, user: str, body: JSON) -> Message | None:
         grant = await self.workflow.check_narrower(grant_id, user)  # refusals audited

@@ -9,10 +9,10 @@ none (App Home, modals) the user gets a DM.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from slack_bolt.async_app import AsyncRespond
+from slack_bolt.async_app import AsyncAck, AsyncRespond
 from slack_sdk.errors import SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -25,7 +25,7 @@ from bot.slack.blocks import HomeData, Message, error_message, home_view
 from bot.slack.blocks.replies import form_not_opened, our_fault, refused, sentence, slack_failed
 from bot.slack.client import error_code
 from bot.slack.home import clicked_in_home
-from bot.slack.payloads import clicker, ephemeral
+from bot.slack.payloads import action_value, clicker, ephemeral, responder
 from bot.usecases.reports import ReportAccess
 
 __all__ = ["RESPONSES_PER_COMMAND", "Listeners", "Surface"]
@@ -33,6 +33,9 @@ __all__ = ["RESPONSES_PER_COMMAND", "Listeners", "Surface"]
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
+# A click's slow part: (grant id, clicker, payload) -> the answer, if any.
+Work = Callable[[str, str, JSON], Awaitable[Message | None]]
+ClickListener = Callable[[AsyncAck, JSON, JSON, AsyncRespond], Awaitable[None]]
 
 # response_url accepts 5 posts in 30 minutes; keep one for a final note.
 RESPONSES_PER_COMMAND = 4
@@ -160,3 +163,18 @@ class Listeners:
         self.surface = surface
         self.workflow = surface.workflow
         self.policy = surface.policy
+
+    def on_click(self, what: str, work: Work) -> ClickListener:
+        """A button's listener: ack at once, then the slow part, then the answer.
+
+        Bolt passes ``ack``, ``body``, ``action`` and ``respond`` by these names.
+        """
+
+        async def listener(ack: AsyncAck, body: JSON, action: JSON, respond: AsyncRespond) -> None:
+            await ack()
+            user, grant_id = clicker(body), action_value(action)
+            await self.surface.answer(
+                user, responder(body, respond), what, grant_id, work(grant_id, user, body)
+            )
+
+        return listener
