@@ -15,6 +15,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncRespond
 from slack_sdk.errors import SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.core import Core
 from bot.errors import NotAllowed, UnknownGrant
@@ -98,8 +99,20 @@ class Surface:
         if respond is None:
             await self.notifier.send_dm(user, message)
             return
+        reply = {**ephemeral(message), "replace_original": False}
         try:
-            await respond(**ephemeral(message), replace_original=False)
+            session, url = self.client.session, respond.response_url
+            if session is None or url is None:
+                await respond(**reply)
+                return
+            # Bolt's respond() opens a new connection (and TLS handshake) per reply;
+            # the Web API client's session keeps one open to hooks.slack.com.
+            hook = AsyncWebhookClient(url, session=session, proxy=respond.proxy, ssl=respond.ssl)
+            answer = await hook.send_dict(reply)
+            if answer.status_code != 200:
+                log.warning(
+                    "response_url refused the reply: %s %s", answer.status_code, answer.body
+                )
         except (SlackClientError, ValueError, OSError) as exc:
             log.warning("could not answer via response_url: %s", error_code(exc))
 

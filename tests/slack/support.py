@@ -377,7 +377,9 @@ async def slack_bed(
     own_emu = emu is None
     emulator = emu or await SlackEmulator().start()
     populate(emulator)
-    client = make_slack_client(BOT_TOKEN, emulator.base_url)
+    # One long-lived session for the Web API and response_url posts, as serve has.
+    slack_session = aiohttp.ClientSession()
+    client = make_slack_client(BOT_TOKEN, emulator.base_url, session=slack_session)
     directory = SlackDirectory(client)
     notifier = SlackNotifier(client, policy, directory=directory)
     core = await build_core(
@@ -404,6 +406,7 @@ async def slack_bed(
         await http.close()
         await runner.cleanup()
         await core.close()
+        await slack_session.close()
         if own_emu:
             await emulator.stop()
 
