@@ -318,3 +318,35 @@ async def test_revocation_never_waits_on_slack(bed: SlackBed) -> None:
     await _verified(bed, grant.id)
     await bed.wait_dm("U0ALICE", "was revoked by")
     await bed.wait_dm("U0ALICE", "verified at")
+
+
+async def test_a_refused_files_delete_is_logged_and_never_blocks_the_end(
+    bed: SlackBed, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Hygiene failing (Slack refuses files.delete) changes nothing about the end."""
+    caplog.set_level(logging.ERROR, logger="bot.slack")
+    grant, active_dm = await _active(bed)
+    bed.emu.fail("files.delete", "cant_delete_file")
+    await bed.command(f"revoke {grant.id}", "U0ALICE")
+    ended = await _verified(bed, grant.id)
+    await _one_verified_receipt_everywhere(bed, ended)
+    await bed.wait_dm("U0ALICE", "verified at")
+    file = next(f for f in bed.emu.uploaded_files if f.file_id == ended.delivered_file)
+
+    async def logged() -> bool:
+        return any(
+            r.levelno == logging.ERROR
+            and "delete a kubeconfig file" in r.getMessage()
+            and grant.id in r.getMessage()
+            for r in caplog.records
+        )
+
+    await _until(logged, "the refused files.delete logged at error")
+
+    async def marked() -> bool:  # the step after the refused delete still ran
+        return any(
+            m["ts"] == active_dm["ts"] and "Access ended" in m["text"] for m in bed.dm("U0ALICE")
+        )
+
+    await _until(marked, "the access DM marked ended despite the refused delete")
+    assert not file.deleted
