@@ -139,8 +139,8 @@ class Metrics:
         )  # fmt: skip
         self.verification = Histogram(
             "accessbot_revocation_verification_seconds",
-            "Seconds from a grant's end (expired/revoked) until the cluster was checked "
-            "for its objects; every check, whatever it found",
+            "Seconds from a grant's end (expired/revoked/failed) until the cluster was "
+            "checked for its objects; once per receipt (failed, then verified)",
             ["cluster"], registry=r, buckets=_VERIFY_BUCKETS,
         )  # fmt: skip
         self.verification_failures = Counter(
@@ -286,12 +286,12 @@ class Metrics:
             )
 
     def observe_verification(self, seconds: float, ok: bool, cluster: str) -> None:
-        """Record one check that a revoked/expired grant's objects are gone.
+        """Record one revocation receipt's check that an ended grant's objects are gone.
 
-        ``seconds``: from the grant's end (its expired/revoked transition) to
-        the end of this check; ``ok``: the check confirmed nothing is left;
-        ``cluster``: the policy's cluster name. Call it once per check (a
-        retried check is another observation) from the replica that ran it.
+        ``seconds``: from the grant's end (its expired/revoked/failed transition)
+        to the end of this check; ``ok``: the check confirmed nothing is left;
+        ``cluster``: the policy's cluster name. Called once per recorded receipt
+        (at most one failed, then the verified one) from the replica that recorded it.
         """
         self.verification.labels(cluster).observe(max(0.0, seconds))
         if not ok:

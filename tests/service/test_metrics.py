@@ -168,6 +168,9 @@ async def test_a_scripted_day_of_ten_requests(day: Day) -> None:
     )
     await wf.revoke(views[2].id, "U0ADMIN", "done early")
     await h.wait_state(views[2].id, State.REVOKED)
+    revoked = await wait_for_grant(
+        h.core, views[2].id, lambda g: g.receipt is not None and g.receipt.verified, 30
+    )
 
     m = await day.scrape()
 
@@ -227,6 +230,15 @@ async def test_a_scripted_day_of_ten_requests(day: Day) -> None:
     # Verification (fed by the revocation check) starts at 0 failures per cluster.
     for cluster in ("a", "b"):
         assert value(m, "accessbot_revocation_verification_failures_total", cluster=cluster) == 0
+    # The one revocation of the day: one verified receipt, its latency the record's own
+    # (from the revocation to the verification), not the test's speed.
+    assert revoked.receipt is not None
+    ended_at = next(s.at for s in revoked.history if s.to_state == State.REVOKED)
+    v = "accessbot_revocation_verification_seconds"
+    assert value(m, f"{v}_count", cluster="b") == 1
+    latency = (revoked.receipt.at - ended_at).total_seconds()
+    assert value(m, f"{v}_sum", cluster="b") == pytest.approx(max(0.0, latency), abs=1e-3)
+    assert value(m, "accessbot_revocation_receipts_total", cluster="b", result="verified") == 1
 
     # A restarted process, or a second replica, reads the same active grants
     # from the store; its event counters start from its own zero.

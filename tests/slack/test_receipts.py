@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import re
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
 from kubernetes import client
 
 from bot.lifecycle import State
@@ -126,6 +130,10 @@ async def test_revoke_gives_one_verified_receipt_and_cleans_slack(bed: SlackBed)
     # Measured for the closing note, never asserted: a loaded machine is slow.
     print(f"\nrevoke -> verified receipt in the audit channel: {elapsed:.3f} s")
     print("receipt as Slack received it:", json.dumps(posted["blocks"], ensure_ascii=False))
+    dump = os.environ.get("ACCESSBOT_RECEIPT_DUMP")
+    if dump:  # the closing note's artefact: both posts exactly as the emulator received them
+        calls = _receipt_calls(bed, grant.id)
+        Path(dump).write_text(json.dumps(calls, indent=2, ensure_ascii=False))
 
     # A cleanup running again (the reconciler's sweep of the grant) adds no second receipt.
     job_id = grant.id
@@ -160,6 +168,23 @@ async def test_offboarding_gives_one_receipt_and_reports_its_time(bed: SlackBed)
     await _hygiene_done(bed, ended, active_dm)
 
 
+def _receipt_calls(bed: SlackBed, grant_id: str) -> dict[str, dict[str, Any]]:
+    """The receipt's audit-channel post and requester DM, as recorded Web API calls."""
+    dm = bed.emu.dm_channel("U0ALICE")
+    found: dict[str, dict[str, Any]] = {}
+    for call in bed.emu.calls:
+        body = json.dumps(call.params, ensure_ascii=False)
+        if call.method != "chat.postMessage" or not call.ok or grant_id not in body:
+            continue
+        channel = call.params.get("channel")
+        if channel == AUDIT and str(call.params.get("text", "")).startswith("Revocation receipt"):
+            found["audit_channel"] = {"method": call.method, **call.params}
+        elif channel == dm and "verified at" in body:
+            found["requester_dm"] = {"method": call.method, **call.params}
+    assert set(found) == {"audit_channel", "requester_dm"}, found
+    return found
+
+
 def _keep_binding(cluster: TestCluster, grant: Grant, keep: bool) -> None:
     rb = next(o for o in grant.objects or () if o.kind == "RoleBinding")
     rbac = client.RbacAuthorizationV1Api(cluster.api_client())
@@ -168,8 +193,9 @@ def _keep_binding(cluster: TestCluster, grant: Grant, keep: bool) -> None:
 
 
 async def test_a_kept_binding_fails_the_receipt_alerts_and_the_retry_verifies(
-    bed: SlackBed, cluster: TestCluster
+    bed: SlackBed, cluster: TestCluster, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.ERROR, logger="bot.usecases.receipts")
     metrics = Metrics()
     bed.core.store.on_change.append(metrics.on_change)  # as `accessbot serve` wires it
     grant, _ = await _active(bed)
@@ -200,6 +226,17 @@ async def test_a_kept_binding_fails_the_receipt_alerts_and_the_retry_verifies(
             return bool(posted) and bool(admin)
 
         await _until(alerted, "the failed receipt in the audit channel and the admin alert")
+
+        # The alert is also a log line at error and a failure on the metrics.
+        async def logged() -> bool:
+            return any(r.levelno == logging.ERROR and grant.id in r.getMessage()
+                       and "NOT verified" in r.getMessage() for r in caplog.records)  # fmt: skip
+
+        await _until(logged, "the failed receipt logged at error")
+        failures = metrics.registry.get_sample_value(
+            "accessbot_revocation_verification_failures_total", {"cluster": "a"}
+        )
+        assert failures == 1
 
         # The durable cleanup step runs again and again meanwhile, without a second alert.
         job_id = grant.id
@@ -281,3 +318,35 @@ async def test_revocation_never_waits_on_slack(bed: SlackBed) -> None:
     await _verified(bed, grant.id)
     await bed.wait_dm("U0ALICE", "was revoked by")
     await bed.wait_dm("U0ALICE", "verified at")
+
+
+async def test_a_refused_files_delete_is_logged_and_never_blocks_the_end(
+    bed: SlackBed, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Hygiene failing (Slack refuses files.delete) changes nothing about the end."""
+    caplog.set_level(logging.ERROR, logger="bot.slack")
+    grant, active_dm = await _active(bed)
+    bed.emu.fail("files.delete", "cant_delete_file")
+    await bed.command(f"revoke {grant.id}", "U0ALICE")
+    ended = await _verified(bed, grant.id)
+    await _one_verified_receipt_everywhere(bed, ended)
+    await bed.wait_dm("U0ALICE", "verified at")
+    file = next(f for f in bed.emu.uploaded_files if f.file_id == ended.delivered_file)
+
+    async def logged() -> bool:
+        return any(
+            r.levelno == logging.ERROR
+            and "delete a kubeconfig file" in r.getMessage()
+            and grant.id in r.getMessage()
+            for r in caplog.records
+        )
+
+    await _until(logged, "the refused files.delete logged at error")
+
+    async def marked() -> bool:  # the step after the refused delete still ran
+        return any(
+            m["ts"] == active_dm["ts"] and "Access ended" in m["text"] for m in bed.dm("U0ALICE")
+        )
+
+    await _until(marked, "the access DM marked ended despite the refused delete")
+    assert not file.deleted

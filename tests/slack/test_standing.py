@@ -6,13 +6,18 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client
 
+import k8s.standing
 from bot.lifecycle import State
+from k8s.clients import ClusterRegistry, ClusterTarget
+from k8s.list_stream import each_item
+from k8s.standing import standing_report
 from tests.slack.support import APPROVALS, POLICY, SlackBed
 from tests.support.cluster import REPO, TestCluster, combined_kubeconfig, ensure_namespaces
 
@@ -23,6 +28,7 @@ ROOT_USER = "std-root-user"
 DEVS = "std-devs"
 LEGACY_SA = "std-legacy"
 TOKEN_SECRET = "std-legacy-token"
+SECRET_VALUE = "std-never-read-by-the-report"
 # What each seeded object reads as in the report, riskiest first.
 EXPECTED = [
     f"full control: User {ROOT_USER} via ClusterRoleBinding std-root (ClusterRole cluster-admin)",
@@ -69,6 +75,8 @@ def _seed(cluster: TestCluster) -> None:
                     annotations={"kubernetes.io/service-account.name": LEGACY_SA},
                 ),
                 type="kubernetes.io/service-account-token",
+                # What the report must never fetch: Secret data.
+                string_data={"token": SECRET_VALUE},
             ),
         )
     finally:
@@ -209,3 +217,38 @@ def test_cli_prints_the_same_report(
     assert unknown.returncode == 2
     assert "unknown cluster 'nowhere'" in unknown.stderr
     assert "Traceback" not in unknown.stderr
+
+
+async def test_token_secrets_are_read_as_metadata_only(
+    cluster: TestCluster, seeded: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the apiserver sends the report for Secrets holds no data, only metadata."""
+    core = client.CoreV1Api(cluster.api_client())
+    try:
+        stored = core.read_namespaced_secret(TOKEN_SECRET, NS)
+    finally:
+        core.api_client.close()
+    assert stored.data  # the Secret has data to leak
+    seen: list[dict[str, Any]] = []
+
+    async def spy(*args: Any, handle: Callable[[dict[str, Any]], None], **kw: Any) -> None:
+        def keep(item: dict[str, Any]) -> None:
+            seen.append(item)
+            handle(item)
+
+        await each_item(*args, handle=keep, **kw)
+
+    monkeypatch.setattr(k8s.standing, "each_item", spy)
+    registry = ClusterRegistry(
+        {"t": ClusterTarget(name="t", context="admin", kubeconfig=str(cluster.kubeconfig))}
+    )
+    try:
+        report = await standing_report(registry["t"])
+    finally:
+        registry.close()
+    assert EXPECTED[2] in report.render_text()
+    ours = [i for i in seen if i["metadata"]["name"] == TOKEN_SECRET]
+    assert len(ours) == 1
+    for item in seen:
+        assert set(item) <= {"kind", "apiVersion", "metadata"}, item
+    assert SECRET_VALUE not in json.dumps(seen)
