@@ -155,13 +155,17 @@ class AuditSender:
             self._worker = asyncio.ensure_future(self._drain())
 
     async def flush(self, budget_seconds: float) -> None:
-        """Post everything waiting now (no digest window), within ``budget_seconds``;
-        what is still waiting after that is logged by id."""
+        """Post everything waiting now (no digest window), within ``budget_seconds``
+        (shutdown). What is still waiting then stays queued (a later :meth:`add` sends
+        it) and is logged by grant id; the sending stops till then."""
         self._hurry = True
         self._wake.set()
         worker = self._worker
         if worker is not None and not worker.done():
             await asyncio.wait({worker}, timeout=budget_seconds)
+            if not worker.done():
+                worker.cancel()
+                await asyncio.wait({worker})
         self._hurry = False
         if self.waiting:
             ids = sorted({w.post.grant_id for w in (*self._urgent, *self._queue)})

@@ -213,3 +213,22 @@ def test_every_change_becomes_one_post_and_only_a_failed_receipt_stands_alone() 
     assert (revoked.event, revoked.alone) == ("revoked", False)
     assert (receipt.event, receipt.alone) == ("verification_failed", True)
     assert "NOT verified" in json.dumps(receipt.message.blocks)
+
+
+async def test_flush_past_its_budget_keeps_the_rest_for_later() -> None:
+    channel, time = Channel(), VirtualTime()
+    s = sender(channel, time)
+    stalled = asyncio.Event()
+
+    async def stuck(message: Message) -> None:
+        await stalled.wait()
+
+    s._post = stuck  # Slack never answers
+    s.add([post("g1"), post("g2")])
+    await asyncio.sleep(0)
+    await s.flush(0.05)
+    assert s.waiting == 2  # kept, not dropped
+    s._post = channel.post
+    s.add([post("g3")])
+    await drained(s)
+    assert [m.text for m in channel.posted] == ["g1 expired", "g2 expired", "g3 expired"]
