@@ -18,6 +18,7 @@ from bot.slack.blocks import Message, info_message
 from bot.slack.blocks.alerts import NO_DM_CHANNEL, slack_refused
 from bot.slack.client import CONFIG_ERRORS, error_code
 from bot.slack.directory import SlackDirectory
+from bot.slack.retry_after import patiently
 
 __all__ = ["ALERT_INTERVAL_SECONDS", "DeliveryFailed", "SlackMessenger"]
 
@@ -77,9 +78,12 @@ class SlackMessenger:
         return channel
 
     async def post(self, channel: str, message: Message) -> MessageRef:
-        """``chat.postMessage`` without unfurling; raises ``SlackClientError``."""
-        resp = await self.client.chat_postMessage(
-            channel=channel, unfurl_links=False, unfurl_media=False, **message.as_kwargs()
+        """``chat.postMessage`` without unfurling, waiting out 429s
+        (:func:`bot.slack.retry_after.patiently`); raises ``SlackClientError``."""
+        resp = await patiently(
+            lambda: self.client.chat_postMessage(
+                channel=channel, unfurl_links=False, unfurl_media=False, **message.as_kwargs()
+            )
         )
         return MessageRef(channel=str(resp.get("channel") or channel), ts=str(resp.get("ts")))
 

@@ -20,12 +20,12 @@ from datetime import datetime
 from slack_sdk.errors import SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.audit import new_steps
 from bot.lifecycle import State
 from bot.models import Grant, MessageRef, utcnow
 from bot.nudge_rules import Nudge
 from bot.policy import Policy
 from bot.ports import PermissionSource
+from bot.slack.audit_digest import RECEIPT_EVENTS, AuditPace, AuditSender, audit_posts
 from bot.slack.blocks import (
     PERMISSIONS_CHECKING,
     Message,
@@ -34,10 +34,8 @@ from bot.slack.blocks import (
     allowance_file_name,
     allowance_fits,
     approval_card,
-    audit_message,
     ended_dm,
     receipt_dm,
-    receipt_message,
     reminder_message,
     requester_update,
 )
@@ -49,7 +47,7 @@ from bot.slack.messenger import ALERT_INTERVAL_SECONDS, DeliveryFailed, SlackMes
 from bot.slack.nudges import post_nudge
 from bot.usecases.permissions import Allowance, PermissionChecks
 
-__all__ = ["CARD_PATIENCE_SECONDS", "DeliveryFailed", "SlackNotifier"]
+__all__ = ["CARD_PATIENCE_SECONDS", "RECEIPT_EVENTS", "DeliveryFailed", "SlackNotifier"]
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +56,6 @@ log = logging.getLogger(__name__)
 CARD_PATIENCE_SECONDS = 1.0
 # How long, at shutdown, messages still being sent in the background are waited for.
 FLUSH_BUDGET_SECONDS = 5.0
-
-# The audit steps that carry a revocation receipt (see Workflow._receipt).
-RECEIPT_EVENTS = frozenset({"verified", "verification_failed"})
 
 
 class SlackNotifier:
@@ -77,6 +72,8 @@ class SlackNotifier:
             this many seconds. Default 600.
         permissions: what roles allow, for the cards. Default: checks with no
             cluster connection until :meth:`use_permissions` (cards then say so).
+        audit_pace: how fast the audit channel is fed, and when it gets digests
+            instead of one post per change (:mod:`bot.slack.audit_digest`).
     """
 
     def __init__(
@@ -88,6 +85,7 @@ class SlackNotifier:
         clock: Callable[[], datetime] = utcnow,
         alert_interval_seconds: float = ALERT_INTERVAL_SECONDS,
         permissions: PermissionChecks | None = None,
+        audit_pace: AuditPace | None = None,
     ) -> None:
         self._client = client
         self._policy = policy
@@ -108,6 +106,7 @@ class SlackNotifier:
         # Process memory: after a restart the receipt DM alone says it ended.
         self._granted_dms: dict[str, MessageRef] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._audit = AuditSender(self._post_audit_message, self._audit_refused, pace=audit_pace)
 
     def use_permissions(self, permissions: PermissionSource) -> None:
         """Show roles' permissions on cards as ``permissions`` reads them."""
@@ -186,9 +185,12 @@ class SlackNotifier:
 
     async def flush(self, budget_seconds: float = FLUSH_BUDGET_SECONDS) -> None:
         """Wait (at most ``budget_seconds``) for messages still being sent in the background."""
+        started = asyncio.get_running_loop().time()
         pending = set(self._background)
         if pending:
             await asyncio.wait(pending, timeout=budget_seconds)
+        spent = asyncio.get_running_loop().time() - started
+        await self._audit.flush(max(0.0, budget_seconds - spent))
 
     # -- what the card shows about the role --------------------------------------------------
 
@@ -314,24 +316,18 @@ class SlackNotifier:
                 await self._slack.trouble("mark the access DM ended", exc, ref.channel, after)
 
     async def _post_audit(self, before: Grant, after: Grant) -> None:
-        channel = self._policy.audit_channel
-        if channel is None:
-            return
-        created = after.is_new
-        steps = after.history if created else new_steps(before, after)
-        messages = [audit_message(after, None)] if created else []
-        messages += [
-            receipt_message(after, after.receipt)
-            if step.event in RECEIPT_EVENTS and after.receipt is not None
-            else audit_message(after, step)
-            for step in steps
-        ]
-        for message in messages:
-            try:
-                await self._slack.post(channel, message)
-            except SlackClientError as exc:
-                await self._slack.trouble("post to the audit channel", exc, channel, after)
-                return
+        """Queue the change for the audit channel: posted at the channel's pace, as
+        digests under a burst (:class:`bot.slack.audit_digest.AuditSender`)."""
+        if self._policy.audit_channel is not None:
+            self._audit.add(audit_posts(before, after))
+
+    async def _post_audit_message(self, message: Message) -> None:
+        assert self._policy.audit_channel is not None
+        await self._slack.post(self._policy.audit_channel, message)
+
+    async def _audit_refused(self, exc: SlackClientError) -> None:
+        channel = self._policy.audit_channel or "-"
+        await self._slack.trouble("post to the audit channel", exc, channel, None)
 
     # -- plumbing -------------------------------------------------------------------------------
 

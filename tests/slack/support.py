@@ -40,6 +40,7 @@ from bot.slack import (
     make_slack_client,
 )
 from bot.slack.app import slack_http_handler
+from bot.slack.audit_digest import AuditPace
 from tests.support.cluster import TestCluster, free_port
 from tests.support.harness import (
     FAST_BACKOFF,
@@ -371,6 +372,7 @@ async def slack_bed(
     wipe: bool = True,
     report_access: ReportAccess = "everyone",
     emu: SlackEmulator | None = None,
+    audit_pace: AuditPace | None = None,
 ) -> AsyncIterator[SlackBed]:
     combined = prepare_clusters(clusters, tmp)
     policy = parse_policy(policy_text)
@@ -381,7 +383,7 @@ async def slack_bed(
     slack_session = aiohttp.ClientSession()
     client = make_slack_client(BOT_TOKEN, emulator.base_url, session=slack_session)
     directory = SlackDirectory(client)
-    notifier = SlackNotifier(client, policy, directory=directory)
+    notifier = SlackNotifier(client, policy, directory=directory, audit_pace=audit_pace)
     core = await build_core(
         policy,
         redis_url,

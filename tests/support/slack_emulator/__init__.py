@@ -20,10 +20,18 @@ Modules: ``emulator`` (the server, call records, waiting), ``workspace`` (state)
 ``web_api`` (Web API methods), ``files`` (uploads), ``socket_mode``, ``limits``
 (injected errors, rate limits, delays, stalls), ``blocks`` (Block Kit limits),
 ``records`` (recorded calls, replies, errors), ``wire`` (request parsing).
+
+Slack under load, opted into per emulator (off by default)::
+
+    SlackEmulator(channel_limit=ChannelLimit(per_second=1, burst=3), latency=0.1)
+
+answers a ``chat.postMessage`` beyond a channel's limit with HTTP 429 and
+``Retry-After``, and every call after 100 ms (see ``limits``).
 """
 
 from tests.support.slack_emulator.blocks import block_errors, view_errors
 from tests.support.slack_emulator.emulator import SlackEmulator
+from tests.support.slack_emulator.limits import CHANNEL_LIMITED_METHODS, ChannelLimit
 from tests.support.slack_emulator.records import (
     APP_TOKEN_METHODS,
     JSON,
@@ -42,12 +50,14 @@ from tests.support.slack_emulator.records import (
 
 __all__ = [
     "APP_TOKEN_METHODS",
+    "CHANNEL_LIMITED_METHODS",
     "JSON",
     "MESSAGE_BLOCK_LIMIT",
     "MESSAGE_TEXT_LIMIT",
     "RESPONSE_URL",
     "UPLOAD_URL",
     "VIEW_BLOCK_LIMIT",
+    "ChannelLimit",
     "RecordedCall",
     "SlackEmulator",
     "SlackEmulatorTimeout",

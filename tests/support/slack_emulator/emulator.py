@@ -16,7 +16,7 @@ from aiohttp import WSCloseCode, web
 from tests.support.async_server import AsyncServer
 from tests.support.patience import PATIENCE
 from tests.support.slack_emulator.files import _Files
-from tests.support.slack_emulator.limits import _Limits
+from tests.support.slack_emulator.limits import ChannelLimit, _Limits
 from tests.support.slack_emulator.records import (
     APP_TOKEN_METHODS,
     JSON,
@@ -45,6 +45,15 @@ class SlackEmulator(AsyncServer, _WebApi, _Files, _Limits, _SocketMode):
     identity ``auth.test`` and messages show (default: ``tests.support.slack_signing``'s).
     Nothing listens until ``start()`` (or ``async with``); the port is then random.
     Every ``timeout`` of the ``wait_*`` methods is in seconds.
+
+    What Slack does under load, both off by default so a test opts in:
+    ``channel_limit``: Slack's per-channel ``chat.postMessage`` limit (a
+    :class:`~tests.support.slack_emulator.limits.ChannelLimit`, e.g.
+    ``ChannelLimit(per_second=1, burst=3)``): posts beyond it answer HTTP 429 with
+    ``Retry-After``; also :meth:`limit_channels` / :meth:`unlimit_channels` later.
+    ``latency``: seconds every Web API call, upload and response URL post takes to
+    answer (Slack over a network: about 0.1); also :meth:`set_latency`.
+    Both survive :meth:`reset` (they are set-up, like users); the buckets refill.
     """
 
     def __init__(
@@ -56,8 +65,12 @@ class SlackEmulator(AsyncServer, _WebApi, _Files, _Limits, _SocketMode):
         bot_user_id: str = BOT_USER_ID,
         bot_id: str = BOT_ID,
         app_id: str = APP_ID,
+        channel_limit: ChannelLimit | None = None,
+        latency: float = 0.0,
     ) -> None:
         super().__init__(team_id=team_id, bot_user_id=bot_user_id, bot_id=bot_id, app_id=app_id)
+        self._channel_limit = channel_limit
+        self.set_latency(latency)
         self._bot_tokens = None if bot_tokens is None else frozenset(bot_tokens)
         self._app_tokens = None if app_tokens is None else frozenset(app_tokens)
         self._runner: web.AppRunner | None = None
@@ -73,6 +86,7 @@ class SlackEmulator(AsyncServer, _WebApi, _Files, _Limits, _SocketMode):
         self._delays: dict[str, float] = {}
         self._held: dict[str, asyncio.Event] = {}
         self._started: defaultdict[str, int] = defaultdict(int)
+        self._buckets = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -210,12 +224,13 @@ class SlackEmulator(AsyncServer, _WebApi, _Files, _Limits, _SocketMode):
         auth_error = self._auth_error(method, token)
         if auth_error is not None:
             return _Reply.error(auth_error)
+        await self._wait_latency()
         if method in self._delays:
             await asyncio.sleep(self._delays[method])
         held = self._held.get(method)
         if held is not None:
             await held.wait()
-        fault = self._take_fault(method)
+        fault = self._take_fault(method) or self._channel_refusal(method, params)
         if fault is not None:
             return fault
         try:
@@ -248,6 +263,7 @@ class SlackEmulator(AsyncServer, _WebApi, _Files, _Limits, _SocketMode):
         at = time.time()
         params = await _read_params(request)
         params["response_url"] = str(request.url)
+        await self._wait_latency()
         reply = self._take_fault(RESPONSE_URL) or _Reply.ok({})
         headers = dict(request.headers)
         call = RecordedCall(RESPONSE_URL, params, headers, at, None, reply.status, reply.body or {})

@@ -115,6 +115,7 @@ class _Files:
         at = time.time()
         file_id = request.match_info["file_id"]
         content = await _read_upload(request)
+        await self._wait_latency()
         reply = self._take_fault(UPLOAD_URL) or self._store_upload(file_id, content)
         params: JSON = {"file_id": file_id, "length": len(content)}
         headers = dict(request.headers)
