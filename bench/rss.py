@@ -17,7 +17,7 @@ from bench.serve_bed import REQUESTER, serve_bed
 
 NAME = "rss"
 TITLE = "6. RSS of accessbot serve"
-TARGET_MB = 200.0
+TARGET_MB = 150.0
 
 
 @dataclass(frozen=True)

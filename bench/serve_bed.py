@@ -30,8 +30,11 @@ from bot.store import Store
 from tests.slack.support import populate
 from tests.support.harness import POLICY
 from tests.support.serve_proc import ServeProcess
-from tests.support.slack_emulator import RESPONSE_URL, SlackEmulator
+from tests.support.slack_emulator import RESPONSE_URL, ChannelLimit, SlackEmulator
 from tests.support.slack_signing import block_actions_body, sign, slash_command_body
+
+# What one Slack Web API call costs in the benchmarks (issue 16: 100 ms).
+SLACK_LATENCY_SECONDS = 0.1
 
 BOT_TOKEN = "xoxb-bench"  # fake; the emulator takes any xoxb- token
 SECRET = "accessbot-bench-signing-secret"
@@ -189,7 +192,9 @@ async def serve_bed(env: Env, users: Sequence[str] = ()) -> AsyncIterator[ServeB
     kubeconfig = await env.workflow_kubeconfig()
     redis_url = await env.redis_url()
     workdir = Path(tempfile.mkdtemp(prefix="serve-", dir=env.root))
-    async with SlackEmulator() as emu:
+    # Slack as users get it (issue 16): every call takes SLACK_LATENCY_SECONDS and
+    # each channel takes about one post a second (429 with Retry-After beyond).
+    async with SlackEmulator(channel_limit=ChannelLimit(), latency=SLACK_LATENCY_SECONDS) as emu:
         populate(emu)
         for user in users:
             emu.add_user(user, name=user.lower(), email=f"{user.lower()}@example.com")
