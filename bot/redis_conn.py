@@ -69,7 +69,7 @@ def parse_sentinels(value: str) -> tuple[tuple[str, int], ...]:
             continue
         parsed = urlparse(f"//{item}")
         try:
-            port = parsed.port or DEFAULT_SENTINEL_PORT
+            port = DEFAULT_SENTINEL_PORT if parsed.port is None else parsed.port
         except ValueError:
             raise ValueError(f"{item!r}: the port must be a number 1-65535") from None
         if not parsed.hostname or parsed.path or parsed.username or not 0 < port < 65536:
