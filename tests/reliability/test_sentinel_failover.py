@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -172,3 +174,20 @@ async def _every_request_ends_once(
     ) or [0.0]
     print(f"{states[State.EXPIRED]} expired on the promoted master, {states[State.FAILED]} failed; "
           f"expiry lag median {lags[len(lags) // 2]:.2f}s, max {lags[-1]:.2f}s")  # fmt: skip
+
+
+def test_accessbot_check_finds_the_master_through_the_sentinels(
+    group: SentinelGroup, tmp_path: Path
+) -> None:
+    """The CLI reads the two variables from the environment, as ``serve`` does."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "ACCESSBOT_"))}
+    env |= {"REDIS_SENTINELS": group.sentinels_setting, "REDIS_SENTINEL_MASTER": SERVICE,
+            "ACCESSBOT_POLICY": str(tmp_path / "absent.yaml"),
+            "ACCESSBOT_DATA_DIR": str(tmp_path / "data")}  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "bot", "check"], env=env, cwd=tmp_path, capture_output=True,
+        text=True, timeout=PATIENCE, check=False,
+    )  # fmt: skip
+    line = f"✓ redis: reachable: master '{SERVICE}' of sentinels {group.sentinels_setting}"
+    assert line in out.stdout, out.stdout + out.stderr
+    assert not (tmp_path / "data").exists(), "an embedded redis-server was started"
