@@ -80,7 +80,6 @@ async def test_master_killed_mid_load_every_request_ends_once_and_expiry_still_r
     )
     target = redis_target(settings)
     assert isinstance(target, SentinelTarget)
-    old = group.master()
     failures: Counter[str] = Counter()
     async with workflow_harness(
         target,
@@ -107,6 +106,7 @@ async def test_master_killed_mid_load_every_request_ends_once_and_expiry_still_r
 
         async def failover() -> dt.datetime:
             await enough.wait()
+            old = await asyncio.to_thread(group.master)  # the master now, whoever it is
             in_flight = REQUESTS - len(answered)
             await asyncio.to_thread(old.kill)
             killed = asyncio.get_running_loop().time()
