@@ -15,12 +15,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis
 
 from bot.redis_server import RedisUnavailable
 from tests.support.cluster import free_port
 from tests.support.patience import PATIENCE
+from tests.support.pki import TestPKI
 
 SERVICE = "mymaster"
 HOST = "127.0.0.1"
@@ -47,20 +49,49 @@ def wait_until(what: str, ok: Callable[[], bool], timeout: float = PATIENCE) -> 
         time.sleep(0.05)
 
 
+@dataclass(frozen=True)
+class Security:
+    """TLS on every port (``pki``'s serving certificate, replication and sentinel links
+    included) and a password on the data nodes (the sentinels know it as auth-pass);
+    neither by default."""
+
+    pki: TestPKI | None = None
+    password: str | None = None
+
+    def options(self, port: int) -> list[tuple[str, str]]:
+        """Listening options shared by data nodes and sentinels."""
+        if self.pki is None:
+            return [("port", str(port))]
+        return [
+            ("port", "0"), ("tls-port", str(port)),
+            ("tls-cert-file", str(self.pki.serving.cert)),
+            ("tls-key-file", str(self.pki.serving.key)),
+            ("tls-ca-cert-file", str(self.pki.ca.cert)),
+            ("tls-auth-clients", "no"), ("tls-replication", "yes"),
+        ]  # fmt: skip
+
+    def client_kwargs(self, *, data_node: bool) -> dict[str, Any]:
+        tls = {"ssl": True, "ssl_ca_certs": str(self.pki.ca.cert)} if self.pki else {}
+        return {**tls, "password": self.password if data_node else None}
+
+
 @dataclass
 class Node:
     """One redis-server (or sentinel) on ``HOST:port``, logging under ``workdir``."""
 
     workdir: Path
+    security: Security = field(default_factory=Security)
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    sentinel: bool = False
 
     @property
     def address(self) -> str:
         return f"{HOST}:{self.port}"
 
     def client(self) -> redis.Redis:
-        return redis.Redis(HOST, self.port, decode_responses=True, socket_timeout=5)
+        kwargs = self.security.client_kwargs(data_node=not self.sentinel)
+        return redis.Redis(HOST, self.port, decode_responses=True, socket_timeout=5, **kwargs)
 
     def _spawn(self, args: list[str]) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -88,8 +119,14 @@ class Node:
     def start_server(self, replica_of: Node | None = None) -> Node:
         """A data node (no persistence: a replica is the copy), replicating
         ``replica_of`` when given."""
-        args = [
-            _executable(), "--port", str(self.port), "--bind", HOST,
+        args = [_executable()]
+        for name, value in self.security.options(self.port):
+            args += [f"--{name}", value]
+        if self.security.password:
+            args += ["--requirepass", self.security.password,
+                     "--masterauth", self.security.password]  # fmt: skip
+        args += [
+            "--bind", HOST,
             "--dir", str(self.workdir), "--save", "", "--appendonly", "no",
             "--logfile", str(self.workdir / "redis.log"),
             # The first full sync starts at once, not after the 5 s default delay.
@@ -101,15 +138,19 @@ class Node:
         return self
 
     def start_sentinel(self, master: Node, quorum: int, down_after_ms: int) -> Node:
+        self.sentinel = True
         conf = self.workdir / "sentinel.conf"  # a sentinel rewrites its own file
         self.workdir.mkdir(parents=True, exist_ok=True)
+        listen = "".join(f"{name} {value}\n" for name, value in self.security.options(self.port))
+        auth = self.security.password
         conf.write_text(
-            f"port {self.port}\nbind {HOST}\ndir {self.workdir}\n"
+            f"{listen}bind {HOST}\ndir {self.workdir}\n"
             f"logfile {self.workdir / 'redis.log'}\n"
             f"sentinel monitor {SERVICE} {HOST} {master.port} {quorum}\n"
             f"sentinel down-after-milliseconds {SERVICE} {down_after_ms}\n"
             f"sentinel failover-timeout {SERVICE} {max(4 * down_after_ms, 3000)}\n"
             f"sentinel parallel-syncs {SERVICE} 1\n"
+            + (f"sentinel auth-pass {SERVICE} {auth}\n" if auth else "")
         )
         self._spawn([_executable(), str(conf), "--sentinel"])
         return self
@@ -123,20 +164,23 @@ class SentinelGroup:
     replicas: int = 1
     sentinels: int = 3
     down_after_ms: int = 1500
+    security: Security = field(default_factory=Security)
     nodes: list[Node] = field(default_factory=list)
     watchers: list[Node] = field(default_factory=list)
 
     def start(self) -> SentinelGroup:
-        master = Node(self.workdir / "node0").start_server()
+        master = Node(self.workdir / "node0", self.security).start_server()
         self.nodes = [master] + [
-            Node(self.workdir / f"node{i + 1}").start_server(replica_of=master)
+            Node(self.workdir / f"node{i + 1}", self.security).start_server(replica_of=master)
             for i in range(self.replicas)
         ]
         for node in self.nodes[1:]:
             wait_until(f"{node.address} in sync", lambda n=node: _link_up(n))
         quorum = self.sentinels // 2 + 1
         self.watchers = [
-            Node(self.workdir / f"sentinel{i}").start_sentinel(master, quorum, self.down_after_ms)
+            Node(self.workdir / f"sentinel{i}", self.security).start_sentinel(
+                master, quorum, self.down_after_ms
+            )
             for i in range(self.sentinels)
         ]
         # A failover needs sentinels that know each other and the replicas.
