@@ -41,7 +41,6 @@ REQUESTS = 100
 # Long enough that every grant is made after the failover; its expiry then runs on
 # the promoted replica.
 GRANT_SECONDS = 30
-KILL_AFTER = 10  # approvals answered before the master dies; the rest are in flight
 # The bot waits out a Redis outage of up to one lease before it gives up recording a
 # delivery (and a retry would send a second file): leases outlast the failover, as
 # README asks of a Sentinel deployment (down-after-milliseconds well under a lease).
@@ -88,26 +87,27 @@ async def test_master_killed_mid_load_every_request_ends_once_and_expiry_still_r
         reconcile_interval=5.0,
         scheduler_options={"lease_seconds": LEASE_SECONDS},
     ) as h:
-        answered: list[str] = []
-        enough = asyncio.Event()
+        started: list[int] = []
+        all_sent = asyncio.Event()
 
         async def one(i: int) -> Grant:
-            await asyncio.sleep(i * 0.02)  # a steady stream across the failover
+            await asyncio.sleep(i * 0.01)  # a stream: the kill lands mid-request for most
+            started.append(i)
+            if len(started) == REQUESTS:
+                all_sent.set()
             spec = AccessRequestSpec(
                 requester=f"U0DEV{i:03d}", role="edit", cluster="a", namespace="team-a",
                 duration=dt.timedelta(seconds=GRANT_SECONDS), reason=f"load {i}",
             )  # fmt: skip
             grant = await with_retries(lambda: h.workflow.submit(spec), failures)
             decision = await with_retries(lambda: h.workflow.approve(grant.id, "U0LEAD"), failures)
-            answered.append(grant.id)
-            if len(answered) >= KILL_AFTER:
-                enough.set()
             return decision.grant  # type: ignore[no-any-return]
 
         async def failover() -> dt.datetime:
-            await enough.wait()
+            await all_sent.wait()
             old = await asyncio.to_thread(group.master)  # the master now, whoever it is
-            in_flight = REQUESTS - len(answered)
+            # In flight: sent, and no kubeconfig delivered yet.
+            in_flight = REQUESTS - len({d.grant_id for d in h.notifier.deliveries})
             await asyncio.to_thread(old.kill)
             killed = asyncio.get_running_loop().time()
             new = await asyncio.to_thread(group.master)
