@@ -27,13 +27,12 @@ from bot.lifecycle import TERMINAL, State
 from bot.models import Grant
 from bot.policy import AccessRequestSpec
 from bot.redis_conn import SentinelTarget, redis_target
-from bot.redis_server import RedisUnavailable
 from bot.settings import Settings
 from k8s import grants as k8s_grants
 from tests.support.cluster import TestCluster
 from tests.support.harness import Harness, wait_for_grant, workflow_harness
 from tests.support.patience import PATIENCE
-from tests.support.sentinel import SERVICE, SentinelGroup
+from tests.support.sentinel import SERVICE, SentinelGroup, started_group
 
 pytestmark = pytest.mark.cluster
 T = TypeVar("T")
@@ -49,12 +48,7 @@ LEASE_SECONDS = 10.0
 
 @pytest.fixture
 def group(tmp_path: Path) -> Iterator[SentinelGroup]:
-    try:
-        started = SentinelGroup(tmp_path / "redis").start()
-    except RedisUnavailable as exc:
-        if os.environ.get("CI"):  # CI must run every test for real
-            pytest.fail(str(exc), pytrace=False)
-        pytest.skip(str(exc))
+    started = started_group(tmp_path / "redis")
     yield started
     started.stop()
 
