@@ -11,9 +11,6 @@ from functools import cached_property
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bot.agenda import Timing, plan_for
 from bot.migrations import migrate
@@ -21,6 +18,8 @@ from bot.models import utcnow
 from bot.policy import Policy
 from bot.ports import Deduplicator, Directory, Notifier
 from bot.reconciler import Reconciler
+from bot.redis_conn import RedisTarget
+from bot.redis_conn import redis_client as redis_client  # its home until Sentinel came
 from bot.retry import Backoff
 from bot.scheduler import Scheduler
 from bot.steps import StepRunner
@@ -32,34 +31,6 @@ from bot.workflow import Workflow
 from k8s.clients import ClusterRegistry, ClusterTarget
 
 log = logging.getLogger(__name__)
-
-# Every Redis command the bot sends is bounded: a hung server (SIGSTOP, a stalled
-# disk under AOF fsync, a network black hole) turns into redis.exceptions.TimeoutError
-# after this long instead of a call that never returns. Our commands and Lua scripts
-# are small (bounded batches), so 5 s is generous; a URL query such as
-# ``?socket_timeout=10`` overrides it.
-REDIS_SOCKET_TIMEOUT_SECONDS = 5.0
-REDIS_CONNECT_TIMEOUT_SECONDS = 3.0
-
-
-def redis_client(url: str) -> Redis:
-    """The Redis client every part of the bot shares, with bounded waits.
-
-    Only connection errors are retried (twice, with jittered backoff up to 1 s):
-    a command that timed out may have run, and re-sending a ``SET NX`` or an
-    ``XADD`` would not be harmless.
-    """
-    return Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
-        socket_connect_timeout=REDIS_CONNECT_TIMEOUT_SECONDS,
-        retry=Retry(
-            ExponentialWithJitterBackoff(base=0.1, cap=1.0),
-            retries=2,
-            supported_errors=(RedisConnectionError,),
-        ),
-    )
 
 
 def cluster_targets(policy: Policy, kubeconfig: str | None) -> dict[str, ClusterTarget]:
@@ -133,7 +104,7 @@ class Core:
 
 async def build_core(
     policy: Policy,
-    redis_url: str,
+    redis_url: RedisTarget,
     *,
     notifier: Notifier,
     directory: Directory,
@@ -148,7 +119,8 @@ async def build_core(
     The scheduler and the reconciler are not started: call :meth:`Core.start`.
 
     :param policy: the parsed policy (:func:`bot.policy.parse_policy`).
-    :param redis_url: ``redis://`` URL of the store and the scheduler's queue.
+    :param redis_url: ``redis://`` URL of the store and the scheduler's queue, or the
+      :class:`bot.redis_conn.SentinelTarget` that finds it.
     :param notifier: where cards, DMs and kubeconfig files go (the Slack notifier).
     :param directory: who is who (usergroups, handles, email look-ups).
     :param kubeconfig: path of the kubeconfig naming the policy's contexts;

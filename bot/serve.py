@@ -18,6 +18,7 @@ from bot.core import Core, build_core
 from bot.http.app import HttpService, SlackHandler
 from bot.metrics import Metrics
 from bot.policy import Policy, load_policy
+from bot.redis_conn import RedisTarget, redis_target
 from bot.redis_server import RedisProcess
 from bot.settings import Settings, bot_namespace
 from bot.slack import SlackDirectory, SlackNotifier, build_slack_app, make_slack_client
@@ -30,13 +31,13 @@ SHUTDOWN_BUDGET = 10.0  # seconds from SIGTERM to exit
 
 @dataclass
 class Redis:
-    url: str
+    url: RedisTarget
     process: RedisProcess | None = None
 
     @classmethod
     def start(cls, settings: Settings) -> Redis:
-        if settings.redis_url:
-            return cls(settings.redis_url)
+        if (target := redis_target(settings)) is not None:
+            return cls(target)
         data_dir = Path(settings.accessbot_data_dir).resolve()
         process = RedisProcess(data_dir, appendonly=True).attach_or_start()
         log.warning(
@@ -52,7 +53,7 @@ class Redis:
 
 
 async def _build(
-    settings: Settings, policy: Policy, redis_url: str
+    settings: Settings, policy: Policy, redis_url: RedisTarget
 ) -> tuple[Core, web.Application]:
     assert settings.slack_bot_token is not None
     metrics = Metrics()

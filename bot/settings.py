@@ -27,7 +27,11 @@ class Settings(BaseSettings):
         Socket Mode instead of HTTP. Default None.
     :param slack_api_url: Slack Web API base URL, default ``https://slack.com/api/``.
     :param redis_url: ``redis://`` URL of the store; None (default) runs a private
-        redis-server under ``accessbot_data_dir``.
+        redis-server under ``accessbot_data_dir``. With sentinels: TLS, password and
+        database only (see :mod:`bot.redis_conn`).
+    :param redis_sentinels: extension: ``host:port,...`` of Redis Sentinels; with
+        ``redis_sentinel_master`` the bot uses the master they name. Default None.
+    :param redis_sentinel_master: extension: the master's name in the sentinels.
     :param accessbot_data_dir: local state directory, default ``.accessbot``.
     :param accessbot_policy: the policy file, default ``policy.yaml``.
     :param accessbot_http_host: listen address, default ``0.0.0.0``.
@@ -55,6 +59,9 @@ class Settings(BaseSettings):
     slack_app_token: SecretStr | None = None
     slack_api_url: str = "https://slack.com/api/"
     redis_url: str | None = None
+    # Extension: Redis Sentinel (bot.redis_conn.redis_target reads and checks them).
+    redis_sentinels: str | None = None
+    redis_sentinel_master: str | None = None
     accessbot_data_dir: Path = Path(".accessbot")
     accessbot_policy: Path = Path("policy.yaml")
     accessbot_http_host: str = "0.0.0.0"  # noqa: S104 - a server in a pod listens on all

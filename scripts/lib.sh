@@ -43,6 +43,8 @@ as_root() {
   fi
 }
 
+# Also what the Sentinel failover drill needs: Debian's redis-sentinel is this same
+# binary, run as `redis-server sentinel.conf --sentinel`.
 ensure_redis_server() {
   command -v redis-server >/dev/null 2>&1 && return
   say "installing redis-server from Debian packages"

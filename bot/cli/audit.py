@@ -6,10 +6,10 @@ import argparse
 from datetime import timedelta
 
 from bot.cli.runtime import problem, redis_url, stamp
-from bot.core import redis_client
 from bot.durations import format_duration
 from bot.policy_file import PolicyError, load_policy
 from bot.policy_schema import Defaults
+from bot.redis_conn import redis_client
 from bot.scheduler import Scheduler
 from bot.settings import Settings
 from bot.store import AUDIT_MAXLEN, Store

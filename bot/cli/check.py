@@ -12,6 +12,7 @@ import asyncio
 from bot.cli.runtime import EXIT_PROBLEM, redis_url
 from bot.core import cluster_targets
 from bot.policy import Policy, PolicyError, load_policy, role_clusters
+from bot.redis_conn import redis_client, redis_target
 from bot.redis_server import RedisUnavailable
 from bot.settings import ConfigError, Settings, bot_namespace
 from k8s import grants as k8s_grants
@@ -54,16 +55,20 @@ def _line(what: str, detail: str, *, ok: bool = True) -> None:
 
 async def _check_redis(settings: Settings) -> list[str]:
     try:
-        async with redis_url(settings) as url:
-            from redis.asyncio import Redis
-
-            r = Redis.from_url(url)
+        async with redis_url(settings) as target:
+            r = redis_client(target)
             try:
                 await asyncio.wait_for(r.ping(), 3)  # type: ignore[arg-type]
             finally:
                 await r.aclose()
-        _line("redis", "reachable" if settings.redis_url else "embedded redis-server starts")
+        if redis_target(settings) is None:
+            _line("redis", "embedded redis-server starts")
+        else:  # a URL may hold a password: only a Sentinel target is named
+            _line("redis", "reachable" if isinstance(target, str) else f"reachable: {target}")
         return []
+    except ConfigError as exc:
+        _line("redis", str(exc), ok=False)
+        return [str(exc)]
     except (OSError, RedisUnavailable, TimeoutError) as exc:
         message = f"redis: {exc or exc.__class__.__name__}"
         _line("redis", str(exc) or exc.__class__.__name__, ok=False)

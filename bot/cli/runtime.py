@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 from bot.core import Core, build_core
 from bot.models import Grant, MessageRef
 from bot.policy import load_policy
+from bot.redis_conn import RedisTarget, redis_target
 from bot.redis_server import RedisProcess
 from bot.settings import ConfigError, Settings, bot_namespace
 
@@ -89,14 +90,16 @@ def _embedded_redis(settings: Settings) -> RedisProcess:
 
 
 @asynccontextmanager
-async def redis_url(settings: Settings) -> AsyncIterator[str]:
-    """``REDIS_URL``, else the embedded redis-server's URL (started for the command
-    and stopped after it, unless one was already running in the data directory).
+async def redis_url(settings: Settings) -> AsyncIterator[RedisTarget]:
+    """``REDIS_URL`` or the Sentinel master (:func:`bot.redis_conn.redis_target`), else
+    the embedded redis-server's URL (started for the command and stopped after it,
+    unless one was already running in the data directory).
 
-    Raises ``RedisUnavailable`` when the embedded server cannot start.
+    Raises ``RedisUnavailable`` when the embedded server cannot start, ``ConfigError``
+    for a bad Sentinel setting.
     """
-    if settings.redis_url:
-        yield settings.redis_url
+    if (target := redis_target(settings)) is not None:
+        yield target
         return
     process = await asyncio.to_thread(_embedded_redis, settings)
     owned = process.pid is not None

@@ -13,6 +13,7 @@ from typing import Any
 from bot.core import Core, build_core
 from bot.models import Grant
 from bot.policy import parse_policy
+from bot.redis_conn import RedisTarget
 from bot.retry import Backoff
 from bot.scheduler import Job
 from k8s import grants as k8s_grants
@@ -198,7 +199,7 @@ def default_directory() -> StaticDirectory:
 
 @asynccontextmanager
 async def workflow_harness(
-    redis_url: str,
+    redis_url: RedisTarget,
     clusters: dict[str, TestCluster],
     tmp: Path,
     *,
@@ -209,8 +210,10 @@ async def workflow_harness(
     reconcile_interval: float = 3600.0,
     setup: Callable[[Core], Awaitable[None]] | None = None,
     kubeconfig: Path | None = None,
+    scheduler_options: dict[str, Any] | None = None,
 ) -> AsyncIterator[Harness]:
-    """The real workflow; ``kubeconfig`` overrides the one made from ``clusters``."""
+    """The real workflow; ``kubeconfig`` overrides the one made from ``clusters``;
+    ``scheduler_options`` override ``FAST_SCHEDULER``'s."""
     kubeconfig = kubeconfig or prepare_clusters(clusters, tmp)
     notifier = notifier or RecordingNotifier()
     directory = directory or default_directory()
@@ -222,7 +225,7 @@ async def workflow_harness(
         kubeconfig=str(kubeconfig),
         reconcile_interval=reconcile_interval,
         backoff=FAST_BACKOFF,
-        scheduler_options=FAST_SCHEDULER,
+        scheduler_options={**FAST_SCHEDULER, **(scheduler_options or {})},
     )
     await wipe_managed(core)
     if setup is not None:

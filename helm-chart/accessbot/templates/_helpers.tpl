@@ -293,17 +293,39 @@ now, bot/lifecycle.py new_expiry), and at least the TokenRequest API's 600 s flo
 {{- $n }}
 {{- end }}
 
+{{/* The sentinels' own ports (for the NetworkPolicy), as a JSON list. */}}
+{{- define "accessbot.sentinelPorts" -}}
+{{- $ports := list }}
+{{- range .Values.redis.sentinels }}
+{{- $ports = append $ports (regexFind "[0-9]+$" . | int) }}
+{{- end }}
+{{- $ports | uniq | toJson }}
+{{- end }}
+
 {{/* Refuse values that would make a pod that cannot work. */}}
 {{- define "accessbot.validate" -}}
 {{- $sources := include "accessbot.redisSources" . | int }}
 {{- if gt $sources 1 }}
 {{- fail "redis: give only one of redis.url, redis.existingSecret and redis.bundled.enabled" }}
 {{- end }}
-{{- if and (eq $sources 0) (not .Values.slack.existingSecret) }}
+{{- if .Values.redis.sentinels }}
+{{- if not .Values.redis.sentinelMaster }}
+{{- fail "redis: redis.sentinels needs redis.sentinelMaster (the master's name in the sentinels' configuration)" }}
+{{- end }}
+{{- if .Values.redis.bundled.enabled }}
+{{- fail "redis: redis.sentinels replaces the bundled Redis: set redis.bundled.enabled=false" }}
+{{- end }}
+{{- else if .Values.redis.sentinelMaster }}
+{{- fail "redis: redis.sentinelMaster is set but redis.sentinels is empty" }}
+{{- end }}
+{{- if and (eq $sources 0) (not .Values.slack.existingSecret) (not .Values.redis.sentinels) }}
 {{- fail "redis: set redis.url (a managed Redis), redis.existingSecret, or redis.bundled.enabled=true; the image has no embedded Redis" }}
 {{- end }}
 {{- if has .Release.Namespace (include "accessbot.usersNamespaces" . | fromJsonArray) }}
 {{- fail (printf "policy: the users' namespace must not be the release namespace (%s): grant ServiceAccounts would live beside the bot's own, and a binding to one of them could be a binding to the bot" .Release.Namespace) }}
+{{- end }}
+{{- if and .Values.redis.url .Values.redis.sentinels (not (regexMatch "^rediss?://" .Values.redis.url)) }}
+{{- fail "redis.url must start with redis:// or rediss:// with redis.sentinels" }}
 {{- end }}
 {{- if and .Values.redis.url (not (regexMatch "^(redis|rediss|unix)://" .Values.redis.url)) }}
 {{- fail "redis.url must start with redis://, rediss:// or unix://" }}
