@@ -76,8 +76,7 @@ class BreakGlassAccess:
         grant = grant.model_copy(update=update)
         # Its next step: provision, at once.
         grant = await self.requests.create(grant.moved(State.APPROVED, spec.requester, now, TAKEN))
-        await self.requests.post_card(grant)  # the loud card, with its Ratify button
-        return await deps.grant(grant.id)
+        return await self.requests.announced(grant)  # the loud card, with its Ratify button
 
     async def why_not_ratifier(self, grant: Grant, user: str) -> str | None:
         """Why ``user`` may not ratify ``grant`` now, or None when they may."""

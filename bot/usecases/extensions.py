@@ -82,9 +82,7 @@ class Extensions:
             pending_until=now + deps.policy.defaults.pending_ttl,
             extends=grant.id,
         )
-        request = await self.requests.create_pending(request)
-        await self.requests.post_card(request)
-        return await deps.grant(request.id)
+        return await self.requests.announced(await self.requests.create_pending(request))
 
     async def apply_approved_extension(self, request: Grant) -> Grant | None:
         """Apply an approved extension request to its grant, once; the request then ends."""

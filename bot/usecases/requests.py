@@ -7,9 +7,12 @@ ago cannot slip a change through; the answer is a :class:`Decision`.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+
+from redis.exceptions import RedisError
 
 from bot.lifecycle import LIVE, State
 from bot.models import Grant, MessageRef, new_grant
@@ -25,6 +28,8 @@ from bot.usecases.authorization import (
     Refused,
 )
 from bot.usecases.deps import SYSTEM, Deps
+
+log = logging.getLogger(__name__)
 
 
 class Outcome(StrEnum):
@@ -111,9 +116,7 @@ class Requests:
         if resolved.approvals_required == 0:
             grant = grant.moved(State.APPROVED, SYSTEM, now, "auto-approved by policy")
             return await self.create(grant)  # its next step: provision
-        grant = await self.create_pending(grant)
-        await self.post_card(grant)
-        return await deps.grant(grant.id)
+        return await self.announced(await self.create_pending(grant))
 
     async def create_pending(self, grant: Grant) -> Grant:
         """Store a pending request. Its next step is the card's safety net (bot.agenda):
@@ -127,6 +130,26 @@ class Requests:
             return await self.deps.store.create(grant)
         except RequesterOffboarded:
             raise await self.authz.refuse(grant.requester, "request", None, OFFBOARDED) from None
+
+    async def announced(self, grant: Grant) -> Grant:
+        """Post the card of a just-stored record; return the record as it is now.
+
+        The record is committed, so the request exists whatever happens next: a
+        Redis failure while recording the card or reading back (say, a failover)
+        returns ``grant`` as stored instead of raising. Raising would tell the
+        requester to try again, and the retry would make a second request. A
+        pending request's card step (bot.agenda) posts the card if none was
+        recorded.
+        """
+        try:
+            await self.post_card(grant)
+            return await self.deps.grant(grant.id)
+        except RedisError as exc:
+            log.warning(
+                "request %s is stored; recording its card failed: %r", grant.id, exc,
+                extra={"grant_id": grant.id},
+            )  # fmt: skip
+            return grant
 
     async def post_card(self, grant: Grant) -> None:
         """Post the approval card and record where it is (which ends the card step)."""
