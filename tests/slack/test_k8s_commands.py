@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import gzip
 import json
 import re
 from collections.abc import Iterator
@@ -300,3 +302,83 @@ async def test_hostile_node_cells_reach_only_the_file(
     finally:
         api.api_client.close()
         _delete_nodes(cluster_b)
+
+
+NS_MANY = "slk-helm-many"
+
+
+def _failed_release(i: int) -> dict[str, object]:
+    """A failed release's Secret as helm writes it, each with its own long reason."""
+    body = {
+        "name": f"r{i:03d}",
+        "namespace": NS_MANY,
+        "version": 1,
+        "info": {
+            "status": "failed",
+            "last_deployed": "2026-11-29T10:00:00Z",
+            "description": f"Upgrade r{i:03d} failed: timed out waiting for the condition "
+            + "y" * 200,
+        },
+        "chart": {"metadata": {"name": "plain", "version": "2.3.4", "appVersion": "1.0"}},
+    }
+    data = base64.b64encode(gzip.compress(json.dumps(body).encode())).decode()
+    labels = {"owner": "helm", "name": f"r{i:03d}", "status": "failed", "version": "1"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "helm.sh/release.v1",
+        "metadata": {"name": f"sh.helm.release.v1.r{i:03d}.v1", "namespace": NS_MANY,
+                     "labels": labels},
+        "stringData": {"release": data},
+    }  # fmt: skip
+
+
+async def test_many_helm_problems_lose_none(
+    bed: SlackBed, cluster_b: TestCluster, tmp_path: Path
+) -> None:
+    """The zone-outage rule for /k8s helm: whole lines in chat, every problem and the
+    exact table in the file whenever the chat leaves anything out."""
+    releases = 80
+    manifest = tmp_path / "releases.json"
+    items = [_failed_release(i) for i in range(releases)]
+    manifest.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+    cluster_b.kubectl("create", "namespace", NS_MANY, check=False)
+    try:
+        await asyncio.to_thread(cluster_b.kubectl, "create", "-f", str(manifest))
+        await bed.command(f"helm -c b -n {NS_MANY}", "U0BOB", command="/k8s")
+        answer = await bed.wait_response("Helm releases on b", timeout=120)
+        blocks = answer.params["blocks"]
+        assert len(blocks) <= 50
+        texts = [b["text"]["text"] for b in blocks if b.get("type") == "section"]
+        assert all(len(t) <= 3000 for t in texts)
+        assert "helm-b.txt" in json.dumps(blocks)
+        (upload,) = [f for f in bed.emu.uploaded_files if f.filename == "helm-b.txt"]
+        assert upload.channel_id == bed.emu.dm_channel("U0BOB")
+        content = (upload.content or b"").decode()
+        lines = content.split("\n")
+        # Every problem on its own line, whole.
+        for i in range(releases):
+            name = f"r{i:03d}"
+            (line,) = [x for x in lines if x.startswith(f"{NS_MANY}/{name}: failed")]
+            assert re.fullmatch(
+                f"{NS_MANY}/{name}: failed for [0-9dhms]+ \\(revision 1\\): Upgrade {name} "
+                f"failed: timed out waiting for the condition {'y' * 200}; way out: helm "
+                f"rollback {name} -n {NS_MANY} \\(previous revision\\), or fix and helm upgrade",
+                line,
+            ), line
+        # What the chat shows is whole lines of the file, never a line cut between blocks.
+        shown = [
+            unescape(x).removeprefix("• ")
+            for t in texts
+            for x in t.split("\n")
+            if unescape(x).startswith(f"• {NS_MANY}/")
+        ]
+        assert shown
+        assert all(x in lines for x in shown), [x for x in shown if x not in lines][:2]
+        # Some are only in the file, and the chat says so.
+        assert f"and {releases - len(shown)} more problem line(s) in the file" in json.dumps(blocks)
+        # Then the table exactly as helm ls prints it (all failed: helm's order is ours).
+        helm_ls = await asyncio.to_thread(cluster_b.helm, "ls", "-n", NS_MANY, "--max", "0")
+        assert content.endswith(helm_ls.stdout)
+    finally:
+        cluster_b.kubectl("delete", "secret", "-n", NS_MANY, "-l", "owner=helm", check=False)

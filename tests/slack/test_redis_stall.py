@@ -116,3 +116,42 @@ async def test_deliveries_answered_while_redis_hangs_and_offboarding_resumes(
         offboarding = await bed.core.store.offboarding("U0ALICE")
         assert offboarding is not None
         assert offboarding.by == "slack"
+
+
+async def test_every_delivery_answered_when_redis_calls_never_return(
+    own_redis: RedisProcess, cluster: TestCluster, cluster_b: TestCluster, tmp_path: Path
+) -> None:
+    """'Whatever Redis does': with the client's own timeout far beyond NO_ANSWER, no
+    Redis call returns while the server is stopped, so every answer comes from the
+    de-duplication's fallback and the HTTP layer's deadline, not from a timeout."""
+    never = f"{own_redis.url}?socket_timeout=3600"
+    async with slack_bed(never, {"a": cluster, "b": cluster_b}, tmp_path) as bed:
+        await bed.command("request view -c a -n team-a -d 1h reading logs", "U0ALICE")
+        grant = await bed.only_grant("U0ALICE")
+        await bed.wait_grant(grant.id, State.ACTIVE)
+
+        pid = _pid(own_redis)
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            status = event_callback_body(bed.emu.change_status("U0BOB"), "Ev0NEVER1")
+            assert await post(bed, status) == 200
+            assert await post(bed, status, retry_headers(1)) == 200
+            deactivated = event_callback_body(bed.emu.deactivate_user("U0ALICE"), "Ev0NEVER2")
+            assert await post(bed, deactivated) == 200
+            listing = slash_command_body(
+                "/access", "list", "U0BOB", response_url=bed.emu.new_response_url()
+            )
+            assert await post(bed, listing) == 200
+            extend = view_submission_body(
+                "access_extend_modal",
+                {"duration": {"value": text_input("1h")}},
+                "U0BOB",
+                private_metadata=json.dumps({"grant": grant.id}),
+            )
+            assert await post(bed, extend) == 200
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        # The work held up behind the stopped server goes on once it answers.
+        revoked = await bed.wait_grant(grant.id, State.REVOKED, timeout=120)
+        assert revoked.state == State.REVOKED

@@ -27,7 +27,9 @@ from kubernetes.client import (
 from k8s.errors import ClusterError
 from k8s.helm import (
     CORRUPT,
+    KNOWN_STATES,
     OVERSIZED,
+    SETTLED_STATES,
     CorruptRelease,
     HelmReport,
     InvalidNamespace,
@@ -560,6 +562,34 @@ def test_report_chat_order_problems_and_helm_ls_view() -> None:
     table = report.render_table()
     assert table.splitlines()[0].startswith("NAME  \tNAMESPACE\tREVISION\tUPDATED")
     assert len(table.splitlines()) == 11
+
+
+WAYS_OUT = {
+    "failed": "helm rollback x -n a (previous revision), or fix and helm upgrade",
+    "pending-install": "helm uninstall x -n a, then install again",
+    "pending-upgrade": "helm rollback x -n a (previous revision), or fix and helm upgrade",
+    "pending-rollback": "helm rollback x -n a (previous revision), or fix and helm upgrade",
+    "uninstalling": "finish the uninstall: helm uninstall x -n a",
+    "unknown": "see helm history x -n a",  # helm's own Go zero value of a status
+    "mystery-state": "see helm history x -n a",  # a status helm does not know at all
+}
+
+
+@pytest.mark.parametrize("status", sorted((KNOWN_STATES - SETTLED_STATES) | set(WAYS_OUT)))
+def test_every_unsettled_status_is_a_problem_listed_first_with_its_way_out(status: str) -> None:
+    """Issue 11.6, the whole kind: only deployed, superseded and uninstalled rest."""
+    rows = [_row("aaa", "a", "deployed"), _row("x", "a", status), _row("old", "a", "superseded")]
+    report = HelmReport.from_rows(rows, now=datetime(2026, 11, 26, 4, 2, 4, tzinfo=UTC))
+    assert report.rows[0].name == "x"
+    (line,) = report.problems
+    assert line.startswith(f"a/x: {status}")
+    assert line.endswith(f"; way out: {WAYS_OUT[status]}")
+
+
+@pytest.mark.parametrize("status", ["deployed", "superseded", "uninstalled"])
+def test_settled_statuses_are_no_problem(status: str) -> None:
+    report = HelmReport.from_rows([_row("x", "a", status)])
+    assert report.problems == ()
 
 
 # -- hostile cells: our side of what the cluster tests compare with the binaries ------

@@ -65,6 +65,16 @@ async def active_edit(h: Harness) -> Grant:
     return await h.wait_state(grant.id, State.ACTIVE)
 
 
+async def approved_extension(h: Harness, grant_id: str, by: dt.timedelta) -> Grant:
+    """An admin asks to extend, someone else approves; the grant as extended."""
+    request = await h.workflow.extend(grant_id, "U0ADMIN", by)
+    assert request.state == State.PENDING
+    assert (await h.workflow.approve(request.id, "U0PL1")).outcome == Outcome.APPROVED
+    await h.wait_state(request.id, State.APPLIED)
+    extended: Grant = await h.workflow.get(grant_id)
+    return extended
+
+
 async def test_direct_extensions_are_audited_and_told(harness: Harness) -> None:
     grant = await harness.workflow.submit(spec("view", dt.timedelta(hours=1)))
     active = await harness.wait_state(grant.id, State.ACTIVE)
@@ -139,19 +149,28 @@ async def test_revoking_a_pending_extension_request_leaves_the_grant(
     assert await can_read(cluster, latest_kubeconfig(harness, grant.id, tmp_path))
 
 
+@pytest.mark.parametrize("how", ["direct", "approved"])
 async def test_extension_survives_old_expiry_reconcile_and_redis_wipe(
-    harness: Harness, cluster: TestCluster, tmp_path: Path, redis_url: str
+    harness: Harness, cluster: TestCluster, tmp_path: Path, redis_url: str, how: str
 ) -> None:
-    grant = await harness.workflow.submit(spec("view", dt.timedelta(minutes=30)))
-    active = await harness.wait_state(grant.id, State.ACTIVE)
-    assert active.expires_at is not None
-    extended = await harness.workflow.extend(grant.id, "U0ALICE", dt.timedelta(minutes=30))
+    wf = harness.workflow
+    if how == "direct":  # view: the policy extends it at once
+        grant = await wf.submit(spec("view", dt.timedelta(minutes=30)))
+        active = await harness.wait_state(grant.id, State.ACTIVE)
+        assert active.expires_at is not None
+        extended = await wf.extend(grant.id, "U0ALICE", dt.timedelta(minutes=30))
+    else:  # edit: an admin asks, someone else approves, the request is applied
+        active = grant = await active_edit(harness)
+        assert active.expires_at is not None
+        extended = await approved_extension(harness, grant.id, dt.timedelta(minutes=30))
     new_expiry = active.expires_at + dt.timedelta(minutes=30)
     assert extended.expires_at == new_expiry
-    # The objects carry the new expiry as soon as the extension is done.
+    # The objects carry the new expiry as soon as the extension is done, and the
+    # grant's approvers as the record holds them.
     objs = await objects_of(harness, grant.id)
     assert len(objs) == 2
     assert {o.expires_at for o in objs} == {new_expiry}
+    assert {o.approved_by for o in objs} == {extended.approvals}
     kubeconfig = latest_kubeconfig(harness, grant.id, tmp_path)
 
     past_old = active.expires_at + dt.timedelta(minutes=1)
@@ -178,12 +197,14 @@ async def test_extension_survives_old_expiry_reconcile_and_redis_wipe(
 
 
 async def test_reconciler_writes_the_records_facts_onto_stale_objects(harness: Harness) -> None:
-    grant = await harness.workflow.submit(spec("view", dt.timedelta(minutes=30)))
-    active = await harness.wait_state(grant.id, State.ACTIVE)
+    active = grant = await active_edit(harness)  # approved by U0LEAD: approvers on the objects
     assert active.expires_at is not None
-    extended = await harness.workflow.extend(grant.id, "U0ALICE", dt.timedelta(minutes=30))
-    # As if the process died between recording the extension and patching the objects.
-    stale = k8s_grants.grant_annotations("U0ALICE", "view", active.expires_at, ())
+    assert active.approvals == ("U0LEAD",)
+    extended = await approved_extension(harness, grant.id, dt.timedelta(minutes=30))
+    assert extended.expires_at == active.expires_at + dt.timedelta(minutes=30)
+    # As if the process died between recording the extension and patching the
+    # objects, and someone had also edited the approvers on them.
+    stale = k8s_grants.grant_annotations("U0ALICE", "edit", active.expires_at, ("U0MALLORY",))
     await k8s_grants.annotate(harness.core.clusters["a"], grant.id, stale)
 
     harness.core.reconciler.clock = lambda: active.expires_at + dt.timedelta(minutes=1)  # type: ignore[operator]
@@ -193,6 +214,14 @@ async def test_reconciler_writes_the_records_facts_onto_stale_objects(harness: H
     objs = await objects_of(harness, grant.id)
     assert len(objs) == 2
     assert {o.expires_at for o in objs} == {extended.expires_at}
+    assert {o.approved_by for o in objs} == {("U0LEAD",)}
+
+    # The approvers alone disagree: repaired too.
+    assert extended.expires_at is not None
+    forged = k8s_grants.grant_annotations("U0ALICE", "edit", extended.expires_at, ("U0MALLORY",))
+    await k8s_grants.annotate(harness.core.clusters["a"], grant.id, forged)
+    assert (await harness.core.reconciler.reconcile()).repaired == [grant.id]
+    assert {o.approved_by for o in await objects_of(harness, grant.id)} == {("U0LEAD",)}
 
 
 async def test_active_grant_whose_service_account_was_deleted_is_not_shown_active(
