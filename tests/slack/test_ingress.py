@@ -180,6 +180,24 @@ async def test_huge_duration_in_the_request_form_is_a_field_error(bed: SlackBed)
     assert "duration" in answer["errors"]
 
 
+@pytest.mark.parametrize(
+    "at",
+    [
+        "0001-01-01T00:00+23:59",  # a real local time whose UTC instant is before year 1
+        "9999-12-31T23:59-23:59",  # ...or after year 9999
+        "2026-02-30T09:00Z",
+        "2026-12-01T09:00+99:00",
+        "9" * 4301,
+    ],
+)
+async def test_start_time_out_of_range_is_the_normal_start_reply(bed: SlackBed, at: str) -> None:
+    reply = await bed.command(f"request view -n team-a --at {at} looking at logs", "U0ALICE")
+    assert reply.status == 200
+    answer = json.dumps(reply.json())
+    assert "is not a real date and time" in answer or "cannot read the start time" in answer
+    assert await bed.core.store.by_user("U0ALICE") == []
+
+
 @pytest.mark.parametrize("namespace", ["a%2Fb", "../x", "a/b", "kube-system%2Fsecrets", "%2e%2e"])
 async def test_helm_namespace_is_checked_before_any_url(bed: SlackBed, namespace: str) -> None:
     reply = await bed.command(f"helm -n {namespace}", "U0ALICE", command="/k8s")
