@@ -23,7 +23,9 @@ import pytest
 import yaml
 from kubernetes import client
 
+from bot.lifecycle import State
 from bot.policy import (
+    AccessRequestSpec,
     Policy,
     RoleConfig,
     namespace_allowed,
@@ -47,6 +49,7 @@ from tests.deploy.chart import (
     wait_for_crd,
 )
 from tests.support.cluster import TestCluster, ensure_namespaces
+from tests.support.harness import default_directory, wait_for_grant, workflow_harness
 
 pytestmark = pytest.mark.cluster
 
@@ -928,6 +931,72 @@ async def test_a_grant_works_end_to_end_and_only_its_annotations_may_change(
     finally:
         deleted = await grants.revoke(bot, spec.grant_id)
     assert len(deleted) == 2, deleted
+
+
+async def test_approve_delivers_a_kubeconfig_that_works_with_the_chart_as_the_bot(
+    release: Release, cluster: TestCluster, redis_url: str, tmp_path: Path
+) -> None:
+    """The issue's acceptance path through the bot's own workflow, with nothing but the
+    chart's ServiceAccount token to reach the cluster: request → approve → kubeconfig →
+    `kubectl get pods`; then revoke, and the kubeconfig stops working."""
+    core_api = client.CoreV1Api(cluster.api_client())
+    text = core_api.read_namespaced_config_map(release.fullname, release.namespace)
+    doc = yaml.safe_load(text.data["policy.yaml"])
+    local = [n for n, c in doc["clusters"].items() if c.get("in_cluster")]
+    # The installed policy, with its in-cluster cluster reached through the bot's token
+    # (the pod's in-cluster config) and roles kept to what is offered here.
+    doc["clusters"] = {n: {"context": "bot", "namespace": release.users_namespace} for n in local}
+    doc["roles"] = {
+        name: role for name, role in doc["roles"].items()
+        if not role.get("clusters") or set(role["clusters"]) & set(local)
+    }  # fmt: skip
+    for role in doc["roles"].values():
+        if role.get("clusters"):
+            role["clusters"] = [c for c in role["clusters"] if c in local]
+    name, _ = next(
+        (n, r) for n, r in doc["roles"].items() if r["scope"] == "namespace" and r["approvals"]
+    )
+    namespace = target_namespace(parse_policy(yaml.safe_dump(doc)).roles[name])
+    assert namespace
+    ensure_namespaces(cluster, namespace)
+    directory = default_directory()
+    for handle in doc.get("admins", []):
+        if handle.startswith("@"):
+            directory.groups.setdefault(handle[1:], set()).add("U0APPROVER")
+    doc["admins"] = [*doc.get("admins", []), "U0APPROVER"]
+    async with workflow_harness(
+        redis_url,
+        {},
+        tmp_path,
+        policy_text=yaml.safe_dump(doc),
+        directory=directory,
+        kubeconfig=release.kubeconfig,
+    ) as h:
+        spec = AccessRequestSpec(requester="U0ALICE", role=name, cluster=local[0],
+                                 namespace=namespace, duration=None, reason="deploy")  # fmt: skip
+        grant = await h.workflow.submit(spec)
+        assert grant.state == State.PENDING
+        await h.workflow.approve(grant.id, "U0APPROVER")
+        active = await h.wait_state(grant.id, State.ACTIVE, State.FAILED)
+        assert active.state == State.ACTIVE, active.failure
+        (delivery,) = h.notifier.delivered_to(grant.id)
+        path = tmp_path / "issued.kubeconfig"
+        path.write_bytes(delivery.content)
+        pods = kubectl(cluster.bin_dir, path, "get", "pods", "-n", namespace, check=False,
+                       timeout=30)  # fmt: skip
+        assert pods.returncode == 0, pods.stderr
+
+        await h.workflow.revoke(grant.id, "U0ALICE")
+        gone = await wait_for_grant(h.core, grant.id, lambda g: g.objects_gone_at is not None, 60)
+        assert gone.state == State.REVOKED
+    deadline = time.monotonic() + 30  # the apiserver caches token checks for ~10 s
+    while True:
+        after = kubectl(cluster.bin_dir, path, "get", "pods", "-n", namespace, check=False,
+                        timeout=30)  # fmt: skip
+        if after.returncode != 0:
+            break
+        assert time.monotonic() < deadline, "the revoked kubeconfig still works"
+        time.sleep(0.5)
 
 
 # A policy of its own: the `protected_namespaces` patterns and `namespaces` globs, judged
