@@ -16,6 +16,7 @@ import pytest
 from bot.lifecycle import State
 from tests.slack.support import APPROVALS, SECRET, SlackBed
 from tests.support.slack_signing import (
+    block_actions_body,
     signature,
     slash_command_body,
     view_submission_body,
@@ -255,6 +256,29 @@ async def test_replayed_request_form_creates_one_request(bed: SlackBed) -> None:
     )
     await bed.settled()  # the replay handled to its end: a second request would exist now
     assert [g.id for g in await bed.core.store.by_user("U0ALICE")] == [grant.id]
+
+
+async def test_replayed_click_is_handled_once(bed: SlackBed) -> None:
+    """A click is de-duplicated on its trigger_id too: a refused one is audited once."""
+    from tests.slack.test_flows import request_edit
+
+    grant_id = await request_edit(bed)
+    card = bed.card_for(grant_id)
+    body = block_actions_body(
+        "access_approve", grant_id, "U0BOB", APPROVALS, str(card["ts"]),
+        message=dict(card), response_url=bed.emu.new_response_url(),
+    )  # fmt: skip
+    assert (await bed.post(body)).status == 200
+    await bed.wait_response("not an approver")
+    for _ in range(2):  # the same signed bytes again
+        assert (await bed.post(body)).status == 200
+    await bed.settled()
+    refused = [
+        e
+        for e in await bed.core.store.audit_tail(500)
+        if e["event"] == "refused" and e["actor"] == "U0BOB"
+    ]
+    assert len(refused) == 1
 
 
 async def test_distinct_commands_are_not_mistaken_for_replays(bed: SlackBed) -> None:
