@@ -88,10 +88,10 @@ def parse_start(text: str) -> StartRequest:
         day, clock, offset = match.groups()
         offset = "+00:00" if offset in ("Z", "z") else offset
         try:
-            at = datetime.fromisoformat(f"{day}T{_micro(clock)}{offset}")
-        except ValueError:
+            at = datetime.fromisoformat(f"{day}T{_micro(clock)}{offset}").astimezone(UTC)
+        except (ValueError, OverflowError):  # Overflow: 0001-01-01T00:00+23:59 is in year 0
             raise _rejected(f"{given!r} is not a real date and time") from None
-        return StartRequest(given, at=at.astimezone(UTC))
+        return StartRequest(given, at=at)
     shown = given if len(given) <= 40 else f"{given[:40]}…"
     raise _rejected(f"cannot read the start time {shown!r}: give {START_FORMS}")
 

@@ -199,3 +199,52 @@ async def _whoami_eventually(cluster: TestCluster, kubeconfig: Path) -> str:
         if r.returncode == 0 or loop.time() > deadline:
             return r.stdout.strip()
         await asyncio.sleep(0.2)
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _table(heading: str) -> dict[str, list[str]]:
+    """The first table under README's ``heading``: first cell (unquoted) -> the others."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index(heading) :]
+    rows: dict[str, list[str]] = {}
+    for line in section.splitlines()[1:]:
+        if line.startswith("#"):
+            break
+        if line.startswith("| `"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[cells[0].split("`")[1]] = cells[1:]
+    return rows
+
+
+def test_readme_says_what_was_measured() -> None:
+    """README's "Which roles leave access behind" and risk-name tables are the measured
+    answers and the code's names, so the documentation cannot drift from what is proven."""
+    stated = {
+        name: cells[0] for name, cells in _table("### Which roles leave access behind").items()
+    }
+    as_listed = {
+        "view": [],
+        "edit": EDIT,
+        "admin": ADMIN,
+        "cluster-admin": MEASURED[("cluster-admin", True)],
+        "accessbot-view": [],
+        "accessbot-edit": MEASURED[("accessbot-edit", True)],
+    }
+    assert set(stated) == set(as_listed)
+    for name, risks in as_listed.items():
+        assert MEASURED[(name, True)] == risks
+        text = stated[name]
+        if name == "admin":
+            assert text == "edit's, plus " + ", ".join(r for r in ADMIN if r not in EDIT)
+        elif name == "cluster-admin":
+            assert text.startswith("every risk")
+            assert set(MEASURED[("cluster-admin", False)]) == set(rbac.RISKS)
+        else:
+            assert text == (", ".join(risks) or "none"), name
+    names = _table("**Risk names**")
+    assert list(names) == list(rbac.RISKS)
+    blocking = {name for name, cells in names.items() if cells[-1] == "yes"}
+    assert blocking == set(rbac.BLOCKING_RISKS)
+    assert {cells[-1] for cells in names.values()} == {"yes", "no"}

@@ -23,7 +23,15 @@ import pytest
 import yaml
 from kubernetes import client
 
-from bot.policy import Policy, RoleConfig, namespace_allowed, parse_policy
+from bot.lifecycle import State
+from bot.policy import (
+    AccessRequestSpec,
+    Policy,
+    RoleConfig,
+    namespace_allowed,
+    parse_policy,
+    protected_namespace,
+)
 from k8s import grants, names
 from k8s.clients import ClusterClient, ClusterRegistry, ClusterTarget, status_of
 from k8s.errors import ClusterError
@@ -41,6 +49,7 @@ from tests.deploy.chart import (
     wait_for_crd,
 )
 from tests.support.cluster import TestCluster, ensure_namespaces
+from tests.support.harness import default_directory, wait_for_grant, workflow_harness
 
 pytestmark = pytest.mark.cluster
 
@@ -924,17 +933,83 @@ async def test_a_grant_works_end_to_end_and_only_its_annotations_may_change(
     assert len(deleted) == 2, deleted
 
 
+async def test_approve_delivers_a_kubeconfig_that_works_with_the_chart_as_the_bot(
+    release: Release, cluster: TestCluster, redis_url: str, tmp_path: Path
+) -> None:
+    """The issue's acceptance path through the bot's own workflow, with nothing but the
+    chart's ServiceAccount token to reach the cluster: request → approve → kubeconfig →
+    `kubectl get pods`; then revoke, and the kubeconfig stops working."""
+    core_api = client.CoreV1Api(cluster.api_client())
+    text = core_api.read_namespaced_config_map(release.fullname, release.namespace)
+    doc = yaml.safe_load(text.data["policy.yaml"])
+    local = [n for n, c in doc["clusters"].items() if c.get("in_cluster")]
+    # The installed policy, with its in-cluster cluster reached through the bot's token
+    # (the pod's in-cluster config) and roles kept to what is offered here.
+    doc["clusters"] = {n: {"context": "bot", "namespace": release.users_namespace} for n in local}
+    doc["roles"] = {
+        name: role for name, role in doc["roles"].items()
+        if not role.get("clusters") or set(role["clusters"]) & set(local)
+    }  # fmt: skip
+    for role in doc["roles"].values():
+        if role.get("clusters"):
+            role["clusters"] = [c for c in role["clusters"] if c in local]
+    name, _ = next(
+        (n, r) for n, r in doc["roles"].items() if r["scope"] == "namespace" and r["approvals"]
+    )
+    namespace = target_namespace(parse_policy(yaml.safe_dump(doc)).roles[name])
+    assert namespace
+    ensure_namespaces(cluster, namespace)
+    directory = default_directory()
+    for handle in doc.get("admins", []):
+        if handle.startswith("@"):
+            directory.groups.setdefault(handle[1:], set()).add("U0APPROVER")
+    doc["admins"] = [*doc.get("admins", []), "U0APPROVER"]
+    async with workflow_harness(
+        redis_url,
+        {},
+        tmp_path,
+        policy_text=yaml.safe_dump(doc),
+        directory=directory,
+        kubeconfig=release.kubeconfig,
+    ) as h:
+        spec = AccessRequestSpec(requester="U0ALICE", role=name, cluster=local[0],
+                                 namespace=namespace, duration=None, reason="deploy")  # fmt: skip
+        grant = await h.workflow.submit(spec)
+        assert grant.state == State.PENDING
+        await h.workflow.approve(grant.id, "U0APPROVER")
+        active = await h.wait_state(grant.id, State.ACTIVE, State.FAILED)
+        assert active.state == State.ACTIVE, active.failure
+        (delivery,) = h.notifier.delivered_to(grant.id)
+        path = tmp_path / "issued.kubeconfig"
+        path.write_bytes(delivery.content)
+        pods = kubectl(cluster.bin_dir, path, "get", "pods", "-n", namespace, check=False,
+                       timeout=30)  # fmt: skip
+        assert pods.returncode == 0, pods.stderr
+
+        await h.workflow.revoke(grant.id, "U0ALICE")
+        gone = await wait_for_grant(h.core, grant.id, lambda g: g.objects_gone_at is not None, 60)
+        assert gone.state == State.REVOKED
+    deadline = time.monotonic() + 30  # the apiserver caches token checks for ~10 s
+    while True:
+        after = kubectl(cluster.bin_dir, path, "get", "pods", "-n", namespace, check=False,
+                        timeout=30)  # fmt: skip
+        if after.returncode != 0:
+            break
+        assert time.monotonic() < deadline, "the revoked kubeconfig still works"
+        time.sleep(0.5)
+
+
 # A policy of its own: the `protected_namespaces` patterns and `namespaces` globs, judged
 # by the apiserver's CEL engine (server-side dry runs as the chart's ServiceAccount).
 GLOB_POLICY = """\
 approvals_channel: C0APPROVALS
 admins: [U0ADMIN]
-protected_namespaces: ["infra-*", "mon?"]
+protected_namespaces: ["infra-*", "mon?", "sec-[!x]"]
 clusters:
   here: {in_cluster: true, namespace: glob-grants}
 roles:
-  view: {cluster_role: view, scope: namespace, namespaces: ["t-*", "mon?", "infra-x", "web"],
-         max_duration: 1h}
+  view: {cluster_role: view, scope: namespace, namespaces: ["t-*", "mon?", "infra-x", "web",
+         "sec-?", "u-[a-c]*"], max_duration: 1h}
   edit: {cluster_role: edit, scope: namespace, namespaces: ["t-?"], max_duration: 1h}
 """
 
@@ -968,6 +1043,41 @@ def test_namespace_patterns_are_enforced_by_the_apiserver(
         assert out.returncode == 0, out.stderr
     else:
         assert_refused(out, refusal)
+
+
+# Names at the edges of each glob form: the apiserver's CEL must decide each one as
+# the bot's own fnmatch-based rules do (a second layer that disagreed would either let
+# a compromised bot through or refuse the bot's real grants).
+GLOB_PROBES = [
+    "t-x", "tt-x", "t", "web", "web-1", "mon", "mon1", "mon12", "infra-x", "infra",
+    "sec-x", "sec-a", "sec-1", "sec-xx", "u-a", "u-c9", "u-d", "u-0", "xu-a",
+]  # fmt: skip
+
+
+def test_the_guard_and_the_bot_agree_on_every_glob(
+    glob_release: Path, cluster: TestCluster
+) -> None:
+    # The bot refuses GLOB_POLICY itself (its view role lists the protected infra-x by
+    # name); the rule is the same without that entry.
+    patterns = yaml.safe_load(GLOB_POLICY)["roles"]["view"]["namespaces"]
+    loadable = GLOB_POLICY.replace('"infra-x", ', "")
+    policy = parse_policy(loadable, bot_namespace="glob-accessbot")
+    ensure_namespaces(cluster, *GLOB_PROBES)
+    grantee = {"kind": "ServiceAccount", "name": "g", "namespace": "glob-grants"}
+    disagreements = []
+    decided = set()
+    for namespace in GLOB_PROBES:
+        bot_allows = namespace_allowed(patterns, namespace) and (
+            protected_namespace(policy, "here", namespace) is None
+        )
+        decided.add(bot_allows)
+        manifest = binding("RoleBinding", "glob-agree", "view", [grantee], namespace)
+        out = kubectl(cluster.bin_dir, glob_release, "create", "--dry-run=server", "-f", "-",
+                      stdin=manifest, check=False, timeout=30)  # fmt: skip
+        if (out.returncode == 0) != bot_allows:
+            disagreements.append((namespace, bot_allows, out.stderr.strip()))
+    assert disagreements == []
+    assert decided == {True, False}
 
 
 @pytest.fixture(scope="module")

@@ -59,6 +59,21 @@ def test_check_broken_policy_prints_key_path_and_exits_1(tmp_path: Path, redis_u
     assert "Traceback" not in r.stdout + r.stderr
 
 
+def test_check_protects_the_namespace_accessbot_namespace_names(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """The chart sets ACCESSBOT_NAMESPACE to the release namespace; a role naming it
+    is refused by the real process, as is every other protected name."""
+    policy = POLICY.replace('namespaces: ["team-*"]', 'namespaces: ["team-*", "ops"]', 1)
+    assert policy != POLICY
+    (tmp_path / "policy.yaml").write_text(policy)
+    env = {"REDIS_URL": redis_url, "SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": "s"}
+    r = accessbot("check", env={**env, "ACCESSBOT_NAMESPACE": "ops"}, cwd=tmp_path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "namespace ops is protected: AccessBot itself runs there" in r.stdout
+    assert "Traceback" not in r.stdout + r.stderr
+
+
 @pytest.mark.cluster
 def test_check_all_good_reaches_redis_and_clusters(
     tmp_path: Path, redis_url: str, cluster: TestCluster, cluster_b: TestCluster

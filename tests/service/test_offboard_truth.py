@@ -156,7 +156,10 @@ async def test_webhook_says_503_while_a_cluster_keeps_access_and_200_once_gone(
     assert dt.datetime.fromisoformat(verified["b"].replace("Z", "+00:00")) >= before
     assert await objects(bed, "b", on_b) == []
     await until_unauthorized(bed.cluster_b, kubeconfig_b)
-    # A finished call repeats harmlessly, with the same answer.
+    # A finished call repeats harmlessly, with the same answer, without the clusters:
+    # with b cut off again it still says 200.
+    assert await bed.client.offboard(BODY) == (200, body)
+    bed.proxy.faults.reset = 1.0
     assert await bed.client.offboard(BODY) == (200, body)
 
 
@@ -180,3 +183,33 @@ async def test_durable_cleanup_finishes_without_another_call(bed: Bed, tmp_path:
     status, body = await bed.client.offboard(BODY)
     assert status == 200
     assert body["verified"]["b"] == k8s_grants.rfc3339(gone.objects_gone_at)  # type: ignore[index]
+
+
+async def test_cli_offboard_exits_1_naming_what_may_remain(
+    bed: Bed, tmp_path: Path, redis_url: str
+) -> None:
+    """`accessbot offboard` tells the same truth as the webhook: exit 1, naming the
+    pending grant, while a cluster may keep access; 0 once it is gone."""
+    from tests.service.test_cli import accessbot
+
+    _, on_b, _ = await two_active_grants(bed, tmp_path)
+    policy = POLICY.replace(
+        "b: {context: b}", f'b: {{context: b, server: "{bed.cluster_b.server}"}}'
+    )
+    (tmp_path / "policy.yaml").write_text(policy)
+    env = {"REDIS_URL": redis_url, "KUBECONFIG": str(bed.h.kubeconfig)}
+    bed.proxy.faults.reset = 1.0
+    off = await asyncio.to_thread(
+        accessbot, "offboard", "--slack-user", "U0ALICE", env=env, cwd=tmp_path
+    )
+    assert off.returncode == 1, off.stdout + off.stderr
+    assert f"b/{on_b}: objects may still exist" in off.stderr
+    assert "is not finished" in off.stderr
+    assert len(await objects(bed, "b", on_b)) == 2
+
+    bed.proxy.faults.off()
+    again = await asyncio.to_thread(
+        accessbot, "offboard", "--slack-user", "U0ALICE", env=env, cwd=tmp_path
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert await objects(bed, "b", on_b) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -50,8 +51,10 @@ async def request_edit(bed: SlackBed, user: str = "U0ALICE", text: str = "fixing
 
 
 async def test_request_approve_and_use_the_kubeconfig(
-    bed: SlackBed, cluster: TestCluster, tmp_path: Path
+    bed: SlackBed, cluster: TestCluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    for ours in ("bot", "k8s"):
+        caplog.set_level(logging.DEBUG, logger=ours)
     grant_id = await request_edit(bed)
     card = bed.card_for(grant_id)
     assert buttons(card) == {
@@ -95,6 +98,10 @@ async def test_request_approve_and_use_the_kubeconfig(
     token = _token(upload.content or b"")
     everything = json.dumps([c.params for c in bed.emu.calls if c.method != UPLOAD_URL])
     assert token not in everything
+    # ...nor in the audit stream or any line the bot logged, at any level.
+    assert token not in json.dumps(await bed.core.store.audit_tail(1000))
+    assert caplog.records
+    assert token not in caplog.text
 
     # The audit channel saw every step.
     audit = " ".join(blocks_text(m) for m in bed.emu.messages(AUDIT))

@@ -16,6 +16,7 @@ import pytest
 from bot.lifecycle import State
 from tests.slack.support import APPROVALS, SECRET, SlackBed
 from tests.support.slack_signing import (
+    block_actions_body,
     signature,
     slash_command_body,
     view_submission_body,
@@ -180,6 +181,24 @@ async def test_huge_duration_in_the_request_form_is_a_field_error(bed: SlackBed)
     assert "duration" in answer["errors"]
 
 
+@pytest.mark.parametrize(
+    "at",
+    [
+        "0001-01-01T00:00+23:59",  # a real local time whose UTC instant is before year 1
+        "9999-12-31T23:59-23:59",  # ...or after year 9999
+        "2026-02-30T09:00Z",
+        "2026-12-01T09:00+99:00",
+        "9" * 4301,
+    ],
+)
+async def test_start_time_out_of_range_is_the_normal_start_reply(bed: SlackBed, at: str) -> None:
+    reply = await bed.command(f"request view -n team-a --at {at} looking at logs", "U0ALICE")
+    assert reply.status == 200
+    answer = json.dumps(reply.json())
+    assert "is not a real date and time" in answer or "cannot read the start time" in answer
+    assert await bed.core.store.by_user("U0ALICE") == []
+
+
 @pytest.mark.parametrize("namespace", ["a%2Fb", "../x", "a/b", "kube-system%2Fsecrets", "%2e%2e"])
 async def test_helm_namespace_is_checked_before_any_url(bed: SlackBed, namespace: str) -> None:
     reply = await bed.command(f"helm -n {namespace}", "U0ALICE", command="/k8s")
@@ -237,6 +256,29 @@ async def test_replayed_request_form_creates_one_request(bed: SlackBed) -> None:
     )
     await bed.settled()  # the replay handled to its end: a second request would exist now
     assert [g.id for g in await bed.core.store.by_user("U0ALICE")] == [grant.id]
+
+
+async def test_replayed_click_is_handled_once(bed: SlackBed) -> None:
+    """A click is de-duplicated on its trigger_id too: a refused one is audited once."""
+    from tests.slack.test_flows import request_edit
+
+    grant_id = await request_edit(bed)
+    card = bed.card_for(grant_id)
+    body = block_actions_body(
+        "access_approve", grant_id, "U0BOB", APPROVALS, str(card["ts"]),
+        message=dict(card), response_url=bed.emu.new_response_url(),
+    )  # fmt: skip
+    assert (await bed.post(body)).status == 200
+    await bed.wait_response("not an approver")
+    for _ in range(2):  # the same signed bytes again
+        assert (await bed.post(body)).status == 200
+    await bed.settled()
+    refused = [
+        e
+        for e in await bed.core.store.audit_tail(500)
+        if e["event"] == "refused" and e["actor"] == "U0BOB"
+    ]
+    assert len(refused) == 1
 
 
 async def test_distinct_commands_are_not_mistaken_for_replays(bed: SlackBed) -> None:

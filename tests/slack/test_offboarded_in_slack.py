@@ -65,12 +65,16 @@ async def test_offboarded_approvers_click_does_not_approve(bed: SlackBed) -> Non
     grant_id = await request_edit(bed)
     await bed.core.workflow.offboard("U0LEAD", "hr-webhook", "left")
     card = bed.card_for(grant_id)
-    assert (await bed.click("access_approve", grant_id, "U0LEAD", card, APPROVALS)).status == 200
+    # Every button of the card: approve, deny, and the one that opens the narrowing form.
+    for action in ("access_approve", "access_deny", "access_approve_narrow"):
+        assert (await bed.click(action, grant_id, "U0LEAD", card, APPROVALS)).status == 200
     await bed.wait_dm("U0LEAD", "You were offboarded")
     await bed.settled()  # a click let through would have approved (and provisioned) by now
     grant = await bed.core.store.get(grant_id)
     assert grant is not None
     assert (grant.state, grant.approvals) == (State.PENDING, ())
+    assert bed.emu.calls_to("views.open") == []
+    assert len(await refused(bed, "U0LEAD")) == 3
 
 
 async def test_extension_is_posted_to_the_audit_channel(bed: SlackBed) -> None:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from bot.policy import RequestRejected
@@ -45,6 +45,30 @@ def test_unreadable_start_is_refused_on_the_start_field(text: str) -> None:
     with pytest.raises(RequestRejected) as exc:
         parse_start(text)
     assert set(exc.value.problems) == {"start"}
+
+
+@given(
+    st.integers(0, 9999), st.integers(0, 99), st.integers(0, 99), st.integers(0, 99),
+    st.integers(0, 99), st.sampled_from(["+", "-"]), st.integers(0, 99), st.integers(0, 99),
+)  # fmt: skip
+@example(1, 1, 1, 0, 0, "+", 23, 59)
+@example(9999, 12, 31, 23, 59, "-", 23, 59)
+def test_any_rfc3339_shaped_text_is_an_instant_or_refused(
+    year: int, month: int, day: int, hour: int, minute: int, sign: str, oh: int, om: int
+) -> None:
+    """Offsets at the ends of the calendar (0001-01-01T00:00+23:59 is in year 0 in UTC)
+    are refused like any impossible date, never an OverflowError."""
+    text = f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}{sign}{oh:02d}:{om:02d}"
+    problems: set[str] = set()
+    try:
+        start = parse_start(text)
+    except RequestRejected as exc:
+        problems = set(exc.problems)
+    else:
+        assert start.at is not None
+        assert start.at.tzinfo == UTC
+        return
+    assert problems == {"start"}
 
 
 def test_wall_clock_is_today_when_still_ahead_else_tomorrow() -> None:

@@ -237,6 +237,9 @@ async def test_active_grant_whose_service_account_was_deleted_is_not_shown_activ
     assert report.vanished == [grant.id]
     revoked = await harness.wait_state(grant.id, State.REVOKED)
     assert "deleted outside AccessBot" in revoked.history[-1].reason
+    # The owner is told (the notifier's change hook is what DMs them).
+    told = [a for b, a in harness.notifier.changes if a.id == grant.id and b.state != a.state]
+    assert told[-1].state == State.REVOKED
     deadline = asyncio.get_running_loop().time() + 30
     while await objects_of(harness, grant.id):  # the orphaned binding goes too
         assert asyncio.get_running_loop().time() < deadline
