@@ -8,7 +8,8 @@ Starts what it needs itself, on 127.0.0.1 only: redis-server, kube-apiservers wi
 ``accessbot serve``. Prints one markdown table per benchmark and a summary of the issue's
 targets (met or missed, with the measured number); writes bench/results/<name>.json and
 bench/results/summary.{json,md}. Exits 1 when a benchmark failed or, in a full run, a
-target was missed. Slack is the emulator at 100 ms per call with its per-channel limit. ``--quick`` runs everything at toy scale (< 1 min) to
+target was missed. Slack is the emulator at 100 ms per call with its per-channel limit.
+``--quick`` runs everything at toy scale (< 1 min) to
 show the code works; its numbers mean nothing. ``--budget`` replaces each benchmark's
 wall-clock limit (the test suite's smoke run gives a busy machine plenty). ``--profile``
 samples the measured process with py-spy (a dev tool, not a dependency) into
