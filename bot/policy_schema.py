@@ -67,7 +67,13 @@ _ROLE_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?")
 ROLE_NAME_RULE = "letters, digits, '-', '_' and '.', starting and ending alphanumeric, at most 63"
 """The role-name rule in words, to follow "... (" and precede " characters)" in a message."""
 # Glob characters plus what a DNS-1123 label may contain.
-_NAMESPACE_PATTERN = re.compile(r"[a-z0-9*?\[\]!-]{1,63}")
+# A namespace glob: DNS-label characters, * and ?, and whole sets [...] / [!...] of them.
+# Stricter than fnmatch on purpose: the chart's admission policy turns each pattern into
+# an RE2 regex (accessbot.globToRegex), and only well-formed sets (closed, non-empty,
+# ranges in order) mean the same to both: a stray bracket or "[!]" would break the guard.
+# A set's members: characters and ranges ("a-c"); "-" alone only first or last.
+_GLOB_SET = re.compile(r"\[!?(-?(?:[a-z0-9](?:-[a-z0-9])?)+-?|-)\]")
+_NAMESPACE_PATTERN = re.compile(rf"(?:[a-z0-9*?-]|{_GLOB_SET.pattern}){{1,63}}")
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_@#*<.-]+")
 
 KeyPath = tuple[str | int, ...]
@@ -133,6 +139,21 @@ def _matches(pattern: re.Pattern[str]) -> Callable[[str], bool]:
     return lambda value: pattern.fullmatch(value) is not None
 
 
+def is_namespace_pattern(value: str) -> bool:
+    """A namespace name or glob both fnmatch and the chart's guard read the same way:
+    at most 63 characters, sets closed and non-empty, every range ``a-z`` in order."""
+    if len(value) > 63 or _NAMESPACE_PATTERN.fullmatch(value) is None:
+        return False
+    return all(_ranges_in_order(m.group(1)) for m in _GLOB_SET.finditer(value))
+
+
+def _ranges_in_order(members: str) -> bool:
+    # "-" first or last is itself a member; between two characters it is a range.
+    return all(
+        members[i - 1] <= members[i + 1] for i in range(1, len(members) - 1) if members[i] == "-"
+    )
+
+
 def _is_object_name(value: str) -> bool:
     # ClusterRole names may contain ':' (system:aggregate-to-view), so only reject
     # what can never be an object name.
@@ -179,9 +200,9 @@ ClusterRoleName = Annotated[str, _rule(_is_object_name, "invalid ClusterRole nam
 NamespacePattern = Annotated[
     str,
     _rule(
-        _matches(_NAMESPACE_PATTERN),
-        "invalid namespace pattern {!r} "
-        "(a namespace name, optionally with glob characters * ? [...])",
+        is_namespace_pattern,
+        "invalid namespace pattern {!r} (a namespace name, optionally with glob "
+        "characters * ? and closed sets [a-c] [!x])",
     ),
 ]
 RiskName = Annotated[

@@ -768,3 +768,25 @@ def test_accepts_risks_takes_exactly_the_risk_names(accepted: list[str], other: 
     assume(other not in RISKS)
     data["roles"]["edit"]["accepts_risks"] = [*accepted, other]
     assert f"roles.edit.accepts_risks[{len(accepted)}]: unknown risk" in problems_of(data)
+
+
+@pytest.mark.parametrize(
+    "pattern", ["x[!]y", "x[]y", "a]b", "a[b", "sec-[z-a]", "[a-c-e]", "[a--]"]
+)
+def test_a_glob_the_guard_would_read_otherwise_is_a_policy_error(pattern: str) -> None:
+    # The chart's admission policy turns each pattern into an RE2 regex; a stray or empty
+    # set, or a range out of order, would make that regex fail and refuse every grant.
+    for where in ("protected_namespaces", "role"):
+        data = policy_dict()
+        if where == "role":
+            data["roles"]["edit"]["namespaces"] = ["payments", pattern]
+        else:
+            data["protected_namespaces"] = [pattern]
+        assert f"invalid namespace pattern {pattern!r}" in problems_of(data)
+
+
+@pytest.mark.parametrize("pattern", ["sec-[ab]", "sec-[!x]", "u-[a-c]*", "[-a]x", "[a-]x", "t?-*"])
+def test_well_formed_globs_are_accepted(pattern: str) -> None:
+    data = policy_dict()
+    data["protected_namespaces"] = [pattern]
+    assert parse_policy(yaml.safe_dump(data)).protected_namespaces == [pattern]
