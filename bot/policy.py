@@ -34,7 +34,9 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from typing import Literal
 
+from bot.policy_checks import reason_optional
 from bot.policy_file import PolicyError, load_policy, parse_policy
+from bot.policy_protected import ALWAYS_PROTECTED, protected_namespace, protected_patterns
 from bot.policy_requests import (
     MAX_REASON_LENGTH,
     AccessRequestSpec,
@@ -49,7 +51,6 @@ from bot.policy_requests import (
     roles_on,
 )
 from bot.policy_schema import (
-    ALWAYS_PROTECTED,
     DEFAULT_NAMESPACE,
     ROLE_NAME_RULE,
     ClusterConfig,
@@ -58,8 +59,6 @@ from bot.policy_schema import (
     RoleConfig,
     Scope,
     is_role_name,
-    protected_namespace,
-    protected_patterns,
 )
 from k8s.names import DNS_LABEL_RULE, is_dns_label
 
@@ -90,6 +89,7 @@ __all__ = [
     "parse_policy",
     "protected_namespace",
     "protected_patterns",
+    "reason_optional",
     "recheck_request",
     "requestable_clusters",
     "resolve_request",

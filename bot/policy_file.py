@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from bot.errors import PermanentFailure
+from bot.policy_checks import cross_problems
 from bot.policy_schema import (
     ClusterConfig,
     Defaults,
@@ -24,7 +25,6 @@ from bot.policy_schema import (
     Policy,
     RoleConfig,
     key_path,
-    protected_literals,
 )
 
 __all__ = ["PolicyError", "load_policy", "parse_policy"]
@@ -81,13 +81,10 @@ def parse_policy(
         raise PolicyError(*(f"{source}: {line}" for line in _describe(exc))) from None
     if bot_namespace is not None:
         policy._bot_namespace = bot_namespace
-        problems = [
-            f"{source}: {key_path(path)}: {text}"
-            for name, role in policy.roles.items()
-            for path, text in protected_literals(policy, name, role)
-        ]
-        if problems:
-            raise PolicyError(*problems)
+    # Checks across keys that need the protected namespaces (the bot's own included).
+    problems = [f"{source}: {key_path(path)}: {text}" for path, text in cross_problems(policy)]
+    if problems:
+        raise PolicyError(*problems)
     return policy
 
 

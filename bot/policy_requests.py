@@ -17,8 +17,9 @@ from typing import Literal, ParamSpec, TypeVar
 
 from bot.durations import format_duration
 from bot.errors import Rejected
+from bot.policy_protected import protected_namespace
 from bot.policy_rules import reason_problem
-from bot.policy_schema import Policy, RoleConfig, Scope, protected_namespace
+from bot.policy_schema import Policy, RoleConfig, Scope
 from k8s.names import DNS_LABEL_RULE, is_dns_label
 
 __all__ = [
@@ -326,7 +327,7 @@ def _pick_duration(
 
 def _check_reason_rule(role: RoleConfig, reason: str) -> None:
     # bot.policy_rules: the role's pattern, searched for (re.search) in the reason.
-    problem = reason_problem(role, reason)
+    problem = reason_problem(role.reason, reason)
     if problem is not None:
         raise _rejected("reason", problem, f"{problem}.")
 

@@ -18,18 +18,14 @@ activation, it is revoked.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from bot.durations import Duration
 
-if TYPE_CHECKING:
-    from bot.policy_schema import KeyPath, Policy, RoleConfig
-
-__all__ = ["BreakGlassConfig", "ReasonRule", "reason_optional", "reason_problem", "unratifiable"]
+__all__ = ["BreakGlassConfig", "ReasonRule", "reason_problem"]
 
 
 def _compiles(pattern: str) -> str:
@@ -65,35 +61,14 @@ class BreakGlassConfig(_Model):
     approvals: Annotated[int, Field(ge=1)] = 1
 
 
-def reason_problem(role: RoleConfig, reason: str) -> str | None:
-    """Why ``reason`` (stripped) does not satisfy ``role``'s pattern, or None when it does.
+def reason_problem(rule: ReasonRule | None, reason: str) -> str | None:
+    """Why ``reason`` (stripped) does not satisfy a role's ``rule``, or None when it does.
 
     An empty reason is the ``required`` rule's business, not the pattern's.
     """
-    rule = role.reason
     if rule is None or rule.pattern is None or not reason:
         return None
     if re.search(rule.pattern, reason) is not None:
         return None
     hint = f" ({rule.hint})" if rule.hint else ""
     return f"The reason must match {rule.pattern}{hint}"
-
-
-def reason_optional(policy: Policy) -> bool:
-    """Whether some role lets the reason be empty (``reason.required: false``): the
-    request form's reason field is then optional, and the request check decides."""
-    return any(r.reason is not None and not r.reason.required for r in policy.roles.values())
-
-
-def unratifiable(policy: Policy, name: str, role: RoleConfig) -> Iterable[tuple[KeyPath, str]]:
-    """A break-glass role nobody could ratify (no approvers, no admins), or that needs more
-    ratifications than the named people who could give them."""
-    if role.break_glass is None:
-        return
-    pool = set(role.approvers) | set(policy.admins)
-    need = role.break_glass.approvals
-    where = ("roles", name, "break_glass", "approvals")
-    if not pool:
-        yield (where, f"needs {need} ratification(s) but nobody may ratify: add approvers")
-    elif all(not p.startswith("@") for p in pool) and len(pool) < need:
-        yield (where, f"needs {need} ratifications but only {len(pool)} people may ratify")

@@ -28,18 +28,11 @@ from pydantic import (
 )
 
 from bot.durations import Duration
-from bot.policy_protected import (
-    ALWAYS_PROTECTED,
-    protected_literals,
-    protected_namespace,
-    protected_patterns,
-)
-from bot.policy_rules import BreakGlassConfig, ReasonRule, unratifiable
+from bot.policy_rules import BreakGlassConfig, ReasonRule
 from k8s.names import DNS_LABEL_RULE, Scope, is_dns_label
 from k8s.rbac import RISKS
 
 __all__ = [
-    "ALWAYS_PROTECTED",
     "DEFAULT_NAMESPACE",
     "ROLE_NAME_RULE",
     "ClusterConfig",
@@ -50,9 +43,6 @@ __all__ = [
     "Scope",
     "is_role_name",
     "key_path",
-    "protected_literals",
-    "protected_namespace",
-    "protected_patterns",
 ]
 
 DEFAULT_NAMESPACE = "accessbot-users"
@@ -325,8 +315,8 @@ class Policy(_Model):
     clusters: Annotated[dict[ClusterName, ClusterConfig], Field(min_length=1)]
     roles: Annotated[dict[RoleName, RoleConfig], Field(min_length=1)]
     defaults: Defaults = Field(default_factory=Defaults)
-    # Never grantable, in addition to ALWAYS_PROTECTED, every cluster's users'
-    # namespace and the namespace the bot runs in (see protected_patterns).
+    # Never grantable, in addition to bot.policy_protected.ALWAYS_PROTECTED, every cluster's users'
+    # namespace and the namespace the bot runs in (bot.policy_protected).
     protected_namespaces: list[NamespacePattern] = Field(default_factory=list)
     # Who may run /k8s nodes and /k8s helm. "everyone" by default: node and
     # release status is not secret, and the person who needs it mid-incident
@@ -345,8 +335,6 @@ class Policy(_Model):
         for name, role in self.roles.items():
             problems.extend(_unknown_clusters(self, name, role))
             problems.extend(_unapprovable(self, name, role))
-            problems.extend(protected_literals(self, name, role))
-            problems.extend(unratifiable(self, name, role))
         _collect(problems)
         return self
 

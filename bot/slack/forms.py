@@ -22,11 +22,11 @@ from bot.policy import (
     Policy,
     RequestField,
     RequestRejected,
+    reason_optional,
     requestable_clusters,
     resolve_request,
     roles_on,
 )
-from bot.policy_rules import reason_optional
 from bot.slack import ids, text
 from bot.slack.blocks import PERMISSIONS_CHECKING, Permissions, allowance_blocks, context, section
 from bot.slack.form_kit import (

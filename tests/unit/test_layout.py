@@ -15,6 +15,7 @@ MAX_LINES = 400
 PURE = ("bot/agenda.py", "bot/lifecycle.py", "bot/policy.py", "bot/policy_schema.py",
         "bot/policy_requests.py", "bot/durations.py", "bot/nudge_rules.py",
         "bot/policy_protected.py", "bot/policy_rules.py", "bot/policy_breakglass.py",
+        "bot/policy_checks.py",
         "bot/extension_rules.py", "bot/narrowing.py", "bot/start_times.py")  # fmt: skip
 IO_LIBRARIES = (
     "redis", "aiohttp", "kubernetes", "slack_sdk", "slack_bolt", "asyncio", "k8s.clients",
