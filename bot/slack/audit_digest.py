@@ -38,7 +38,7 @@ from bot.models import Grant
 from bot.slack.blocks import Message, audit_message, receipt_message
 from bot.slack.blocks.digests import audit_digests
 from bot.slack.client import error_code
-from bot.slack.retry_after import TRANSIENT_SLACK_ERRORS, retry_after_seconds
+from bot.slack.retry_after import is_transient, retry_after_seconds
 
 __all__ = ["RECEIPT_EVENTS", "AuditPace", "AuditPost", "AuditSender", "audit_posts"]
 
@@ -231,7 +231,7 @@ class AuditSender:
             await self._post(message)
         except SlackApiError as exc:
             code = error_code(exc)
-            if code in TRANSIENT_SLACK_ERRORS or code.startswith("http_5"):
+            if is_transient(code):
                 await self._pause(retry_after_seconds(exc))
                 return False
             self._drop(covered)

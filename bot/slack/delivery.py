@@ -12,15 +12,11 @@ from bot.models import Grant
 from bot.slack.blocks.alerts import kubeconfig_comment, undeliverable
 from bot.slack.client import error_code
 from bot.slack.messenger import DeliveryFailed, SlackMessenger
+from bot.slack.retry_after import is_transient
 
-__all__ = ["TRANSIENT_ERRORS", "delete_kubeconfigs", "deliver_kubeconfig"]
+__all__ = ["delete_kubeconfigs", "deliver_kubeconfig"]
 
 log = logging.getLogger(__name__)
-
-# Errors worth another attempt later (the scheduler retries the delivery job).
-TRANSIENT_ERRORS = frozenset(
-    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
-)
 
 
 async def deliver_kubeconfig(
@@ -42,8 +38,8 @@ async def deliver_kubeconfig(
         )
     except SlackApiError as exc:
         code = error_code(exc)
-        if code in TRANSIENT_ERRORS:
-            raise
+        if is_transient(code):
+            raise  # the scheduler runs the delivery again later
         await messenger.trouble("send a kubeconfig", exc, grant.requester, grant)
         raise DeliveryFailed(undeliverable(code)) from None
     file = resp.get("file") or {}

@@ -24,6 +24,7 @@ from bot.slack.client import error_code
 __all__ = [
     "RATE_LIMIT_PATIENCE_SECONDS",
     "TRANSIENT_SLACK_ERRORS",
+    "is_transient",
     "patiently",
     "retry_after_seconds",
 ]
@@ -35,6 +36,14 @@ T = TypeVar("T")
 TRANSIENT_SLACK_ERRORS = frozenset(
     {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 )
+
+
+def is_transient(code: str) -> bool:
+    """Whether a Slack failure (an :func:`bot.slack.client.error_code`) is worth another
+    attempt later: a rate limit, Slack's own trouble, or an HTTP 5xx (a proxy's 503)."""
+    return code in TRANSIENT_SLACK_ERRORS or code.startswith("http_5")
+
+
 # How long one message keeps waiting out 429s before it is given up (and logged).
 RATE_LIMIT_PATIENCE_SECONDS = 900.0
 

@@ -15,9 +15,11 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
+from slack_sdk.errors import SlackApiError
 
 from bot.lifecycle import State
 from bot.slack.blocks import info_message
+from bot.slack.messenger import DeliveryFailed
 from tests.slack.support import populate
 from tests.slack.test_blocks import grant
 from tests.slack.test_directory_notifier import notifier_for
@@ -71,3 +73,17 @@ async def test_a_kubeconfig_upload_waits_out_retry_after_and_is_delivered(
     assert "s3cret" not in json.dumps(
         [c.params for c in emu.calls if c.method != "upload_url"], default=str
     )
+
+
+async def test_an_upload_answered_5xx_is_tried_again_later_not_failed(emu: SlackEmulator) -> None:
+    # A proxy's bare 503 past the client's own retries: transient, so the delivery step
+    # raises Slack's error (the scheduler runs it again) instead of DeliveryFailed, which
+    # would fail the grant for good.
+    notifier = notifier_for(emu)
+    emu.server_error("files.getUploadURLExternal", 503, times=3)
+    with pytest.raises(SlackApiError) as info:
+        await notifier.deliver_kubeconfig(grant(State.PROVISIONING), "a.kubeconfig", b"x")
+    assert not isinstance(info.value, DeliveryFailed)
+    assert emu.uploaded_files == []
+    file_id = await notifier.deliver_kubeconfig(grant(State.PROVISIONING), "a.kubeconfig", b"x")
+    assert [u.file_id for u in emu.uploaded_files] == [file_id]
