@@ -174,26 +174,29 @@ class Outbox:
         self.leading = True
         lost = asyncio.Event()
         heartbeat = asyncio.create_task(self._heartbeat(lost), name="outbox-lease")
+        ended = (stop, lost)
         try:
-            await self._claim(min_idle_ms=0)  # whatever the last drainer left, first
+            await self._claim(ended, min_idle_ms=0)  # whatever the last drainer left, first
             await self._forget_idle_consumers()
             next_claim = time.monotonic() + self.lease_seconds
-            while not (stop.is_set() or lost.is_set()):
+            while not any(e.is_set() for e in ended):
                 if not self._room.is_set():
                     await _first(self._room.wait(), stop.wait(), lost.wait())
                     continue
                 if time.monotonic() >= next_claim:
-                    await self._claim(min_idle_ms=int(self.lease_seconds * 1000))
+                    await self._claim(ended, min_idle_ms=int(self.lease_seconds * 1000))
                     next_claim = time.monotonic() + self.lease_seconds
                 read = asyncio.create_task(self._read())
-                await _first(read, stop.wait(), lost.wait())
-                if not read.done():
-                    read.cancel()  # entries it may have got stay pending: claimed later
-                    with contextlib.suppress(BaseException):
-                        await read
-                    continue
-                for entry_id, fields in read.result():
-                    self._dispatch(entry_id, fields)
+                try:
+                    await _first(read, stop.wait(), lost.wait())
+                finally:
+                    if not read.done():
+                        read.cancel()  # entries it may have got stay pending: claimed later
+                        with contextlib.suppress(BaseException):
+                            await read
+                if not read.cancelled():
+                    for entry_id, fields in read.result():
+                        self._dispatch(entry_id, fields)
         finally:
             heartbeat.cancel()
             with contextlib.suppress(BaseException):
@@ -235,10 +238,14 @@ class Outbox:
             return []
         return [(i, f) for _key, entries in found or [] for i, f in entries]
 
-    async def _claim(self, *, min_idle_ms: int) -> None:
-        """Take over entries left pending (by a drainer that died, or reads we abandoned)."""
+    async def _claim(self, ended: tuple[asyncio.Event, ...], *, min_idle_ms: int) -> None:
+        """Take over entries left pending (by a drainer that died, or reads we abandoned),
+        a batch at a time as there is room, until one of ``ended`` is set."""
         start = "0-0"
-        while True:
+        while not any(e.is_set() for e in ended):
+            if not self._room.is_set():
+                await _first(self._room.wait(), *(e.wait() for e in ended))
+                continue
             answer = await self.redis.xautoclaim(
                 self.key, GROUP, self.consumer, min_idle_ms, start_id=start, count=self._batch
             )

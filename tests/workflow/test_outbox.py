@@ -204,3 +204,33 @@ async def test_one_drainer_at_a_time_and_the_next_takes_over(redis_url: str) -> 
     assert sorted(told[lead]) == [("g1", 0, 0), ("g2", 0, 0)]
     assert told[other] == [("g1", 0, 1)]
     await redis.aclose()
+
+
+async def test_a_backlog_bigger_than_the_drainer_holds_is_told_whole_and_in_order(
+    redis_url: str,
+) -> None:
+    """Entries left pending by a dead drainer and new ones, many more than a drainer
+    keeps in memory at once (10 reads of ``batch``): all told, each grant in order."""
+    redis = redis_client(redis_url)
+    dead = Outbox(redis, recorder([]), batch=3)
+    store = store_with(redis, dead)
+    ids = [f"bulk{n}" for n in range(5)]
+    for grant_id in ids:
+        await store.create(new_grant(grant_id))
+    for n in range(1, 8):
+        for grant_id in ids:
+            await change(store, grant_id, n)
+    await redis.xgroup_create(dead.key, "tellers", id="0", mkstream=True)
+    # A drainer that read everything and died: all 40 entries pending for its consumer.
+    read = await redis.xreadgroup("tellers", "gone", {dead.key: ">"}, count=1000)
+    assert sum(len(entries) for _key, entries in read) == 40
+    for grant_id in ids:  # and more committed after it died
+        await change(store, grant_id, 8)
+    told: Told = []
+    survivor = Outbox(redis, recorder(told), lease_seconds=2.0, batch=3, concurrency=2)
+    async with draining(survivor):
+        assert await survivor.flush(PATIENCE)
+    for grant_id in ids:
+        versions = [(b, a) for g, b, a in told if g == grant_id]
+        assert versions == [(0, 0)] + [(v - 1, v) for v in range(1, 9)], versions
+    await redis.aclose()
