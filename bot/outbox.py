@@ -83,7 +83,7 @@ class Outbox:
         prefix: key prefix, as the store's. Default ``"ab"``.
         lease_seconds: how long a silent drainer keeps the lease: a crashed drainer's
             entries are told by another process after at most this long. Default 10.
-        concurrency: grants told at once. Default 16.
+        concurrency: grants told at once. Default 32.
         batch: entries read at a time. Default 100.
     """
 
@@ -94,7 +94,7 @@ class Outbox:
         *,
         prefix: str = "ab",
         lease_seconds: float = 10.0,
-        concurrency: int = 16,
+        concurrency: int = 32,
         batch: int = 100,
     ) -> None:
         if lease_seconds <= 0 or concurrency < 1 or batch < 1:
