@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from bot.agenda import Timing, plan_for
 from bot.migrations import migrate
 from bot.models import utcnow
+from bot.outbox import Outbox
 from bot.policy import Policy
 from bot.ports import Deduplicator, Directory, Notifier
 from bot.reconciler import Reconciler
@@ -31,6 +32,10 @@ from bot.workflow import Workflow
 from k8s.clients import ClusterRegistry, ClusterTarget
 
 log = logging.getLogger(__name__)
+
+# At shutdown, how long messages still in the outbox are given to be told (what is left
+# is told by another replica, or by this one when it starts again: nothing is lost).
+OUTBOX_FLUSH_SECONDS = 2.0
 
 
 def cluster_targets(policy: Policy, kubeconfig: str | None) -> dict[str, ClusterTarget]:
@@ -56,8 +61,11 @@ class Core:
     store: Store
     workflow: Workflow
     reconciler: Reconciler
+    outbox: Outbox
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _drainer: asyncio.Task[None] | None = None
+    _drain_stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     @cached_property
     def permissions(self) -> PermissionChecks:
@@ -77,24 +85,42 @@ class Core:
         return self.store
 
     def start(self) -> None:
-        """Run the scheduler worker and the reconciler in the background."""
+        """Run the scheduler worker, the reconciler and the outbox drainer in the background."""
         self._stop.clear()
         self._tasks = [
             asyncio.create_task(self.scheduler.run(self._stop), name="scheduler"),
             asyncio.create_task(self.reconciler.run(self._stop), name="reconciler"),
         ]
+        self.start_drainer()
+
+    def start_drainer(self) -> None:
+        """Tell people about committed changes (the outbox) from this process."""
+        if self._drainer is None:
+            self._drain_stop.clear()
+            self._drainer = asyncio.create_task(self.outbox.run(self._drain_stop), name="outbox")
 
     async def stop(self) -> None:
-        """Stop taking work; running steps finish or hand their leases back."""
+        """Stop taking work; running steps finish or hand their leases back. The outbox
+        drainer goes on telling what they changed (:meth:`close` stops it)."""
         self._stop.set()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
+    async def stop_drainer(self, flush_seconds: float = OUTBOX_FLUSH_SECONDS) -> None:
+        """Give the outbox ``flush_seconds`` to tell what is committed (when this process
+        drains), then stop draining; what is left is told by the next drainer."""
+        if self._drainer is not None:
+            if self.outbox.leading:
+                await self.outbox.flush(flush_seconds)
+            self._drain_stop.set()
+            await asyncio.gather(self._drainer, return_exceptions=True)
+            self._drainer = None
+
     async def close(self) -> None:
         await self.stop()
-        # Messages about ends are sent in the background (revocation never waits
-        # on Slack); give them a moment before the process goes.
+        await self.stop_drainer()
+        # The notifier's own background work (a card's permissions filled in later).
         flush = getattr(self.workflow.notifier, "flush", None)
         if flush is not None:
             await flush()
@@ -170,6 +196,8 @@ async def build_core(
     runner = StepRunner(store, plan_for(policy, timing), clock)
     workflow.register_steps(runner)
     runner.attach(scheduler)
-    store.on_change.append(notifier.grant_changed)
+    # Every change carries its message in its own transaction; the drainer tells it.
+    outbox = Outbox(redis, notifier.grant_changed, lease_seconds=scheduler.lease_seconds)
+    store.on_commit.append(outbox.add_to)
     reconciler = Reconciler(store, scheduler, registry, interval=reconcile_interval)
-    return Core(policy, redis, registry, scheduler, store, workflow, reconciler)
+    return Core(policy, redis, registry, scheduler, store, workflow, reconciler, outbox)

@@ -44,7 +44,10 @@ class Notifier(Protocol):
         """Send the kubeconfig to the requester privately; returns a delivery id."""
 
     async def grant_changed(self, before: Grant, after: Grant) -> None:
-        """Tell people about a committed change (card, requester DM, audit channel)."""
+        """Tell people about a committed change (card, requester DM, audit channel).
+
+        Called by the outbox's drainer (:mod:`bot.outbox`) after the commit, one grant's
+        changes in order; it may take as long as Slack takes, and returns once told."""
 
     async def remind(self, grant: Grant) -> None:
         """Warn the requester that the grant expires soon."""

@@ -88,6 +88,8 @@ class RequesterOffboarded(NotAllowed):
 
 
 AfterCommit = Callable[[Grant, Grant], Awaitable[None]]
+# Writes that must commit with a change, queued in its MULTI/EXEC (bot.outbox: the message).
+InCommit = Callable[[Pipeline, Grant | None, Grant], None]
 
 
 @dataclass
@@ -98,7 +100,10 @@ class Store:
     bare ``Entries`` for a process that never runs steps). ``plan``: the agenda (None: a
     read-only store; a write raises RuntimeError). ``prefix``: key prefix of the records.
     ``on_change``: hooks told ``(before, after)`` after each committed change; a failing hook
-    is logged, never undoes the change. ``clock``: the time the agenda is asked at (UTC).
+    is logged, never undoes the change. ``on_commit``: writes queued in each change's own
+    transaction (``(pipe, before, after)``; ``before`` None for a creation), such as the
+    outbox entry that tells people about it (:mod:`bot.outbox`). ``clock``: the time the
+    agenda is asked at (UTC).
     ``audit_max_age``: the audit stream's age cap, by ``wall`` (epoch seconds).
     """
 
@@ -106,6 +111,7 @@ class Store:
     scheduler: Entries
     prefix: str = "ab"
     on_change: list[AfterCommit] = field(default_factory=list)
+    on_commit: list[InCommit] = field(default_factory=list)
     plan: Plan | None = None
     clock: Callable[[], datetime] = utcnow
     audit_max_age: timedelta | None = None  # the stream's age cap (defaults.retention)
@@ -267,6 +273,8 @@ class Store:
         entries += [audit_entry(grant, step) for step in new_steps(before, grant)]
         for entry in entries:
             self._audit_add(pipe, entry)
+        for write in self.on_commit:
+            write(pipe, before, grant)
 
     def _audit_add(self, pipe: Pipeline, entry: dict[str, str]) -> None:
         # Both caps: about AUDIT_MAXLEN entries, none (about) older than audit_max_age by

@@ -131,6 +131,10 @@ async def core(settings: Settings) -> AsyncIterator[Core]:
         built = await build_core(
             policy, url, notifier=notifier, directory=directory, kubeconfig=settings.kubeconfig
         )
+        if settings.slack_bot_token is not None:
+            # Tell what the command changes (when no `serve` drains the outbox meanwhile,
+            # within the close's flush; what is left waits for the next drainer).
+            built.start_drainer()
         try:
             yield built
         finally:

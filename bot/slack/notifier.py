@@ -1,8 +1,9 @@
 """``bot.ports.Notifier`` on Slack: approval cards, requester DMs, the audit channel,
 receipts and reminders.
 
-Failures here never undo or block a state change: the store commits first and
-calls :meth:`SlackNotifier.grant_changed` afterwards, and every Slack call below
+Failures here never undo or block a state change: the store commits the change with
+its outbox entry, and a drainer calls :meth:`SlackNotifier.grant_changed` afterwards
+(:mod:`bot.outbox`), and every Slack call below
 is wrapped so that one failing message (say, the audit channel was archived)
 does not stop the others. Rate limits are honoured by the client's retry
 handlers (:func:`bot.slack.client.make_slack_client`); refusals are logged and
@@ -150,19 +151,16 @@ class SlackNotifier:
         return await deliver_kubeconfig(self._slack, grant, filename, content)
 
     async def grant_changed(self, before: Grant, after: Grant) -> None:
-        """Tell everyone about a committed change.
+        """Tell everyone about a committed change; returns once it was told.
 
-        An access grant's end and its receipt are told in the background: the
-        store calls this before the workflow goes on to delete the objects
-        and verify, and revocation must never wait on Slack. The per-grant
-        lock (FIFO) keeps the end message before the receipt.
+        Called by the outbox's drainer (:mod:`bot.outbox`), never by the code that
+        committed the change, so no access decision waits for Slack. The drainer
+        tells one grant's changes in commit order (the end before the receipt); the
+        per-grant lock keeps that order against a card's late permissions redraw.
         """
         latest = self._latest.get(after.id)
         if latest is None or latest.version <= after.version:
             self._latest[after.id] = after
-        if after.kind == "access" and after.ended:
-            self._spawn(self._changed(before, after))
-            return
         await self._changed(before, after)
 
     async def remind(self, grant: Grant) -> None:

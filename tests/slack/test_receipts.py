@@ -69,7 +69,11 @@ async def _verified(bed: SlackBed, grant_id: str, timeout: float = 60) -> Grant:
     async def check() -> Grant | None:
         g = await bed.core.store.get(grant_id)
         ok = g is not None and g.receipt is not None and g.receipt.verified
-        return g if ok and _channel_receipts(bed, grant_id) else None
+        # The verified receipt's own post (told by the outbox after the record).
+        posted = [
+            m for m in _channel_receipts(bed, grant_id) if "NOT verified" not in blocks_text(m)
+        ]
+        return g if ok and posted else None
 
     return await _until(check, f"a verified receipt for {grant_id}", timeout)
 

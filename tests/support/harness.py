@@ -165,13 +165,15 @@ async def settled(
     (provisioning, cleanup, cards, retries): once none is due, claimed, running or
     retrying, whatever the test's actions set in motion has run to its end, and an
     assertion that something did *not* happen can no longer pass merely because it
-    has not happened *yet*. ``also``: more work that must be over (Slack deliveries
+    has not happened *yet*. Every change committed so far has been told too (the
+    outbox is empty: :mod:`bot.outbox`). ``also``: more work that must be over (Slack deliveries
     still being handled, see tests/slack/support.py), checked in the same pass.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    # Slack work first: a delivery being handled may still schedule jobs.
-    while not (also() and await scheduler_idle(core)):
+    # Slack work first: a delivery being handled may still schedule jobs; the outbox
+    # last: a step's change is told after it commits.
+    while not (also() and await scheduler_idle(core) and not await core.outbox.untold()):
         assert loop.time() < deadline, f"the bot still busy after {timeout}s"
         await asyncio.sleep(0.05)
 
