@@ -181,6 +181,11 @@ class SlackNotifier:
         """DM every admin ``text`` (plain), at most once per alert interval per ``key``."""
         await self._slack.alert_admins(text, key=key)
 
+    @property
+    def audit_waiting(self) -> int:
+        """Changes queued for the audit channel and not yet posted there."""
+        return self._audit.waiting
+
     async def flush(self, budget_seconds: float = FLUSH_BUDGET_SECONDS) -> None:
         """Wait (at most ``budget_seconds``) for messages still being sent in the background."""
         started = asyncio.get_running_loop().time()

@@ -204,10 +204,15 @@ class SlackBed:
         Every delivery has been handled to its end (Bolt runs a listener on after its
         ack, so an answered request proves nothing about what the listener does next)
         and the scheduler has no work due, running or retrying
-        (:func:`tests.support.harness.settled`). The barrier before asserting that
+        (:func:`tests.support.harness.settled`), every change told and posted to the
+        audit channel. The barrier before asserting that
         something did not happen.
         """
-        await settled(self.core, lambda: not self.in_flight(), timeout)
+        notifier = self.core.workflow.notifier
+        assert isinstance(notifier, SlackNotifier)
+        # The audit channel's posts follow at its pace, after the outbox told them.
+        idle = lambda: not self.in_flight() and notifier.audit_waiting == 0  # noqa: E731
+        await settled(self.core, idle, timeout)
 
     # -- looking -------------------------------------------------------------------
 
@@ -272,6 +277,19 @@ class SlackBed:
                     return message
             assert asyncio.get_running_loop().time() < deadline, (
                 f"no DM to {user} with {needle!r}: {self.dm(user)}"
+            )
+            await asyncio.sleep(0.05)
+
+    async def wait_audit(self, *needles: str, timeout: float = PATIENCE) -> str:
+        """The audit channel's text once it holds every one of ``needles``: its posts
+        follow the change through the outbox, at the channel's pace."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            posted = " ".join(blocks_text(m) for m in self.emu.messages(AUDIT))
+            if all(n in posted for n in needles):
+                return posted
+            assert asyncio.get_running_loop().time() < deadline, (
+                f"the audit channel never said {needles!r}: {posted}"
             )
             await asyncio.sleep(0.05)
 

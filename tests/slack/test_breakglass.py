@@ -27,7 +27,6 @@ from bot.metrics import Metrics
 from bot.models import Grant
 from tests.slack.support import (
     APPROVALS,
-    AUDIT,
     POLICY,
     SlackBed,
     blocks_text,
@@ -140,7 +139,7 @@ async def test_unratified_break_glass_is_revoked_at_the_deadline(
     await bed.wait_response("Break-glass grant")
     card = await bed.wait_card(grant.id, has_ratify)
     assert "BREAK-GLASS" in blocks_text(card)
-    assert any("BREAK-GLASS" in blocks_text(m) for m in bed.emu.messages(AUDIT))
+    await bed.wait_audit("BREAK-GLASS")
     assert service_account(cluster, grant) == 200
     await bed.wait_dm("U0ALICE", "taken without approval")
     plan = bed.core.store.plan
