@@ -18,6 +18,7 @@ newer state.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import os
@@ -312,6 +313,13 @@ class Entries:
     def __init__(self, redis: aioredis.Redis, prefix: str = "ab:sched") -> None:
         self._redis = redis
         self._keys = Keys.under(prefix)
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Say that an entry due now was just committed: a worker of this process claims
+        at once instead of at its next poll (an approval's provisioning starts without
+        waiting ``poll_seconds``). Without a worker in this process, nothing happens."""
+        self._wake.set()
 
     @property
     def keys(self) -> Keys:

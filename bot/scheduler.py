@@ -57,8 +57,7 @@ LagObserver = Callable[[str, float], None]
 DeadHandler = Callable[[Job, BaseException], Awaitable[None]]
 
 # Reclaiming and finishing are bounded per call so one script never blocks Redis for long.
-_RECLAIM_LIMIT = 1000
-_FINISH_BATCH = 500
+_RECLAIM_LIMIT, _FINISH_BATCH = 1000, 500
 # Shortest pause between claims when jobs are due in a dense stream.
 _MIN_SLEEP = 0.005
 # How long to back off the worker loop when Redis itself is failing.
@@ -75,8 +74,8 @@ class Scheduler(Entries):
         worker_id: names this worker in claim tokens and logs; default host:pid:random.
         lease_seconds: how long a claim holds an entry without a heartbeat (renewed every
             third of it); a killed worker's entries run again after this; default 30.
-        poll_seconds: longest sleep between claims (entries filed by other processes are
-            seen within it); default 0.1.
+        poll_seconds: longest sleep between claims: entries filed by other processes are
+            seen within it, by this one at once (``wake``); default 0.1.
         concurrency: handlers running at once in this worker; default 64.
         clock: epoch seconds now; default ``time.time`` (tests drive their own).
         max_attempts: failed runs before an entry is dead-lettered (``Defer`` never
@@ -136,8 +135,6 @@ class Scheduler(Entries):
     def register(self, kind: str, handler: Handler) -> None:
         self._handlers[kind] = handler
 
-    # ----- worker -----
-
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and run due jobs until ``stop`` is set, then shut down gracefully."""
         heartbeat = asyncio.create_task(self._heartbeat_loop(), name="scheduler-heartbeat")
@@ -182,7 +179,9 @@ class Scheduler(Entries):
                     self._running, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED
                 )
                 continue
-            await _sleep_or_stop(stop, await self._claim_and_start(min(free, self.claim_batch)))
+            self._wake.clear()  # what was filed before this claim, the claim will see
+            pause = await self._claim_and_start(min(free, self.claim_batch))
+            await _sleep_or_stop(stop, pause, self._wake)
 
     async def _claim_and_start(self, limit: int) -> float:
         """Claim up to ``limit`` due jobs and start them; return how long to sleep next."""
@@ -392,8 +391,10 @@ class Scheduler(Entries):
         await asyncio.wait(pending, timeout=1.0)
 
 
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    if seconds <= 0:
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float, wake: asyncio.Event) -> None:
+    if seconds <= 0 or wake.is_set():
         return
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+    await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    for waiting in waits:
+        waiting.cancel()

@@ -325,6 +325,9 @@ class Store:
                     continue
 
     async def _after(self, before: Grant | None, after: Grant) -> None:
+        now = self.clock()
+        if self.plan is not None and (nxt := self.plan(after, now)) and nxt.due <= now:
+            self.scheduler.wake()  # e.g. provisioning right after the approval commits
         if before is None:
             log_entry(request_entry(after))
         for step in new_steps(before, after):

@@ -14,7 +14,13 @@ from bot.policy import AccessRequestSpec, RequestRejected
 from bot.workflow import Outcome
 from k8s import grants as k8s_grants
 from tests.support.cluster import TestCluster
-from tests.support.harness import Harness, scheduled_steps, until_step_done, wait_for_grant
+from tests.support.harness import (
+    Harness,
+    scheduled_steps,
+    until_step_done,
+    wait_for_grant,
+    workflow_harness,
+)
 from tests.support.patience import PATIENCE
 
 pytestmark = pytest.mark.cluster
@@ -304,3 +310,23 @@ async def test_overlapping_provisioning_attempts_leave_the_active_grant_working(
         kubeconfig=kubeconfig_of(harness, grant.id, tmp_path), check=False,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
+
+
+async def test_provisioning_starts_when_the_approval_commits_not_at_the_next_poll(
+    redis_url: str, cluster: TestCluster, cluster_b: TestCluster, tmp_path: Path
+) -> None:
+    # A worker that would not poll again for an hour: only the wake the store gives its
+    # own process on committing a step due now can start the approved grant's provisioning.
+    clusters = {"a": cluster, "b": cluster_b}
+    hour = {"poll_seconds": 3600.0}
+    async with workflow_harness(redis_url, clusters, tmp_path, scheduler_options=hour) as h:
+        # Once this one is active the worker has claimed and gone to sleep: nothing it
+        # holds is due within the hour.
+        first = await h.workflow.submit(spec("view", user="U0SRE1"))
+        await h.wait_state(first.id, State.ACTIVE)
+        approved = await h.workflow.submit(spec())
+        await h.workflow.approve(approved.id, "U0PL1")
+        auto = await h.workflow.submit(spec("view", user="U0BOB"))
+        for grant_id in (approved.id, auto.id):
+            await h.wait_state(grant_id, State.ACTIVE)
+            assert len(h.notifier.delivered_to(grant_id)) == 1
