@@ -18,6 +18,7 @@
         │   ├── DeliveryFailed         bot.slack.notifier: the kubeconfig cannot reach its owner
         │   └── ConfigError/PolicyError  settings or policy unusable at start-up
         ├── TransientFailure           retrying may help: back off and try again
+        │   └── MessagesDelayed        Slack did not take a change's messages now: told again later
         └── ClusterError               k8s.errors: typed by the apiserver's answer, raised
             │                          by ClusterClient.call (``status``; cause = original)
             ├── NotFound (404) ── MissingNamespaceError
@@ -42,6 +43,7 @@ from k8s.errors import ClusterError, Failure, PermanentFailure, TransientFailure
 __all__ = [
     "ClusterError",
     "Failure",
+    "MessagesDelayed",
     "NotAllowed",
     "PermanentFailure",
     "Rejected",
@@ -75,3 +77,8 @@ class UnknownGrant(Unknown):
 
 class UnknownUser(Unknown):
     """No Slack user matches this email or id."""
+
+
+class MessagesDelayed(TransientFailure):
+    """Slack did not take some of a change's messages now (unreachable, failing, or still
+    rate-limiting after the client's retries); the outbox tells the change again later."""

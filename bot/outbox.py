@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import time
 import uuid
 from collections import deque
@@ -44,6 +45,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError, ResponseError
 
+from bot.errors import TransientFailure
 from bot.models import Grant
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,8 @@ GROUP = "tellers"
 # Attempts to tell one entry when ``tell`` itself raises (a bug, not Slack: the Slack
 # notifier logs Slack's refusals and returns); then it is logged and dropped.
 TELL_ATTEMPTS = 3
+# Longest pause between two tellings of a change Slack did not take (MessagesDelayed).
+DELAYED_PAUSE_MAX_SECONDS = 60.0
 
 Tell = Callable[[Grant, Grant], Awaitable[None]]
 
@@ -161,6 +165,8 @@ class Outbox:
                         await self._lead(stop)
                 except RedisError as exc:
                     log.warning("outbox: Redis trouble (%s); trying again", exc)
+                except Exception:  # a bug must not end the telling for good
+                    log.exception("outbox: the drainer failed; trying again")
                 await _wait(stop, self.lease_seconds / 4)
         finally:
             await self._step_down()
@@ -202,6 +208,10 @@ class Outbox:
             with contextlib.suppress(BaseException):
                 await heartbeat
             self.leading = False
+            if not stop.is_set():
+                # The lease went (or Redis did): the next drainer claims what these were
+                # telling, so stop now or one grant would be told twice, out of order.
+                await self._stop_workers()
 
     async def _heartbeat(self, lost: asyncio.Event) -> None:
         last = time.monotonic()
@@ -308,20 +318,29 @@ class Outbox:
         except (KeyError, ValueError):
             log.exception("outbox: unreadable entry %s dropped", entry_id)
             return
-        for attempt in range(1, TELL_ATTEMPTS + 1):
+        failures, delays = 0, 0
+        while True:
             try:
                 await self.tell(before or after, after)
                 return
+            except TransientFailure as exc:
+                # Slack down or throttling: never given up (the entry stays pending, this
+                # grant's later changes wait behind it); other grants go on meanwhile.
+                delays += 1
+                pause = min(DELAYED_PAUSE_MAX_SECONDS, 0.5 * 2 ** min(delays, 10))
+                log.warning("outbox: %s; again in %.0f s", exc, pause,
+                            extra={"grant_id": after.id})  # fmt: skip
+                await asyncio.sleep(pause * (0.5 + random.random() / 2))  # noqa: S311
             except Exception:
+                failures += 1
                 log.exception(
                     "outbox: telling %s v%s failed (attempt %d of %d)",
-                    after.id,
-                    after.version,
-                    attempt,
-                    TELL_ATTEMPTS,
+                    after.id, after.version, failures, TELL_ATTEMPTS,
                     extra={"grant_id": after.id},
-                )
-                await asyncio.sleep(0.2 * attempt)
+                )  # fmt: skip
+                if failures >= TELL_ATTEMPTS:
+                    return  # a bug, not Slack: logged with its traceback, then given up
+                await asyncio.sleep(0.2 * failures)
 
     async def _ack(self, entry_id: str) -> None:
         """Acknowledge and delete a told entry; a failure leaves it to be told again."""
@@ -336,12 +355,15 @@ class Outbox:
                 log.warning("outbox: could not acknowledge %s (%s)", entry_id, exc)
                 await asyncio.sleep(0.2 * (attempt + 1))
 
-    async def _step_down(self) -> None:
-        """Stop telling (what is left stays pending) and free the lease for another."""
+    async def _stop_workers(self) -> None:
         workers = list(self._workers.values())
         for task in workers:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
+
+    async def _step_down(self) -> None:
+        """Stop telling (what is left stays pending) and free the lease for another."""
+        await self._stop_workers()
         with contextlib.suppress(RedisError):
             await self._release(keys=[self.lease_key], args=[self.consumer])
 

@@ -8,17 +8,18 @@ from __future__ import annotations
 import logging
 import time
 
+import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.errors import PermanentFailure
+from bot.errors import MessagesDelayed, PermanentFailure
 from bot.models import Grant, MessageRef
 from bot.policy import Policy
 from bot.slack.blocks import Message, info_message
 from bot.slack.blocks.alerts import NO_DM_CHANNEL, slack_refused
 from bot.slack.client import CONFIG_ERRORS, error_code
 from bot.slack.directory import SlackDirectory
-from bot.slack.retry_after import patiently
+from bot.slack.retry_after import is_passing, patiently
 
 __all__ = ["ALERT_INTERVAL_SECONDS", "DeliveryFailed", "SlackMessenger"]
 
@@ -88,10 +89,16 @@ class SlackMessenger:
         return MessageRef(channel=str(resp.get("channel") or channel), ts=str(resp.get("ts")))
 
     async def dm(self, user: str, message: Message) -> MessageRef | None:
-        """Send ``message`` to ``user`` privately; None (logged, alerted) when Slack refused."""
+        """Send ``message`` to ``user`` privately; None (logged, alerted) when Slack refused.
+
+        Raises what may pass (:func:`bot.slack.retry_after.is_passing`: no answer, Slack's
+        own trouble, a rate limit that outlasted the waiting), so the caller can try later.
+        """
         try:
             return await self.post(await self.dm_channel(user), message)
         except SlackClientError as exc:
+            if is_passing(exc):
+                raise
             await self.trouble("send a direct message", exc, user, None)
             return None
 
@@ -114,21 +121,33 @@ class SlackMessenger:
             if isinstance(exc, SlackApiError) and isinstance(exc.response.data, dict):
                 needed = str(exc.response.data.get("needed") or "")
             text = slack_refused(doing, where, code, needed)
-            await self.alert_admins(text, key=f"{code}:{where}")
+            try:
+                await self.alert_admins(text, key=f"{code}:{where}")
+            except MessagesDelayed:
+                log.warning("could not alert the admins that Slack refused to %s", doing)
 
     async def alert_admins(self, text: str, *, key: str) -> None:
-        """DM every admin ``text`` (plain), at most once per alert interval per ``key``."""
+        """DM every admin ``text`` (plain), at most once per alert interval per ``key``.
+
+        Raises :class:`MessagesDelayed` when some admin could not be told for a reason
+        that may pass; the alert is then not counted as given, so a retry sends it.
+        """
         now = time.monotonic()
         last = self._alerted.get(key)
         if last is not None and now - last < self._alert_interval_seconds:
             return
         self._alerted[key] = now
+        delayed = False
         for admin in await self._admins():
             try:
                 await self.post(await self.dm_channel(admin), info_message(text))
-            except SlackClientError as exc:
+            except (SlackClientError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+                delayed = delayed or is_passing(exc)
                 # Do not alert about alerting: that could loop.
                 log.error("could not alert admin %s: %s", admin, error_code(exc))
+        if delayed:
+            self._alerted.pop(key, None)
+            raise MessagesDelayed(f"an admin alert ({key}) could not be sent yet")
 
     async def _admins(self) -> list[str]:
         users: set[str] = set()

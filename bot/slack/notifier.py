@@ -18,9 +18,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
+import aiohttp
 from slack_sdk.errors import SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.errors import MessagesDelayed
 from bot.lifecycle import State
 from bot.models import Grant, MessageRef, utcnow
 from bot.nudge_rules import Nudge
@@ -31,9 +33,6 @@ from bot.slack.blocks import (
     PERMISSIONS_CHECKING,
     Message,
     Permissions,
-    allowance_file,
-    allowance_file_name,
-    allowance_fits,
     approval_card,
     ended_dm,
     receipt_dm,
@@ -41,12 +40,14 @@ from bot.slack.blocks import (
     requester_update,
 )
 from bot.slack.blocks.alerts import receipt_unverified
+from bot.slack.card_files import attach_full_list
 from bot.slack.client import error_code
 from bot.slack.delivery import delete_kubeconfigs, deliver_kubeconfig
 from bot.slack.directory import SlackDirectory
 from bot.slack.messenger import ALERT_INTERVAL_SECONDS, DeliveryFailed, SlackMessenger
 from bot.slack.nudges import post_nudge
-from bot.usecases.permissions import Allowance, PermissionChecks
+from bot.slack.retry_after import is_passing
+from bot.usecases.permissions import PermissionChecks
 
 __all__ = ["CARD_PATIENCE_SECONDS", "RECEIPT_EVENTS", "DeliveryFailed", "SlackNotifier"]
 
@@ -107,6 +108,9 @@ class SlackNotifier:
         # Process memory: after a restart the receipt DM alone says it ended.
         self._granted_dms: dict[str, MessageRef] = {}
         self._background: set[asyncio.Task[None]] = set()
+        # Parts of a change told before another part failed for a passing reason
+        # (grant id, version) -> what was done: a retry does not repeat them.
+        self._partly_told: dict[tuple[str, int], set[str]] = {}
         self._audit = AuditSender(self._post_audit_message, self._audit_refused, pace=audit_pace)
 
     def use_permissions(self, permissions: PermissionSource) -> None:
@@ -140,7 +144,7 @@ class SlackNotifier:
         if permissions is PERMISSIONS_CHECKING:
             self._spawn(self._fill_in_later(grant.id, ref, check))
         else:
-            self._spawn(self._attach_full_list(ref, permissions))
+            self._spawn(attach_full_list(self._client, ref, permissions))
         return ref
 
     async def deliver_kubeconfig(self, grant: Grant, filename: str, content: bytes) -> str:
@@ -175,11 +179,18 @@ class SlackNotifier:
 
     async def send_dm(self, user: str, message: Message) -> None:
         """Send ``message`` to ``user`` privately; failures are logged, never raised."""
-        await self._slack.dm(user, message)
+        try:
+            await self._slack.dm(user, message)
+        except (SlackClientError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+            log.warning("could not send a direct message to %s: %s", user, error_code(exc))
 
     async def alert_admins(self, text: str, *, key: str) -> None:
-        """DM every admin ``text`` (plain), at most once per alert interval per ``key``."""
-        await self._slack.alert_admins(text, key=key)
+        """DM every admin ``text`` (plain), at most once per alert interval per ``key``;
+        failures are logged, never raised."""
+        try:
+            await self._slack.alert_admins(text, key=key)
+        except MessagesDelayed as exc:
+            log.warning("%s", exc)
 
     @property
     def audit_waiting(self) -> int:
@@ -226,7 +237,7 @@ class SlackNotifier:
                 except SlackClientError as exc:
                     await self._slack.trouble("update an approval card", exc, ref.channel, grant)
                     return
-            await self._attach_full_list(ref, permissions)
+            await attach_full_list(self._client, ref, permissions)
         except Exception:
             log.exception("could not fill in the permissions of card %s", grant_id)
         finally:
@@ -235,33 +246,33 @@ class SlackNotifier:
             if grant is not None and grant.ended:
                 self._latest.pop(grant_id, None)
 
-    async def _attach_full_list(self, ref: MessageRef, permissions: Permissions) -> None:
-        """When the summary did not fit the card: the full list as a file in its thread."""
-        if not isinstance(permissions, Allowance) or not permissions.exists:
-            return
-        if allowance_fits(permissions):
-            return
-        name = allowance_file_name(permissions)
-        try:
-            await self._client.files_upload_v2(
-                channel=ref.channel,
-                thread_ts=ref.ts,
-                content=allowance_file(permissions).encode(),
-                filename=name,
-                title=name,
-            )
-        except SlackClientError as exc:
-            log.error("could not attach %s to the card: %s", name, error_code(exc))
-
     # -- the three audiences ---------------------------------------------------------------
 
     async def _changed(self, before: Grant, after: Grant) -> None:
+        """Tell the card, the requester, the audit channel and (new receipt) the receipt.
+
+        Raises :class:`MessagesDelayed` when a part failed for a reason that may pass;
+        the outbox then tells the change again, and the parts already told here are
+        not repeated. Any other failure is logged and that part given up.
+        """
+        parts: list[tuple[str, Callable[[Grant, Grant], Awaitable[None]]]] = [
+            ("update the approval card", self._update_card),
+            ("message the requester", self._tell_requester),
+            ("post to the audit channel", self._post_audit),
+        ]
+        if after.receipt is not None and after.receipt != before.receipt:
+            parts.append(("send the receipt", self._tell_receipt))
+        key = (after.id, after.version)
+        done = self._partly_told.pop(key, set())
         async with self._lock(after.id):
-            await self._guarded("update the approval card", self._update_card(before, after), after)
-            await self._guarded("message the requester", self._tell_requester(before, after), after)
-            await self._guarded("post to the audit channel", self._post_audit(before, after), after)
-            if after.receipt is not None and after.receipt != before.receipt:
-                await self._guarded("send the receipt", self._tell_receipt(before, after), after)
+            for doing, part in parts:
+                if doing not in done and await self._guarded(doing, part(before, after), after):
+                    done.add(doing)
+        if len(done) < len(parts):
+            self._partly_told[key] = done
+            raise MessagesDelayed(
+                f"Slack did not take every message of {after.id} v{after.version}"
+            )
         if after.ended and after.id not in self._filling and _nothing_more_to_tell(after):
             self._locks.pop(after.id, None)
             self._latest.pop(after.id, None)
@@ -283,6 +294,8 @@ class SlackNotifier:
                 channel=after.card.channel, ts=after.card.ts, **card.as_kwargs()
             )
         except SlackClientError as exc:
+            if is_passing(exc):
+                raise
             await self._slack.trouble("update an approval card", exc, after.card.channel, after)
 
     async def _tell_requester(self, before: Grant, after: Grant) -> None:
@@ -316,6 +329,9 @@ class SlackNotifier:
                     channel=ref.channel, ts=ref.ts, **ended_dm(after).as_kwargs()
                 )
             except SlackClientError as exc:
+                if is_passing(exc):
+                    self._granted_dms[after.id] = ref  # the retry marks it
+                    raise
                 await self._slack.trouble("mark the access DM ended", exc, ref.channel, after)
 
     async def _post_audit(self, before: Grant, after: Grant) -> None:
@@ -337,18 +353,27 @@ class SlackNotifier:
     def _lock(self, grant_id: str) -> asyncio.Lock:
         return self._locks.setdefault(grant_id, asyncio.Lock())
 
-    async def _guarded(self, doing: str, work: Awaitable[None], grant: Grant) -> None:
-        """Await ``work``; log anything it raises, so one failure never stops the rest."""
+    async def _guarded(self, doing: str, work: Awaitable[None], grant: Grant) -> bool:
+        """Await ``work``; log anything it raises, so one failure never stops the rest.
+
+        False when it failed for a reason that may pass (worth telling again later).
+        """
         try:
             await work
         except Exception as exc:
-            log.exception(
-                "could not %s for grant %s (%s)",
+            passing = is_passing(exc) or isinstance(exc, MessagesDelayed)
+            log.log(
+                logging.WARNING if passing else logging.ERROR,
+                "could not %s for grant %s (%s)%s",
                 doing,
                 grant.id,
                 error_code(exc),
+                "; telling it again later" if passing else "",
+                exc_info=not passing,
                 extra={"grant_id": grant.id},
             )
+            return not passing
+        return True
 
 
 def _on_card(grant: Grant) -> tuple[object, ...]:

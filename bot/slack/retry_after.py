@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 
 from bot.slack.client import error_code
@@ -24,6 +25,7 @@ from bot.slack.client import error_code
 __all__ = [
     "RATE_LIMIT_PATIENCE_SECONDS",
     "TRANSIENT_SLACK_ERRORS",
+    "is_passing",
     "is_transient",
     "patiently",
     "retry_after_seconds",
@@ -42,6 +44,14 @@ def is_transient(code: str) -> bool:
     """Whether a Slack failure (an :func:`bot.slack.client.error_code`) is worth another
     attempt later: a rate limit, Slack's own trouble, or an HTTP 5xx (a proxy's 503)."""
     return code in TRANSIENT_SLACK_ERRORS or code.startswith("http_5")
+
+
+def is_passing(exc: BaseException) -> bool:
+    """Whether a failed Slack call may well work later: a transient Slack answer
+    (:func:`is_transient`), or no answer at all (connection, timeout)."""
+    if isinstance(exc, SlackApiError):
+        return is_transient(error_code(exc))
+    return isinstance(exc, (aiohttp.ClientError, TimeoutError, OSError))
 
 
 # How long one message keeps waiting out 429s before it is given up (and logged).

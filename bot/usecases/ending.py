@@ -9,6 +9,7 @@ handlers of expiry, reminder and cleanup live here too.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -26,6 +27,9 @@ from k8s.errors import ClusterError
 from k8s.grants import ObjectRef
 
 log = logging.getLogger(__name__)
+
+# Slack's least time to send an expiry reminder, even when the expiry is due already.
+REMINDER_PATIENCE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -183,9 +187,21 @@ class Ending:
 
     async def on_remind(self, grant: Grant) -> None:
         """The reminder step: warn the requester, then record it was sent for this expiry
-        (a crash in between sends it again: at least once)."""
+        (a crash in between sends it again: at least once).
+
+        The expiry waits behind this step, so Slack gets only the time left until it
+        (at least REMINDER_PATIENCE_SECONDS): a throttled Slack may cost a reminder,
+        never a late revocation (say, both overdue after downtime).
+        """
         expires = grant.expires_at
-        await self.deps.notifier.remind(grant)
+        left = 0.0 if expires is None else (expires - self.deps.clock()).total_seconds()
+        try:
+            await asyncio.wait_for(
+                self.deps.notifier.remind(grant), max(left, REMINDER_PATIENCE_SECONDS)
+            )
+        except TimeoutError:
+            log.warning("the expiry reminder of %s was not sent in time", grant.id,
+                        extra={"grant_id": grant.id})  # fmt: skip
 
         def sent(g: Grant) -> Change | None:
             if g.state != State.ACTIVE or g.expires_at != expires or g.reminded_for == expires:

@@ -141,3 +141,20 @@ async def test_the_kubeconfig_upload_is_the_one_slack_call_on_the_provisioning_p
 
     await _until(audited, "the audit post about the grant")
     await bed.settled()
+
+
+async def test_messages_slack_fails_past_the_clients_retries_are_told_later(
+    bed: SlackBed,
+) -> None:
+    """Slack answers every message call with a bare 503 for longer than the client's own
+    retries last (a Slack outage, a proxy down): no end or receipt is acknowledged as
+    told and dropped; each is told again until Slack takes it, once it does."""
+    grants = await _active_grants(bed)
+    for method in MESSAGES:
+        bed.emu.server_error(method, 503, times=12)
+    await bed.core.workflow.revoke(grants[0].id, "U0ADMIN", "done")
+    await bed.core.workflow.offboard("U0ALICE", "U0ADMIN", "left the company")
+    assert await _objects_of(bed, grants) == []
+    await _told_everything(bed, grants)
+    posts = [c.status for c in bed.emu.calls if c.method == "chat.postMessage"]
+    assert posts.count(503) == 12  # every fault was met, and past them the posts went out

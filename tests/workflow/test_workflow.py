@@ -10,10 +10,13 @@ import pytest
 
 from bot.errors import NotAllowed
 from bot.lifecycle import State
+from bot.models import Grant
 from bot.policy import AccessRequestSpec, RequestRejected
+from bot.store import Change
 from bot.workflow import Outcome
 from k8s import grants as k8s_grants
 from tests.support.cluster import TestCluster
+from tests.support.doubles import RecordingNotifier
 from tests.support.harness import (
     Harness,
     scheduled_steps,
@@ -330,3 +333,38 @@ async def test_provisioning_starts_when_the_approval_commits_not_at_the_next_pol
         for grant_id in (approved.id, auto.id):
             await h.wait_state(grant_id, State.ACTIVE)
             assert len(h.notifier.delivered_to(grant_id)) == 1
+
+
+class SlackNeverAnswersReminders(RecordingNotifier):
+    """A Slack that takes a reminder DM and never answers (throttled without end)."""
+
+    async def remind(self, grant: Grant) -> None:
+        self.reminders.append(grant)
+        await asyncio.Event().wait()
+
+
+async def test_an_overdue_expiry_never_waits_on_its_reminder(
+    redis_url: str, cluster: TestCluster, cluster_b: TestCluster, tmp_path: Path
+) -> None:
+    # After downtime a grant's reminder and expiry are both overdue; the reminder goes
+    # first (the expiry is filed once it is recorded). Slack never answering it may
+    # cost the reminder, never the revocation.
+    clusters = {"a": cluster, "b": cluster_b}
+    notifier = SlackNeverAnswersReminders()
+    async with workflow_harness(redis_url, clusters, tmp_path, notifier=notifier) as h:
+        grant = await h.workflow.submit(spec("view"))
+        await h.wait_state(grant.id, State.ACTIVE)
+        assert grant.duration_s is not None
+        by = dt.timedelta(seconds=grant.duration_s + 60)  # it began a minute over its time
+
+        def earlier(g: Grant) -> Change:
+            assert g.expires_at is not None
+            history = tuple(s.model_copy(update={"at": s.at - by}) for s in g.history)
+            moved = {"expires_at": g.expires_at - by, "created_at": g.created_at - by}
+            return Change(g.model_copy(update={"history": history, **moved}))
+
+        await h.core.store.update(grant.id, earlier)
+        await h.wait_state(grant.id, State.EXPIRED)
+        assert [r.id for r in notifier.reminders] == [grant.id]
+        assert [o for o in await k8s_grants.list_managed(h.core.clusters["a"])
+                if o.grant_id == grant.id] == []  # fmt: skip
