@@ -106,6 +106,11 @@ class _Limits:
         """
         self._add_fault(method, _Reply(status, None, text="upstream connect error"), times)
 
+    def clear_faults(self) -> None:
+        """Forget every fault still queued (``fail``, ``rate_limit``, ``server_error``):
+        Slack is well again."""
+        self._faults.clear()
+
     def delay(self, method: str, seconds: float) -> None:
         """Answer every later call of ``method`` after ``seconds`` (0 turns it off)."""
         if seconds > 0:
