@@ -92,19 +92,8 @@ async def test_deliveries_answered_while_redis_hangs_and_offboarding_resumes(
             assert await post(bed, deactivated, retry_headers(1)) == 200
             status = event_callback_body(bed.emu.change_status("U0BOB"))
             assert await post(bed, status) == 200
-            # Commands and clicks are acknowledged too.
-            listing = slash_command_body(
-                "/access", "list", "U0BOB", response_url=bed.emu.new_response_url()
-            )
-            assert await post(bed, listing) == 200
-            # A form whose check reads Redis before its ack: answered all the same.
-            extend = view_submission_body(
-                "access_extend_modal",
-                {"duration": {"value": text_input("1h")}},
-                "U0BOB",
-                private_metadata=json.dumps({"grant": grant.id}),
-            )
-            assert await post(bed, extend) == 200
+            # Commands and forms (whose check reads Redis before the ack) are answered too.
+            await _command_and_form_answered(bed, grant.id)
             # The offboarding has found Redis hung (not merely queued behind it).
             await wait_logged(caplog, "offboarding U0ALICE waits for Redis", timeout=60)
         finally:
@@ -139,19 +128,25 @@ async def test_every_delivery_answered_when_redis_calls_never_return(
             assert await post(bed, status, retry_headers(1)) == 200
             deactivated = event_callback_body(bed.emu.deactivate_user("U0ALICE"), "Ev0NEVER2")
             assert await post(bed, deactivated) == 200
-            listing = slash_command_body(
-                "/access", "list", "U0BOB", response_url=bed.emu.new_response_url()
-            )
-            assert await post(bed, listing) == 200
-            extend = view_submission_body(
-                "access_extend_modal",
-                {"duration": {"value": text_input("1h")}},
-                "U0BOB",
-                private_metadata=json.dumps({"grant": grant.id}),
-            )
-            assert await post(bed, extend) == 200
+            await _command_and_form_answered(bed, grant.id)
         finally:
             os.kill(pid, signal.SIGCONT)
         # The work held up behind the stopped server goes on once it answers.
         revoked = await bed.wait_grant(grant.id, State.REVOKED, timeout=120)
         assert revoked.state == State.REVOKED
+
+
+async def _command_and_form_answered(bed: SlackBed, grant_id: str) -> None:
+    """A slash command and an extend form (its check reads Redis before the ack) are
+    both answered 200."""
+    listing = slash_command_body(
+        "/access", "list", "U0BOB", response_url=bed.emu.new_response_url()
+    )
+    assert await post(bed, listing) == 200
+    extend = view_submission_body(
+        "access_extend_modal",
+        {"duration": {"value": text_input("1h")}},
+        "U0BOB",
+        private_metadata=json.dumps({"grant": grant_id}),
+    )
+    assert await post(bed, extend) == 200
