@@ -93,7 +93,8 @@ class Reconciler:
         return report
 
     async def _cluster(self, name: str, report: ReconcileReport) -> None:
-        listed_at = self.clock()
+        # Read before the listing begins: these grants' objects existed before it did.
+        active = [g for g in await self.store.by_state(State.ACTIVE) if g.cluster == name]
         try:
             objects = await k8s_grants.list_managed(self.clusters[name])
         except ClusterError as exc:
@@ -118,33 +119,30 @@ class Reconciler:
                 Job(id=grant_id, kind=SWEEP, due=due.timestamp(), data={"cluster": name})
             )
             (report.revoked if due <= now else report.deferred).append(grant_id)
-        await self._vanished(name, by_grant, listed_at, report)
+        await self._vanished(active, by_grant, report)
 
     async def _vanished(
         self,
-        name: str,
+        active: list[Grant],
         by_grant: dict[str, list[k8s_grants.ManagedObject]],
-        listed_at: datetime,
         report: ReconcileReport,
     ) -> None:
         """An active grant whose ServiceAccount or binding is gone grants nothing: say so.
 
-        Only grants activated before the listing began count (their objects
-        existed before activation, so the listing must have seen them). The
-        grant is revoked, which tells its owner, and its remains are cleaned up (the
-        agenda's cleanup step).
+        Only ``active``, the grants read as active before the listing began, count:
+        their objects existed before it, so the listing must have seen them (no clock
+        is compared; a record whose times were rewritten changes nothing). One that
+        changed since (an extension, say) is left to the next pass. The grant is
+        revoked, which tells its owner, and its remains are cleaned up (the agenda's
+        cleanup step).
         """
         now = self.clock()
         why = "its ServiceAccount or binding was deleted outside AccessBot"
-        for grant in await self.store.by_state(State.ACTIVE):
-            if grant.cluster != name or grant.kind != "access":
+        for grant in active:
+            if grant.kind != "access":
                 continue
             kinds = {o.kind for o in by_grant.get(grant.id, [])}
             if "ServiceAccount" in kinds and kinds & {"RoleBinding", "ClusterRoleBinding"}:
-                continue
-            activated = next((s.at for s in reversed(grant.history)
-                              if s.to_state == State.ACTIVE and s.event is None), None)  # fmt: skip
-            if activated is None or activated >= listed_at:
                 continue
             version = grant.version
 
@@ -175,6 +173,9 @@ class Reconciler:
         ]
         if not stale:
             return
+        current = await self.store.get(grant.id)
+        if current is None or current.version != grant.version:
+            return  # changed since it was read (an extension wrote its own facts): next pass
         facts = k8s_grants.grant_annotations(
             grant.requester, grant.role, grant.expires_at, grant.approvals
         )

@@ -113,6 +113,8 @@ class Ending:
                 return Change(g.moved(target, actor, now, reason))
             if not g.live or (target == State.EXPIRED and g.state != State.ACTIVE):
                 return None
+            if target == State.EXPIRED and (g.expires_at is None or g.expires_at > now):
+                return None  # extended since the step was read: its new end is filed
             return Change(g.moved(target, actor, now, reason))  # next step: the cleanup
 
         return await deps.store.update(grant_id, decide)

@@ -368,3 +368,16 @@ async def test_an_overdue_expiry_never_waits_on_its_reminder(
         assert [r.id for r in notifier.reminders] == [grant.id]
         assert [o for o in await k8s_grants.list_managed(h.core.clusters["a"])
                 if o.grant_id == grant.id] == []  # fmt: skip
+
+
+async def test_an_expiry_step_read_before_an_extension_ends_nothing(harness: Harness) -> None:
+    # The step runner read the grant when its expiry was due; an extension committed
+    # before the step's own transaction: the grant lives on to its new end.
+    grant = await harness.workflow.submit(spec("view"))
+    await harness.wait_state(grant.id, State.ACTIVE)
+    stale = await harness.core.store.get(grant.id)
+    assert stale is not None
+    await harness.core.workflow.ending.on_expire(stale)  # its end is an hour away
+    live = await harness.core.store.get(grant.id)
+    assert live is not None
+    assert live.state == State.ACTIVE
