@@ -111,9 +111,14 @@ async def scheduler_idle(core: Core) -> bool:
     """
     if core.scheduler.running_count:
         return False
-    r = core.redis
     p = SCHEDULER_PREFIX
-    if await r.zcard(f"{p}:leases") or await r.zcount(f"{p}:due", "-inf", time.time() * 1000):
+    # One transaction: a claim moves an entry from due to leases atomically, and two
+    # separate reads could miss it in between (leases read before, due after).
+    async with core.redis.pipeline(transaction=True) as pipe:
+        pipe.zcard(f"{p}:leases")
+        pipe.zcount(f"{p}:due", "-inf", time.time() * 1000)
+        claimed, due = await pipe.execute()
+    if claimed or due:
         return False
     return not any(job.attempts for job in (await pending_jobs(core)).values())
 
