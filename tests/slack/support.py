@@ -45,6 +45,7 @@ from tests.support.cluster import TestCluster, free_port
 from tests.support.harness import (
     FAST_BACKOFF,
     FAST_SCHEDULER,
+    bounded_teardown,
     prepare_clusters,
     settled,
     wait_for_grant,
@@ -423,12 +424,12 @@ async def slack_bed(
     try:
         yield SlackBed(emulator, core, app, url, kubeconfig or combined, http)
     finally:
-        await http.close()
-        await runner.cleanup()
-        await core.close()
-        await slack_session.close()
+        await bounded_teardown("close the test's HTTP client", http.close())
+        await bounded_teardown("stop the Bolt HTTP server", runner.cleanup())
+        await bounded_teardown("close the core", core.close())
+        await bounded_teardown("close the Slack session", slack_session.close())
         if own_emu:
-            await emulator.stop()
+            await bounded_teardown("stop the Slack emulator", emulator.stop())
 
 
 def blocks_text(message: Mapping[str, Any]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -99,6 +100,29 @@ async def wait_for_grant(
 
 # bot.scheduler.Scheduler's default key prefix; build_core keeps it.
 SCHEDULER_PREFIX = "ab:sched"
+
+
+# How long one step of a test bed's tear-down may take (serve bounds its own shutdown).
+TEARDOWN_STEP_SECONDS = 60.0
+
+
+async def bounded_teardown(what: str, step: Awaitable[Any]) -> None:
+    """Await one tear-down ``step`` for at most TEARDOWN_STEP_SECONDS.
+
+    ``accessbot serve`` bounds its shutdown (SHUTDOWN_BUDGET); a test bed does the same,
+    so one stuck step cannot hold the suite for pytest's whole timeout. A step that runs
+    over is reported on the real stderr (past pytest's capture) with every asyncio
+    task's stack, so the hang can be read in CI's output.
+    """
+    try:
+        await asyncio.wait_for(step, TEARDOWN_STEP_SECONDS)
+    except TimeoutError:
+        out = sys.__stderr__
+        if out is None:
+            return
+        print(f"\n=== test bed tear-down: {what} ran over {TEARDOWN_STEP_SECONDS:g}s", file=out)
+        for task in asyncio.all_tasks():
+            task.print_stack(limit=12, file=out)
 
 
 async def scheduler_idle(core: Core) -> bool:
@@ -242,4 +266,4 @@ async def workflow_harness(
     try:
         yield Harness(core, notifier, directory, kubeconfig)
     finally:
-        await core.close()
+        await bounded_teardown("close the core", core.close())
