@@ -204,9 +204,11 @@ class Outbox:
                     for entry_id, fields in read.result():
                         self._dispatch(entry_id, fields)
         finally:
+            # Python 3.11's wait_for (inside redis-py's send) can swallow a cancel, and a
+            # heartbeat that lost one would renew the lease forever: ``lost`` ends it too.
+            lost.set()
             heartbeat.cancel()
-            with contextlib.suppress(BaseException):
-                await heartbeat
+            await asyncio.wait({heartbeat}, timeout=self.lease_seconds)
             self.leading = False
             if not stop.is_set():
                 # The lease went (or Redis did): the next drainer claims what these were
@@ -215,7 +217,7 @@ class Outbox:
 
     async def _heartbeat(self, lost: asyncio.Event) -> None:
         last = time.monotonic()
-        while True:
+        while not lost.is_set():
             await asyncio.sleep(self.lease_seconds / 3)
             try:
                 if not await self._take():
@@ -359,7 +361,8 @@ class Outbox:
         workers = list(self._workers.values())
         for task in workers:
             task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        if workers:  # bounded: a cancel lost in a Redis send leaves a worker to finish
+            await asyncio.wait(workers, timeout=self.lease_seconds)
 
     async def _step_down(self) -> None:
         """Stop telling (what is left stays pending) and free the lease for another."""

@@ -137,7 +137,8 @@ class Scheduler(Entries):
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and run due jobs until ``stop`` is set, then shut down gracefully."""
-        heartbeat = asyncio.create_task(self._heartbeat_loop(), name="scheduler-heartbeat")
+        done = asyncio.Event()  # ends the heartbeat even when a cancel is lost (3.11 wait_for)
+        heartbeat = asyncio.create_task(self._heartbeat_loop(done), name="scheduler-heartbeat")
         try:
             await self._claim_loop(stop)
             await self._drain(self.shutdown_grace_seconds)
@@ -146,11 +147,10 @@ class Scheduler(Entries):
             await self._drain(0.0)
             raise
         finally:
+            done.set()
             heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
-            if self._finisher is not None:
-                # Cancelled handlers may leave a flush in flight; let it land before returning.
+            await asyncio.wait([heartbeat], timeout=self.lease_seconds)
+            if self._finisher is not None:  # a flush cancelled handlers left lands first
                 await asyncio.wait([self._finisher], timeout=5.0)
 
     async def release_all(self) -> int:
@@ -345,8 +345,8 @@ class Scheduler(Entries):
             except Exception:
                 log.exception("on_dead hook failed", extra=log_extra(job))
 
-    async def _heartbeat_loop(self) -> None:
-        while True:
+    async def _heartbeat_loop(self, done: asyncio.Event) -> None:
+        while not done.is_set():
             await asyncio.sleep(self.lease_seconds / 3)
             try:
                 await self._renew(list(self._running.values()))
