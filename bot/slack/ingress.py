@@ -2,9 +2,8 @@
 Slack within its 3 s whatever happens behind.
 
 Every command and click is acknowledged before anything slow happens. With
-Bolt's default ``process_before_response=False`` the listener keeps running
-after ``ack()``; here the HTTP response goes out the moment ``ack()`` is called
-(:mod:`bot.slack.acks`, not after Bolt's 10 ms poll notices it), so Slack's 3 s
+Bolt's default ``process_before_response=False`` the HTTP response (or Socket
+Mode ack) goes out at ``ack()`` and the listener keeps running, so Slack's 3 s
 deadline holds even when an apiserver takes seconds per call. What runs before
 ``ack()`` is pure (parsing, policy checks) or a local Redis read.
 """
@@ -14,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs
 
@@ -25,7 +23,6 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
 from bot.http.signing import verify_slack
-from bot.slack.acks import AnnouncedAck
 
 __all__ = ["ANSWER_DEADLINE_SECONDS", "slack_http_handler"]
 
@@ -71,12 +68,10 @@ def slack_http_handler(
         ):
             return web.json_response({"error": "invalid request"}, status=401)
         try:
-            ack = AnnouncedAck()
             bolt_request = AsyncBoltRequest(
                 body=raw.decode("utf-8"),
                 query=request.query_string,
                 headers={k: headers.getall(k) for k in headers},
-                context={"ack": ack},
             )
         except Exception as exc:  # any parse failure of a signed body: its problem
             log.warning("unparseable Slack request: %s", exc.__class__.__name__)
@@ -86,23 +81,15 @@ def slack_http_handler(
         # references to tasks).
         background.add(dispatch)
         dispatch.add_done_callback(_settled(background))
-        given = asyncio.ensure_future(ack.given.wait())
         try:
-            await asyncio.wait(
-                (dispatch, given), timeout=answer_within_seconds, return_when=FIRST_COMPLETED
-            )
-        finally:
-            given.cancel()
-        if ack.response is not None:  # the listener's own ack: the answer, at once
-            return await to_aiohttp_response(ack.response)
-        if not dispatch.done():
+            response = await asyncio.wait_for(asyncio.shield(dispatch), answer_within_seconds)
+        except TimeoutError:
             log.warning(
                 "Slack request not answered in %.1fs; acknowledging it now", answer_within_seconds
             )
             return web.Response(status=200)
-        if dispatch.cancelled() or dispatch.exception() is not None:
-            return web.Response(status=200)  # Bolt answers its own errors: a bug of ours
-        response = dispatch.result()
+        except Exception:  # Bolt answers its own errors; this would be a bug of ours
+            return web.Response(status=200)
         return await to_aiohttp_response(response)
 
     return handle
