@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 
 from bot.lifecycle import State
+from bot.models import Grant
 from bot.redis_server import RedisProcess
 from tests.slack.support import SECRET, SlackBed, slack_bed
 from tests.support.cluster import TestCluster
@@ -78,13 +79,7 @@ async def test_deliveries_answered_while_redis_hangs_and_offboarding_resumes(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="bot.slack")
     async with slack_bed(own_redis.url, {"a": cluster, "b": cluster_b}, tmp_path) as bed:
-        await bed.command("request view -c a -n team-a -d 1h reading logs", "U0ALICE")
-        grant = await bed.only_grant("U0ALICE")
-        await bed.wait_grant(grant.id, State.ACTIVE)
-
-        pid = _pid(own_redis)
-        assert pid is not None
-        os.kill(pid, signal.SIGSTOP)
+        grant, pid = await _active_then_redis_stopped(bed, own_redis)
         try:
             deactivated = event_callback_body(bed.emu.deactivate_user("U0ALICE"), "Ev0STALL1")
             assert await post(bed, deactivated) == 200
@@ -115,13 +110,7 @@ async def test_every_delivery_answered_when_redis_calls_never_return(
     de-duplication's fallback and the HTTP layer's deadline, not from a timeout."""
     never = f"{own_redis.url}?socket_timeout=3600"
     async with slack_bed(never, {"a": cluster, "b": cluster_b}, tmp_path) as bed:
-        await bed.command("request view -c a -n team-a -d 1h reading logs", "U0ALICE")
-        grant = await bed.only_grant("U0ALICE")
-        await bed.wait_grant(grant.id, State.ACTIVE)
-
-        pid = _pid(own_redis)
-        assert pid is not None
-        os.kill(pid, signal.SIGSTOP)
+        grant, pid = await _active_then_redis_stopped(bed, own_redis)
         try:
             status = event_callback_body(bed.emu.change_status("U0BOB"), "Ev0NEVER1")
             assert await post(bed, status) == 200
@@ -150,3 +139,14 @@ async def _command_and_form_answered(bed: SlackBed, grant_id: str) -> None:
         private_metadata=json.dumps({"grant": grant_id}),
     )
     assert await post(bed, extend) == 200
+
+
+async def _active_then_redis_stopped(bed: SlackBed, redis: RedisProcess) -> tuple[Grant, int]:
+    """U0ALICE's active view grant, then the bot's redis-server SIGSTOPped; its pid."""
+    await bed.command("request view -c a -n team-a -d 1h reading logs", "U0ALICE")
+    grant = await bed.only_grant("U0ALICE")
+    await bed.wait_grant(grant.id, State.ACTIVE)
+    pid = _pid(redis)
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    return grant, pid
